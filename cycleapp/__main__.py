@@ -1,0 +1,65 @@
+"""Command line: `python -m cycleapp sizes | encode | decode | compare`."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import checkpoint as ckpts
+from . import codec
+from .classical import CODECS
+from .compare import compare, format_table
+from .imageio import load_rgb, png_bytes, write_atomic
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m cycleapp", description="CycleCodec: a learned image codec.")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("sizes", help="list the code sizes (name, code shape, typical bpp)")
+    e = sub.add_parser("encode", help="compress an image into a .cyc file")
+    e.add_argument("input")
+    e.add_argument("output")
+    e.add_argument("--code-size", required=True)
+    d = sub.add_parser("decode", help="decompress a .cyc file into a PNG")
+    d.add_argument("input")
+    d.add_argument("output")
+    c = sub.add_parser("compare", help="the cycle model against classical codecs at the same file size")
+    c.add_argument("input")
+    c.add_argument("--code-size", required=True)
+    c.add_argument("--codecs", default="jpeg,jpeg2000,webp,heif,avif",
+                   help=f"comma-separated, from {','.join(CODECS)}")
+    args = p.parse_args(argv)
+    try:
+        if args.command == "sizes":
+            paths = ckpts.available()
+            if not paths:
+                raise ValueError(f"no checkpoints found in {ckpts.checkpoint_dir()}")
+            for path in paths:
+                print(ckpts.by_name(path.stem).describe())
+        elif args.command == "encode":
+            ckpt = ckpts.by_name(args.code_size)
+            rgb = load_rgb(args.input)
+            data = codec.encode(ckpt, rgb)
+            write_atomic(args.output, data)
+            print(f"{args.output}: {len(data)} bytes, {8 * len(data) / (rgb.shape[0] * rgb.shape[1]):.4f} bpp")
+        elif args.command == "decode":
+            try:
+                with open(args.input, "rb") as f:
+                    data = f.read()
+            except OSError as err:
+                raise ValueError(f"cannot read {args.input}: {err.strerror}") from None
+            write_atomic(args.output, png_bytes(codec.decode(data)))
+        elif args.command == "compare":
+            ckpt = ckpts.by_name(args.code_size)
+            rgb = load_rgb(args.input)
+            names = [n.strip() for n in args.codecs.split(",") if n.strip()]
+            results = compare(rgb, ckpt, names)
+            print(format_table([r.row(rgb) for r in results]))
+    except (ValueError, OSError) as err:
+        message = err.strerror + f": {err.filename}" if isinstance(err, OSError) and err.strerror else err
+        print(f"error: {message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""The `.cyc` container: everything needed to decode, and a check that it arrived intact.
+
+Layout (little-endian):
+    magic b"CYC" | version u8 | checkpoint id 8 bytes | width u32 | height u32 |
+    code channels u16 | code height u16 | code width u16 | payload length u32 |
+    payload (entropy-coded, constriction ANS words) | CRC-32 of all preceding bytes u32
+"""
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+MAGIC = b"CYC"
+VERSION = 1
+_HEADER = struct.Struct("<3sB8sIIHHHI")
+_CRC = struct.Struct("<I")
+
+
+class BitstreamError(ValueError):
+    """A .cyc file that is truncated, corrupted or not a .cyc file at all."""
+
+
+@dataclass
+class CycFile:
+    checkpoint_id: bytes
+    width: int
+    height: int
+    code_shape: tuple[int, int, int]
+    payload: bytes
+
+    def to_bytes(self) -> bytes:
+        head = _HEADER.pack(MAGIC, VERSION, self.checkpoint_id, self.width, self.height,
+                            *self.code_shape, len(self.payload)) + self.payload
+        return head + _CRC.pack(zlib.crc32(head))
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "CycFile":
+        if len(data) < 4 or data[:3] != MAGIC:
+            raise BitstreamError("not a .cyc file (bad magic number)")
+        if data[3] != VERSION:
+            raise BitstreamError(f"unsupported .cyc format version {data[3]} (this build reads {VERSION})")
+        if len(data) < _HEADER.size + _CRC.size:
+            raise BitstreamError("truncated .cyc file (header incomplete)")
+        magic, version, cid, width, height, c, h, w, n = _HEADER.unpack_from(data)
+        if len(data) != _HEADER.size + n + _CRC.size:
+            raise BitstreamError(f"truncated or padded .cyc file ({len(data)} bytes, header says "
+                                 f"{_HEADER.size + n + _CRC.size})")
+        (crc,) = _CRC.unpack_from(data, len(data) - _CRC.size)
+        if zlib.crc32(data[:-_CRC.size]) != crc:
+            raise BitstreamError("corrupted .cyc file (checksum mismatch)")
+        if width < 1 or height < 1:
+            raise BitstreamError("corrupted .cyc file (empty image size)")
+        return cls(cid, width, height, (c, h, w), data[_HEADER.size:_HEADER.size + n])

@@ -1,0 +1,72 @@
+"""The learned codec: RGB pixels <-> `.cyc` bytes with one checkpoint."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import checkpoint as ckpts
+from .bitstream import BitstreamError, CycFile
+from .checkpoint import Checkpoint
+from .model import FACTOR
+
+
+def to_tensor(rgb: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (1, 3, H, W) float in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float() / 255
+
+
+def to_pixels(x: torch.Tensor) -> np.ndarray:
+    """(1, 3, H, W) float -> (H, W, 3) uint8, rounded and clipped."""
+    return (x[0].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+def _pad(x: torch.Tensor) -> torch.Tensor:
+    """Replicate-pad to a multiple of 16 on the bottom/right (works down to 1x1)."""
+    h, w = x.shape[-2:]
+    return F.pad(x, (0, -w % FACTOR, 0, -h % FACTOR), mode="replicate")
+
+
+@torch.no_grad()
+def quantized_code(ckpt: Checkpoint, rgb: np.ndarray) -> torch.Tensor:
+    """The integer code the file stores: rounded, clipped to the coding tables' range."""
+    y = ckpt.model.encode(_pad(to_tensor(rgb)), 0)
+    return ckpt.tables.clamp(torch.round(y))
+
+
+@torch.no_grad()
+def reconstruct_from_code(ckpt: Checkpoint, code: torch.Tensor, height: int, width: int) -> np.ndarray:
+    x_hat = ckpt.model.decode(code.float(), 0)
+    return to_pixels(x_hat[..., :height, :width])
+
+
+def reconstruct(ckpt: Checkpoint, rgb: np.ndarray) -> np.ndarray:
+    """The model's own quantised forward pass (no entropy coding): what decode must reproduce."""
+    return reconstruct_from_code(ckpt, quantized_code(ckpt, rgb), *rgb.shape[:2])
+
+
+def encode(ckpt: Checkpoint, rgb: np.ndarray) -> bytes:
+    """Compress an (H, W, 3) uint8 image into the bytes of a .cyc file."""
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8 or min(rgb.shape[:2]) < 1:
+        raise ValueError("expected an RGB image of shape (H, W, 3), uint8, at least 1x1")
+    code = quantized_code(ckpt, rgb)[0].to(torch.int64).numpy()
+    payload = ckpt.tables.encode(code)
+    return CycFile(ckpt.id, rgb.shape[1], rgb.shape[0], code.shape, payload).to_bytes()
+
+
+def decode(data: bytes, ckpt: Checkpoint | None = None) -> np.ndarray:
+    """Decompress .cyc bytes to (H, W, 3) uint8 pixels; finds the checkpoint by its id if not given."""
+    cyc = CycFile.from_bytes(data)
+    if ckpt is None:
+        ckpt = ckpts.by_id(cyc.checkpoint_id)
+    elif ckpt.id != cyc.checkpoint_id:
+        raise ValueError(f"this file was made by checkpoint {cyc.checkpoint_id.hex()}, "
+                         f"not by '{ckpt.name}' ({ckpt.id.hex()})")
+    expected = (ckpt.channels, -(-cyc.height // FACTOR), -(-cyc.width // FACTOR))
+    if cyc.code_shape != expected:
+        raise BitstreamError(f"corrupted .cyc file (code shape {cyc.code_shape}, expected {expected})")
+    try:
+        code = ckpt.tables.decode(cyc.payload, cyc.code_shape)
+    except Exception as e:  # constriction reports malformed streams in several ways
+        raise BitstreamError(f"corrupted .cyc payload ({e})") from None
+    return reconstruct_from_code(ckpt, torch.from_numpy(code)[None], cyc.height, cyc.width)

@@ -1,0 +1,139 @@
+"""The cycle model: a tied encoder/decoder pair, a quantiser per code size, an entropy model.
+
+Encoder (analysis):  x -> down1 (4x4 patches) -> res1 -> down2 (4x4 patches) -> res2 -> res3 -> code layer
+Decoder (synthesis): the same layers in reverse order, each run with its twin's weights transposed.
+
+One transform serves several code sizes (a nested code): the code layer emits `width` channels,
+and a code size of k channels keeps the first k of them, with its own quantisation steps,
+entropy model and rate-distortion trade-off lambda.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .entropy import FactorizedDensity
+from .layers import PatchConv, ResBlock, pca_basis, random_patches
+
+FACTOR = 16  # the code is at 1/16 of the image resolution
+
+
+@dataclass
+class CodeSize:
+    name: str
+    channels: int
+    lmbda: float
+
+
+@dataclass
+class ModelConfig:
+    width: int = 320
+    hidden1: int = 48
+    hidden2: int = 96
+    tied: bool = True
+    sizes: list[CodeSize] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        d = dict(d)
+        d["sizes"] = [CodeSize(**s) for s in d.get("sizes", [])]
+        return cls(**d)
+
+
+def initial_step(lmbda: float) -> float:
+    """A reasonable starting quantisation step for a trade-off lambda (learned afterwards)."""
+    return 0.015 / lmbda ** 0.5
+
+
+class CycleModel(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        w = config.width
+        self.down1 = PatchConv(3, 48, 4)
+        self.res1 = ResBlock(48, config.hidden1)
+        self.down2 = PatchConv(48, w, 4)
+        self.res2 = ResBlock(w, config.hidden2)
+        self.res3 = ResBlock(w, config.hidden2)
+        max_ch = max((s.channels for s in config.sizes), default=w)
+        self.code = nn.Parameter(torch.eye(max_ch, w).view(max_ch, w, 1, 1).clone())
+        self.log_steps = nn.ParameterList(
+            nn.Parameter(torch.full((s.channels,), float(torch.tensor(initial_step(s.lmbda)).log())))
+            for s in config.sizes)
+        self.densities = nn.ModuleList(FactorizedDensity(s.channels) for s in config.sizes)
+        # Untied ablation: the decoder gets its own copy of every weight.
+        self.decoder_weights = nn.ParameterDict()
+        if not config.tied:
+            self._untie()
+
+    # -- weights ---------------------------------------------------------------------------
+    def encoder_weights(self) -> dict[str, nn.Parameter]:
+        return {"down1": self.down1.weight, "res1_a": self.res1.a, "res1_b": self.res1.b,
+                "down2": self.down2.weight, "res2_a": self.res2.a, "res2_b": self.res2.b,
+                "res3_a": self.res3.a, "res3_b": self.res3.b, "code": self.code}
+
+    def _untie(self) -> None:
+        for name, p in self.encoder_weights().items():
+            self.decoder_weights[name] = nn.Parameter(p.detach().clone())
+
+    def _dec(self, name: str) -> torch.Tensor:
+        return self.decoder_weights[name] if name in self.decoder_weights else self.encoder_weights()[name]
+
+    @torch.no_grad()
+    def init_orthogonal(self, images: list[torch.Tensor], samples: int = 20000, seed: int = 0) -> None:
+        """Start from the data's principal components (a KLT, a DCT-like filter bank).
+
+        down1 is the 48-component PCA of 4x4 RGB patches (complete, orthogonal); down2 maps the
+        4x4 grid of those to the leading `width` components of the 16x16 PCA, so the tied
+        decoder reconstructs the projection of the image on them at step 0.
+        """
+        g = torch.Generator().manual_seed(seed)
+        small = pca_basis(random_patches(images, 4, samples, g))  # (48, 48)
+        self.down1.weight.copy_(small.view(48, 3, 4, 4))
+        big = pca_basis(random_patches(images, FACTOR, samples, g))[: self.config.width]  # (w, 768)
+        # Express each 16x16 basis image in down1's coordinates: (I kron W1) u.
+        self.down2.weight.copy_(F.conv2d(big.view(-1, 3, FACTOR, FACTOR), self.down1.weight, stride=4))
+        if not self.config.tied:
+            self._untie()
+
+    # -- transform -------------------------------------------------------------------------
+    def analysis(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.res1(self.down1(x - 0.5))
+        return self.res3(self.res2(self.down2(h)))
+
+    def encode(self, x: torch.Tensor, size: int) -> torch.Tensor:
+        """Continuous code of size index `size`, in units of its quantisation steps."""
+        k = self.config.sizes[size].channels
+        y = F.conv2d(self.analysis(x), self.code[:k])
+        return y / self.log_steps[size].exp().view(1, -1, 1, 1)
+
+    def decode(self, y_hat: torch.Tensor, size: int) -> torch.Tensor:
+        """Reconstruction (unclamped, in [0, 1] scale) from a quantised code."""
+        k = y_hat.shape[1]
+        d = self._dec
+        h = F.conv_transpose2d(y_hat * self.log_steps[size].exp().view(1, -1, 1, 1), d("code")[:k])
+        h = self.res3.transpose(h, d("res3_a"), d("res3_b"))
+        h = self.res2.transpose(h, d("res2_a"), d("res2_b"))
+        h = self.down2.transpose(h, d("down2"))
+        h = self.res1.transpose(h, d("res1_a"), d("res1_b"))
+        return self.down1.transpose(h, d("down1")) + 0.5
+
+    # -- training --------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, size: int, cycle: bool = True) -> dict[str, torch.Tensor]:
+        """Training pass: rate on the noisy code, distortion on the straight-through rounded code."""
+        y = self.encode(x, size)
+        noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
+        bits = -torch.log2(self.densities[size].likelihood(noisy)).sum()
+        y_hat = y + (torch.round(y) - y).detach()
+        x_hat = self.decode(y_hat, size)
+        out = {"x_hat": x_hat, "bpp": bits / (x.shape[0] * x.shape[2] * x.shape[3]),
+               "sparsity": y_hat.abs().mean()}
+        if cycle:
+            out["cycle"] = F.mse_loss(self.encode(x_hat, size), y_hat.detach())
+        return out

@@ -1,0 +1,33 @@
+"""Rate-distortion plots (matplotlib), shared by the app and `python -m train.evaluate`."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+LABELS = {"cycle": "CycleCodec", "jpeg": "JPEG", "jpeg2000": "JPEG 2000", "webp": "WebP",
+          "heif": "HEIF (HEVC)", "avif": "AVIF"}
+
+
+def rd_figure(curves: dict[str, dict], marks: dict[str, tuple[float, float]] | None = None,
+              metric: str = "psnr", title: str = ""):
+    """One curve per codec (bpp vs metric); `marks` are the matched points, drawn as stars."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=100)
+    for name, curve in curves.items():
+        points = [(b, q) for b, q in zip(curve["bpp"], curve[metric]) if q is not None]
+        if not points:
+            continue
+        line, = ax.plot(*zip(*points), marker="o", markersize=3.5,
+                        linewidth=2.2 if name == "cycle" else 1.4, label=LABELS.get(name, name))
+        if marks and name in marks and marks[name][1] is not None:
+            ax.plot(*marks[name], marker="*", markersize=14, color=line.get_color(),
+                    markeredgecolor="black", zorder=5)
+    ax.set_xlabel("bits per pixel (8 x file bytes / pixels)")
+    ax.set_ylabel({"psnr": "PSNR (dB, RGB)", "ms_ssim": "MS-SSIM"}.get(metric, metric))
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,41 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "cycleapp" / "examples"
+sys.path.insert(0, str(REPO))
+
+
+@pytest.fixture(scope="session")
+def ckpt():
+    """The smallest shipped checkpoint (the real weights, not a stand-in)."""
+    from cycleapp import checkpoint
+
+    return checkpoint.by_name(checkpoint.available()[0].stem)
+
+
+@pytest.fixture(scope="session")
+def photo():
+    from cycleapp.imageio import load_rgb
+
+    return load_rgb(EXAMPLES / "kodim23.png")
+
+
+@pytest.fixture
+def noise_image():
+    def make(h, w, seed=0):
+        rng = np.random.default_rng(seed)
+        base = np.linspace(0, 255, w, dtype=np.float64)[None, :, None] * np.ones((h, 1, 3))
+        return np.clip(base + rng.normal(0, 20, (h, w, 3)), 0, 255).astype(np.uint8)
+    return make
+
+
+def run_cli(*args, cwd=None):
+    """Run `python -m cycleapp ...` as a user would; returns the CompletedProcess."""
+    return subprocess.run([sys.executable, "-m", "cycleapp", *map(str, args)], cwd=cwd or REPO,
+                          capture_output=True, text=True, timeout=300, env=dict(os.environ, PYTHONPATH=str(REPO)))

@@ -1,0 +1,83 @@
+"""The command line as a user meets it: real files, and one clear line for every bad input."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import EXAMPLES, run_cli
+
+
+def test_sizes_lists_names_first():
+    out = run_cli("sizes")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) >= 5
+    from cycleapp import checkpoint
+    assert [line.split()[0] for line in lines] == [p.stem for p in checkpoint.available()]
+    assert all("bpp" in line for line in lines)
+
+
+def test_encode_decode_files(tmp_path, ckpt):
+    cyc, png = tmp_path / "a.cyc", tmp_path / "a.png"
+    out = run_cli("encode", EXAMPLES / "kodim23.png", cyc, "--code-size", ckpt.name)
+    assert out.returncode == 0, out.stderr
+    size = cyc.stat().st_size
+    assert f"{size} bytes" in out.stdout and f"{8 * size / (768 * 512):.4f} bpp" in out.stdout
+    assert run_cli("decode", cyc, png).returncode == 0
+    from cycleapp import codec
+    from cycleapp.imageio import load_rgb
+    assert np.array_equal(np.array(Image.open(png)), codec.reconstruct(ckpt, load_rgb(EXAMPLES / "kodim23.png")))
+
+
+def test_compare_prints_one_table(ckpt):
+    out = run_cli("compare", EXAMPLES / "kodim23.png", "--code-size", ckpt.name, "--codecs", "jpeg,jpeg2000")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert lines[0].split()[:8] == ["codec", "setting", "bytes", "bpp", "psnr", "ssim", "ms_ssim", "encode_ms"]
+    assert [line.split()[0] for line in lines[1:]] == ["cycle", "jpeg", "jpeg2000"]
+
+
+def test_compare_small_image_says_na(tmp_path, ckpt):
+    Image.new("RGB", (40, 30), (120, 40, 200)).save(tmp_path / "s.png")
+    out = run_cli("compare", tmp_path / "s.png", "--code-size", ckpt.name, "--codecs", "jpeg2000")
+    assert out.returncode == 0, out.stderr
+    assert "n/a" in out.stdout.splitlines()[1]
+
+
+def bad_inputs(tmp_path, ckpt):
+    good = tmp_path / "good.cyc"
+    assert run_cli("encode", EXAMPLES / "kodim23.png", good, "--code-size", ckpt.name).returncode == 0
+    data = good.read_bytes()
+    fake = tmp_path / "fake.png"
+    fake.write_text("not an image")
+    (tmp_path / "trunc.cyc").write_bytes(data[: len(data) // 2])
+    corrupt = bytearray(data)
+    corrupt[100] ^= 0xFF
+    (tmp_path / "corrupt.cyc").write_bytes(bytes(corrupt))
+    (tmp_path / "foreign.cyc").write_bytes((EXAMPLES / "kodim23.png").read_bytes())
+    (tmp_path / "empty.cyc").write_bytes(b"")
+    img = EXAMPLES / "kodim23.png"
+    return {
+        "missing input": ("encode", tmp_path / "nope.png", tmp_path / "o1.cyc", "--code-size", ckpt.name),
+        "unreadable image": ("encode", fake, tmp_path / "o2.cyc", "--code-size", ckpt.name),
+        "unknown code size": ("encode", img, tmp_path / "o3.cyc", "--code-size", "gigantic"),
+        "unwritable output": ("encode", img, tmp_path / "no" / "such" / "dir" / "o4.cyc", "--code-size", ckpt.name),
+        "output is a directory": ("decode", good, tmp_path),
+        "truncated cyc": ("decode", tmp_path / "trunc.cyc", tmp_path / "o5.png"),
+        "corrupted cyc": ("decode", tmp_path / "corrupt.cyc", tmp_path / "o6.png"),
+        "foreign file": ("decode", tmp_path / "foreign.cyc", tmp_path / "o7.png"),
+        "empty cyc": ("decode", tmp_path / "empty.cyc", tmp_path / "o8.png"),
+        "missing cyc": ("decode", tmp_path / "nope.cyc", tmp_path / "o9.png"),
+        "compare unknown codec": ("compare", img, "--code-size", ckpt.name, "--codecs", "gif"),
+    }
+
+
+def test_bad_input_one_line_nonzero_no_output(tmp_path, ckpt):
+    cases = bad_inputs(tmp_path, ckpt)
+    before = set(tmp_path.rglob("*"))
+    for label, args in cases.items():
+        out = run_cli(*args)
+        assert out.returncode != 0, label
+        err = out.stderr.strip()
+        assert err.startswith("error: ") and len(err.splitlines()) == 1, (label, err)
+        assert "Traceback" not in out.stderr, label
+    assert set(tmp_path.rglob("*")) == before  # nothing written, not even a partial file

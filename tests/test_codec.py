@@ -1,0 +1,79 @@
+"""Real .cyc files: bit-exact round trips, honest sizes, clear errors."""
+import numpy as np
+import pytest
+
+from cycleapp import codec
+from cycleapp.bitstream import BitstreamError, CycFile
+
+
+@pytest.mark.parametrize("h,w", [(1, 1), (1, 37), (15, 17), (33, 20), (48, 16), (64, 40)])
+def test_round_trip_is_bit_exact_for_any_size(ckpt, noise_image, h, w):
+    rgb = noise_image(h, w)
+    data = codec.encode(ckpt, rgb)
+    assert codec.encode(ckpt, rgb) == data  # same image, same bytes
+    decoded = codec.decode(data, ckpt)
+    assert decoded.shape == (h, w, 3) and decoded.dtype == np.uint8
+    assert np.array_equal(decoded, codec.decode(data, ckpt))  # same pixels every time
+    assert np.array_equal(decoded, codec.reconstruct(ckpt, rgb))  # what the model itself gives
+
+
+def test_photo_round_trip_and_size(ckpt, photo):
+    data = codec.encode(ckpt, photo)
+    cyc = CycFile.from_bytes(data)
+    assert (cyc.width, cyc.height) == (768, 512)
+    assert cyc.code_shape == (ckpt.channels, 32, 48)
+    assert len(data) < photo.nbytes / 8  # it really compresses
+    assert np.array_equal(codec.decode(data), codec.reconstruct(ckpt, photo))  # checkpoint found by id
+
+
+def test_portrait(ckpt, noise_image):
+    rgb = noise_image(80, 30)
+    assert np.array_equal(codec.decode(codec.encode(ckpt, rgb), ckpt), codec.reconstruct(ckpt, rgb))
+
+
+def test_bpp_is_whole_file_bytes(ckpt, photo):
+    from cycleapp.compare import run_cycle
+
+    result = run_cycle(ckpt, photo)
+    row = result.row(photo)
+    assert row["bytes"] == len(result.data)
+    assert row["bpp"] == 8 * len(result.data) / (768 * 512)
+
+
+def test_header_fields_are_checked(ckpt, photo):
+    data = bytearray(codec.encode(ckpt, photo))
+    with pytest.raises(BitstreamError, match="magic"):
+        codec.decode(b"GIF89a" + bytes(data[6:]), ckpt)
+    with pytest.raises(BitstreamError, match="truncated"):
+        codec.decode(bytes(data[:-10]), ckpt)
+    with pytest.raises(BitstreamError, match="truncated"):
+        codec.decode(bytes(data[:20]), ckpt)
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0x10
+    with pytest.raises(BitstreamError, match="checksum"):
+        codec.decode(bytes(flipped), ckpt)
+    version = bytearray(data)
+    version[3] = 99
+    with pytest.raises(BitstreamError, match="version"):
+        codec.decode(bytes(version), ckpt)
+
+
+def test_other_checkpoint_is_a_clear_error(ckpt, photo):
+    from cycleapp import checkpoint
+
+    data = codec.encode(ckpt, photo)
+    other = checkpoint.by_name(checkpoint.available()[1].stem)
+    with pytest.raises(ValueError, match="made by checkpoint"):
+        codec.decode(data, other)
+    foreign = CycFile.from_bytes(data)
+    foreign.checkpoint_id = bytes(8)
+    with pytest.raises(ValueError, match="not installed"):
+        codec.decode(foreign.to_bytes())
+
+
+def test_tables_are_stored_not_recomputed(ckpt):
+    """Coding uses the exported tables; they match what the density gives (to float32)."""
+    offsets, lengths, probs = ckpt.model.densities[0].tables()
+    assert np.array_equal(offsets.numpy(), ckpt.tables.offsets)
+    assert np.array_equal(lengths.numpy(), ckpt.tables.lengths)
+    assert np.array_equal(probs.double().numpy(), ckpt.tables.probabilities)

@@ -1,0 +1,77 @@
+"""Export a training run to the shipped checkpoint files: `python -m train.export RUN_DIR`.
+
+Each code size becomes a standalone NAME.safetensors + NAME.json holding the shared transform,
+that size's quantisation steps and entropy model, its fixed coding tables, and the Kodak
+bpp/PSNR measured on the exported file format at export time.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from cycleapp.checkpoint import Checkpoint, checkpoint_dir, save_checkpoint
+from cycleapp.entropy import CodingTables
+from cycleapp.model import CycleModel, ModelConfig
+
+
+def single_size(model: CycleModel, index: int) -> CycleModel:
+    """A model holding only code size `index` of a nested model (code layer cut to its channels)."""
+    cfg = model.config
+    size = cfg.sizes[index]
+    single = CycleModel(ModelConfig(cfg.width, cfg.hidden1, cfg.hidden2, cfg.tied, [size]))
+    state = {}
+    for key, value in model.state_dict().items():
+        parts = key.split(".")
+        if parts[0] in ("log_steps", "densities"):
+            if int(parts[1]) != index:
+                continue
+            key = ".".join([parts[0], "0", *parts[2:]])
+        elif parts[-1] == "code":
+            value = value[: size.channels]
+        state[key] = value.clone()
+    single.load_state_dict(state)
+    return single.eval().requires_grad_(False)
+
+
+def as_checkpoint(model: CycleModel, index: int) -> Checkpoint:
+    """An in-memory checkpoint (tables computed now) for validation during training."""
+    single = single_size(model, index)
+    return Checkpoint(single.config.sizes[0].name, single, CodingTables(*single.densities[0].tables()),
+                      {}, bytes(8))
+
+
+def load_run(run_dir: Path) -> tuple[CycleModel, dict]:
+    state = torch.load(Path(run_dir) / "state.pt", map_location="cpu", weights_only=True)
+    model = CycleModel(ModelConfig.from_dict(state["config"]))
+    model.load_state_dict(state["model"])
+    return model, state
+
+
+def main(argv=None) -> None:
+    from train.evaluate import kodak_dir, measure_checkpoint  # evaluation needs the codec stack
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("run", type=Path, help="training run directory (holds state.pt)")
+    p.add_argument("--out", type=Path, default=checkpoint_dir())
+    args = p.parse_args(argv)
+    model, state = load_run(args.run)
+    for i, size in enumerate(model.config.sizes):
+        meta = {"steps": state["step"], "lambda": size.lmbda, "train_data": state["args"]["data"],
+                "train_args": state["args"]}
+        path = save_checkpoint(single_size(model, i), meta, args.out, size.name)
+        if kodak_dir():
+            from cycleapp.checkpoint import load_checkpoint
+            result = measure_checkpoint(load_checkpoint(path), kodak_dir())
+            meta_path = path.with_suffix(".json")
+            full = json.loads(meta_path.read_text())
+            full["kodak"] = {"bpp": result["bpp"], "psnr": result["psnr"], "images": result["images"]}
+            meta_path.write_text(json.dumps(full, indent=2) + "\n")
+            print(f"{size.name}: {result['bpp']:.3f} bpp, {result['psnr']:.2f} dB on Kodak")
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

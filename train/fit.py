@@ -1,0 +1,202 @@
+"""Train the cycle model: `python -m train.fit --out runs/main` (resumable with --resume).
+
+Loss = lambda * 255^2 * MSE (or 1 - MS-SSIM) + bpp + beta * cycle + gamma * sparsity,
+one code size per step in turn (a nested code: every size shares the transform).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from pytorch_msssim import ms_ssim
+from tqdm import tqdm
+
+from cycleapp.model import CodeSize, CycleModel, ModelConfig
+from train.data import CropSampler, default_train_dir, load_images
+from train.evaluate import kodak_dir, measure_checkpoint
+from train.export import as_checkpoint
+
+# The shipped code sizes: (name, code channels, lambda). Smaller codes for lower rates.
+SIZES = {
+    "tiny": CodeSize("tiny", 64, 0.0018),
+    "small": CodeSize("small", 96, 0.0035),
+    "medium": CodeSize("medium", 160, 0.0067),
+    "large": CodeSize("large", 224, 0.013),
+    "huge": CodeSize("huge", 320, 0.025),
+}
+MS_SSIM_SCALE = 1000.0  # puts (1 - MS-SSIM) on roughly the scale of 255^2 * MSE
+MS_SSIM_WEIGHTS = [0.0448, 0.2856, 0.3001, 0.2363]  # four scales: fits 128-pixel crops
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", default=",".join(SIZES), help="comma-separated code sizes to train")
+    p.add_argument("--steps", type=int, default=100_000, help="total steps (a resumed run continues to it)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--patch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-4, help="transform learning rate (entropy model and steps: 30x)")
+    p.add_argument("--data", type=Path, default=default_train_dir())
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=Path("runs/main"))
+    p.add_argument("--resume", action="store_true", help="continue from OUT/state.pt")
+    p.add_argument("--width", type=int, default=320, help="channels of the widest code")
+    p.add_argument("--untied", action="store_true", help="ablation: decoder with its own weights")
+    p.add_argument("--beta", type=float, default=0.1, help="cycle-consistency weight (0: no cycle pass)")
+    p.add_argument("--gamma", type=float, default=1e-3, help="L1 sparsity weight on the code")
+    p.add_argument("--distortion", default="mse", choices=["mse", "ms-ssim"])
+    p.add_argument("--val-every", type=int, default=1000, help="steps between Kodak validations")
+    p.add_argument("--val-images", type=int, default=4)
+    p.add_argument("--save-minutes", type=float, default=5.0)
+    return p.parse_args(argv)
+
+
+def learning_rate(base: float, step: int, total: int) -> float:
+    """Short warm-up, constant, then a cosine decay over the last 20 % of the run."""
+    warm = min(1.0, (step + 1) / 200)
+    tail = max(0.0, (step - 0.8 * total) / (0.2 * total))
+    return base * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * tail)))
+
+
+def save_state(path: Path, model, opt, step: int, args, sampler: CropSampler) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                "config": model.config.to_dict(), "args": {k: str(v) if isinstance(v, Path) else v
+                                                          for k, v in vars(args).items()},
+                "rng": sampler.g.get_state(), "torch_rng": torch.get_rng_state()}, tmp)
+    os.replace(tmp, path)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    distributed = "WORLD_SIZE" in os.environ
+    if distributed:
+        dist.init_process_group("nccl" if args.device == "cuda" else "gloo")
+    rank = dist.get_rank() if distributed else 0
+    device = torch.device(args.device, int(os.environ.get("LOCAL_RANK", 0))) if args.device == "cuda" \
+        else torch.device("cpu")
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed + rank)
+    args.out.mkdir(parents=True, exist_ok=True)
+    state_path = args.out / "state.pt"
+
+    images = load_images(args.data, args.patch_size)
+    sampler = CropSampler(images, args.patch_size, torch.Generator().manual_seed(args.seed + rank))
+    state = torch.load(state_path, map_location="cpu", weights_only=True) \
+        if args.resume and state_path.exists() else None
+    if state:
+        model = CycleModel(ModelConfig.from_dict(state["config"]))
+        model.load_state_dict(state["model"])
+    else:
+        sizes = [SIZES[n] for n in args.sizes.split(",")]
+        model = CycleModel(ModelConfig(width=args.width, tied=not args.untied, sizes=sizes))
+        model.init_orthogonal([i.float() / 255 for i in images[:64]], seed=args.seed)
+    model.to(device)
+    entropy_params = [p for n, p in model.named_parameters() if n.startswith(("densities", "log_steps"))]
+    transform_params = [p for n, p in model.named_parameters() if not n.startswith(("densities", "log_steps"))]
+    opt = torch.optim.Adam([{"params": transform_params, "scale": 1.0},
+                            {"params": entropy_params, "scale": 30.0}], lr=args.lr)
+    step = 0
+    if not state:
+        fit_densities(model, sampler, args, device)
+    if state:
+        opt.load_state_dict(state["optimizer"])
+        step = state["step"]
+        sampler.g.set_state(state["rng"])
+        torch.set_rng_state(state["torch_rng"])
+    net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if distributed else model
+
+    stop = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    log = open(args.out / "log.jsonl", "a") if rank == 0 else None
+    sizes = model.config.sizes
+    last_save = time.time()
+    bar = tqdm(total=args.steps, initial=step, disable=rank != 0, dynamic_ncols=True)
+    t0, steps_at_t0 = time.time(), step
+    while step < args.steps and not stop["now"]:
+        index = step % len(sizes)
+        lmbda = sizes[index].lmbda
+        for g in opt.param_groups:
+            g["lr"] = learning_rate(args.lr, step, args.steps) * g["scale"]
+        x = sampler.batch(args.batch_size).to(device)
+        out = net(x, index, cycle=args.beta > 0)
+        mse = F.mse_loss(out["x_hat"], x)
+        if args.distortion == "mse":
+            distortion = 255 ** 2 * mse
+        else:
+            distortion = MS_SSIM_SCALE * (1 - ms_ssim(out["x_hat"].clamp(0, 1), x, data_range=1.0,
+                                                      weights=MS_SSIM_WEIGHTS))
+        cycle = out.get("cycle", torch.zeros((), device=device))
+        loss = lmbda * distortion + out["bpp"] + args.beta * cycle + args.gamma * out["sparsity"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        if rank != 0:
+            continue
+        psnr = -10 * math.log10(max(mse.item(), 1e-10))
+        bar.update(1)
+        bar.set_postfix(size=sizes[index].name, loss=f"{loss.item():.3f}", bpp=f"{out['bpp'].item():.3f}",
+                        psnr=f"{psnr:.2f}")
+        if step % 50 == 0:
+            rate = (step - steps_at_t0) / (time.time() - t0) * 3600
+            log.write(json.dumps({"step": step, "size": sizes[index].name, "loss": loss.item(),
+                                  "distortion": distortion.item(), "bpp_estimate": out["bpp"].item(),
+                                  "psnr": psnr, "cycle": cycle.item(), "sparsity": out["sparsity"].item(),
+                                  "lr": opt.param_groups[0]["lr"], "steps_per_hour": rate}) + "\n")
+            log.flush()
+        if args.val_every and step % args.val_every == 0 and kodak_dir():
+            validate(model, step, args, log)
+        if time.time() - last_save > args.save_minutes * 60:
+            save_state(state_path, model, opt, step, args, sampler)
+            last_save = time.time()
+    if rank == 0:
+        save_state(state_path, model, opt, step, args, sampler)
+        bar.close()
+        print(f"saved {state_path} at step {step}")
+    if distributed:
+        dist.destroy_process_group()
+
+
+def fit_densities(model: CycleModel, sampler: CropSampler, args, device, iterations: int = 300) -> None:
+    """Fit each entropy model to the initial code before training starts (encoder frozen, cheap).
+
+    A fresh density is nearly flat, which makes the first thousands of steps pay for a badly
+    estimated rate; this fits it in about a minute.
+    """
+    opt = torch.optim.Adam(model.densities.parameters(), lr=1e-2)
+    for it in tqdm(range(iterations * len(model.config.sizes)), desc="fitting entropy models"):
+        index = it % len(model.config.sizes)
+        with torch.no_grad():
+            y = model.encode(sampler.batch(args.batch_size).to(device), index)
+        noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
+        bits = -torch.log2(model.densities[index].likelihood(noisy)).mean()
+        opt.zero_grad(set_to_none=True)
+        bits.backward()
+        opt.step()
+
+
+def validate(model: CycleModel, step: int, args, log) -> None:
+    """Real-file bpp and PSNR on a few Kodak images, for every code size (reporting only)."""
+    model.eval()
+    cpu = model.to("cpu") if args.device == "cuda" else model
+    for i, size in enumerate(cpu.config.sizes):
+        r = measure_checkpoint(as_checkpoint(cpu, i), kodak_dir(), limit=args.val_images)
+        tqdm.write(f"step {step} val {size.name}: {r['bpp']:.3f} bpp (real files), {r['psnr']:.2f} dB")
+        log.write(json.dumps({"step": step, "val": size.name, "bpp": r["bpp"], "psnr": r["psnr"]}) + "\n")
+    log.flush()
+    model.to(args.device).train()
+
+
+if __name__ == "__main__":
+    main()
