@@ -168,13 +168,18 @@ def build() -> gr.Blocks:
                 with gr.Row():
                     cyc_file = gr.File(label=".cyc file", elem_id="cyc-file")
                     recon_files = gr.File(label="Reconstructions (PNG, lossless)", file_count="multiple")
-        sliders = [gr.ImageSlider(label=f"original | {LABELS[n]}", format="png", type="numpy",
-                                  visible=n in ["cycle", *DEFAULT_CODECS], interactive=False,
-                                  elem_id=f"slider-{n}", max_height=600)
-                   for n in ["cycle", *CODECS]]
+        gr.Markdown("Drag the handle: original on the left, decoded on the right, all at the same file size.")
+        sliders = []
+        names = ["cycle", *CODECS]
+        for pair in range(0, len(names), 2):
+            with gr.Row(equal_height=True):
+                for n in names[pair:pair + 2]:
+                    sliders.append(gr.ImageSlider(label=f"original | {LABELS[n]}", format="png", type="numpy",
+                                                  visible=n in ["cycle", *DEFAULT_CODECS], interactive=False,
+                                                  elem_id=f"slider-{n}", max_height=420))
         with gr.Row():
             zooms = gr.Gallery(label="Zoom x3 on the most detailed region (nearest neighbour)", format="png",
-                               columns=3, elem_id="zooms")
+                               columns=4, height=260, elem_id="zooms")
             code_img = gr.Image(label="The code: first 16 channels (grey = 0)", format="png",
                                 interactive=False, elem_id="code-view")
         plot = gr.Plot(label="Rate-distortion on this image", elem_id="rd-plot")

@@ -28,7 +28,7 @@ def ms_ssim(a: np.ndarray, b: np.ndarray) -> float | None:
     """MS-SSIM on RGB in [0, 1]; None when the image is too small for its five scales."""
     if min(a.shape[:2]) < MS_SSIM_MIN_SIDE:
         return None
-    t = lambda x: torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)[None].double()
+    t = lambda x: torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)[None].float()
     return float(_ms_ssim(t(a), t(b), data_range=255))
 
 

@@ -1,14 +1,32 @@
-"""Rate-distortion evaluation (placeholder: helpers used during training)."""
+"""Rate-distortion evaluation on a folder of images, with real files for every codec.
+
+    python -m train.evaluate --images ../shared/data/kodak --out results.json --plot rd.png
+
+One curve per codec: for the cycle model one point per shipped code size, for a classical codec
+one point per setting of a sweep over the same bpp range; each point is the mean over images
+of bpp (8 x file bytes / pixels), PSNR, MS-SSIM, encode seconds and decode seconds. Prints the
+Bjontegaard delta rate of the cycle model against each classical codec, and the speed.
+"""
 from __future__ import annotations
 
+import argparse
+import json
+import time
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
+from cycleapp import checkpoint as ckpts
 from cycleapp import codec
+from cycleapp.classical import CODECS
 from cycleapp.imageio import load_rgb
-from cycleapp.metrics import bpp, psnr
+from cycleapp.metrics import bpp, ms_ssim, psnr
+from cycleapp.plots import rd_figure
+from cycleapp.sweeps import SWEEP
 from train.data import SHARED, image_files
+
+METRICS = ("bpp", "psnr", "ms_ssim", "encode_s", "decode_s")
 
 
 def kodak_dir() -> Path | None:
@@ -26,3 +44,125 @@ def measure_checkpoint(ckpt, directory: Path, limit: int | None = None) -> dict:
         rates.append(bpp(len(data), rgb.shape[1], rgb.shape[0]))
         quality.append(psnr(rgb, codec.decode(data, ckpt)))
     return {"bpp": float(np.mean(rates)), "psnr": float(np.mean(quality)), "images": len(files)}
+
+
+def timed(fn, *args):
+    t = time.perf_counter()
+    out = fn(*args)
+    return out, time.perf_counter() - t
+
+
+def measure(rgb: np.ndarray, encode, decode) -> dict:
+    data, enc_s = timed(encode, rgb)
+    decoded, dec_s = timed(decode, data)
+    h, w = rgb.shape[:2]
+    return {"bpp": bpp(len(data), w, h), "psnr": psnr(rgb, decoded), "ms_ssim": ms_ssim(rgb, decoded),
+            "encode_s": enc_s, "decode_s": dec_s}
+
+
+def operating_points(names: list[str]) -> dict[str, list[tuple[str, object, object]]]:
+    """Per codec, its (label, encode, decode) points."""
+    points = {}
+    for name in names:
+        if name == "cycle":
+            points["cycle"] = []
+            for path in ckpts.available():
+                ck = ckpts.by_name(path.stem)
+                points["cycle"].append((ck.name, lambda x, ck=ck: codec.encode(ck, x),
+                                        lambda d, ck=ck: codec.decode(d, ck)))
+        else:
+            c = CODECS[name]
+            points[name] = [(str(s), lambda x, c=c, s=s: c.encode(x, s), c.decode) for s in SWEEP[name]]
+    return points
+
+
+def evaluate(files: list[Path], names: list[str]) -> dict:
+    points = operating_points(names)
+    sums: dict[str, list[dict]] = {n: [dict.fromkeys(METRICS, 0.0) for _ in p] for n, p in points.items()}
+    for path in tqdm(files, desc="images"):
+        rgb = load_rgb(path)
+        for name, ops in points.items():
+            for i, (_, enc, dec) in enumerate(ops):
+                m = measure(rgb, enc, dec)
+                for k in METRICS:
+                    sums[name][i][k] += m[k] if m[k] is not None else float("nan")
+    codecs = {}
+    for name, ops in points.items():
+        means = [{k: v / len(files) for k, v in s.items()} | {"setting": label}
+                 for s, (label, _, _) in zip(sums[name], ops)]
+        means.sort(key=lambda p: p["bpp"])
+        codecs[name] = {k: [p[k] for p in means] for k in (*METRICS, "setting")}
+    return {"images": len(files), "codecs": codecs}
+
+
+def bd_rate(anchor: dict, test: dict, metric: str = "psnr") -> float | None:
+    """Bjontegaard delta rate (%) of `test` against `anchor`: cubic fit of log-rate over quality,
+    integrated over the overlapping quality range. Negative = fewer bits for the same quality."""
+    def quality(curve):
+        q = np.asarray(curve[metric], dtype=float)
+        return -10 * np.log10(1 - q) if metric == "ms_ssim" else q  # MS-SSIM in dB
+
+    qa, qt = quality(anchor), quality(test)
+    ra, rt = np.log(anchor["bpp"]), np.log(test["bpp"])
+    ok_a, ok_t = np.isfinite(qa), np.isfinite(qt)
+    if ok_a.sum() < 4 or ok_t.sum() < 4:
+        return None
+    qa, ra, qt, rt = qa[ok_a], ra[ok_a], qt[ok_t], rt[ok_t]
+    lo, hi = max(qa.min(), qt.min()), min(qa.max(), qt.max())
+    if lo >= hi:
+        return None
+    pa, pt = np.polyfit(qa, ra, 3), np.polyfit(qt, rt, 3)
+    ia, it = np.polyint(pa), np.polyint(pt)
+    diff = ((np.polyval(it, hi) - np.polyval(it, lo)) - (np.polyval(ia, hi) - np.polyval(ia, lo))) / (hi - lo)
+    return float((np.exp(diff) - 1) * 100)
+
+
+def report(results: dict) -> str:
+    codecs = results["codecs"]
+    lines = []
+    if "cycle" in codecs:
+        cyc = codecs["cycle"]
+        lines.append("cycle model per code size (mean over %d images):" % results["images"])
+        for i, name in enumerate(cyc["setting"]):
+            lines.append(f"  {name:8s} {cyc['bpp'][i]:.3f} bpp  {cyc['psnr'][i]:.2f} dB  MS-SSIM "
+                         f"{cyc['ms_ssim'][i]:.4f}  encode {cyc['encode_s'][i]:.3f} s  decode {cyc['decode_s'][i]:.3f} s")
+        per_image = np.mean(np.add(cyc["encode_s"], cyc["decode_s"]))
+        lines.append(f"  speed: {100 * per_image:.1f} s per hundred images (encode + decode, mean over code sizes)")
+        lines.append("BD-rate of the cycle model (negative = fewer bytes for the same quality):")
+        for name, curve in codecs.items():
+            if name == "cycle":
+                continue
+            p, m = bd_rate(curve, cyc, "psnr"), bd_rate(curve, cyc, "ms_ssim")
+            fmt = lambda v: "n/a (curves do not overlap)" if v is None else f"{v:+.1f} %"
+            lines.append(f"  vs {name:9s} PSNR {fmt(p)}   MS-SSIM {fmt(m)}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--images", type=Path, default=kodak_dir())
+    p.add_argument("--out", type=Path, default=Path("results.json"))
+    p.add_argument("--plot", type=Path, default=None)
+    p.add_argument("--codecs", default="cycle,jpeg,jpeg2000,webp,heif,avif")
+    p.add_argument("--limit", type=int, default=None, help="only the first N images")
+    args = p.parse_args(argv)
+    if args.images is None or not Path(args.images).is_dir():
+        raise SystemExit("error: --images must be a folder of images (../shared/data/kodak is not here)")
+    names = [n.strip() for n in args.codecs.split(",") if n.strip()]
+    unknown = [n for n in names if n != "cycle" and n not in CODECS]
+    if unknown:
+        raise SystemExit(f"error: unknown codec(s) {', '.join(unknown)}")
+    files = image_files(args.images)[: args.limit]
+    if not files:
+        raise SystemExit(f"error: no images in {args.images}")
+    results = evaluate(files, names)
+    results["report"] = report(results).splitlines()
+    args.out.write_text(json.dumps(results, indent=1) + "\n")
+    print(report(results))
+    if args.plot:
+        rd_figure(results["codecs"], title=f"{args.images.name}, {len(files)} images").savefig(args.plot)
+        print(f"wrote {args.out} and {args.plot}")
+
+
+if __name__ == "__main__":
+    main()
