@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .entropy import FactorizedDensity
+from .entropy import EntropyModel
 from .layers import PatchConv, ResBlock, pca_basis, random_patches
 
 FACTOR = 16  # the code is at 1/16 of the image resolution
@@ -66,7 +66,7 @@ class CycleModel(nn.Module):
         self.log_steps = nn.ParameterList(
             nn.Parameter(torch.full((s.channels,), float(torch.tensor(initial_step(s.lmbda)).log())))
             for s in config.sizes)
-        self.densities = nn.ModuleList(FactorizedDensity(s.channels) for s in config.sizes)
+        self.densities = nn.ModuleList(EntropyModel(s.channels) for s in config.sizes)
         # Untied ablation: the decoder gets its own copy of every weight.
         self.decoder_weights = nn.ParameterDict()
         if not config.tied:
@@ -129,8 +129,9 @@ class CycleModel(nn.Module):
         """Training pass: rate on the noisy code, distortion on the straight-through rounded code."""
         y = self.encode(x, size)
         noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
-        bits = -torch.log2(self.densities[size].likelihood(noisy)).sum()
-        y_hat = y + (torch.round(y) - y).detach()
+        code = torch.round(y).detach()
+        bits = -torch.log2(self.densities[size].likelihood(noisy, code)).sum()
+        y_hat = y + (code - y).detach()
         x_hat = self.decode(y_hat, size)
         out = {"x_hat": x_hat, "bpp": bits / (x.shape[0] * x.shape[2] * x.shape[3]),
                "sparsity": y_hat.abs().mean()}

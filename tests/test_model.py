@@ -41,7 +41,8 @@ def test_losses_are_finite_and_differentiable():
     (out["bpp"] + out["cycle"] + ((out["x_hat"] - x) ** 2).mean()).backward()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
-    assert model.densities[0].matrices[0].grad.abs().sum() > 0  # the rate reaches the entropy model
+    assert model.densities[0].factorized.matrices[0].grad.abs().sum() > 0  # the rate reaches the entropy model
+    assert model.densities[0].log_scale.grad.abs().sum() > 0
     assert model.res1.b.grad.abs().sum() > 0 and model.down2.weight.grad.abs().sum() > 0  # and the transform
 
 
@@ -56,3 +57,21 @@ def test_orthogonal_start_reconstructs_when_complete():
         h = model.down2(model.down1(x - 0.5))
         back = model.down1.transpose(model.down2.transpose(h)) + 0.5
     assert torch.allclose(back, x, atol=1e-4)
+
+
+def test_contexts_are_integer_and_use_only_decoded_channels():
+    """The decoder picks a channel's table from channels it has already decoded, in integers:
+    changing any channel at or above a group's start never changes that group's contexts."""
+    from cycleapp.entropy import CONTEXTS, FACTORIZED_CHANNELS, GROUP_EDGES, contexts
+
+    g = torch.Generator().manual_seed(0)
+    code = torch.randint(-20, 21, (1, 96, 6, 7), generator=g)
+    ctx = contexts(code)
+    assert ctx.dtype == torch.int64 and ctx.min() >= 0 and ctx.max() < CONTEXTS
+    assert (ctx[:, :FACTORIZED_CHANNELS] == 0).all()
+    assert len(ctx[:, FACTORIZED_CHANNELS:].unique()) > 1  # contexts do vary
+    for start in [e for e in GROUP_EDGES if e < 96]:
+        changed = code.clone()
+        changed[:, start:] = torch.randint(-50, 51, changed[:, start:].shape, generator=g)
+        end = min([e for e in GROUP_EDGES if e > start] + [96])
+        assert torch.equal(contexts(changed)[:, start:end], ctx[:, start:end])

@@ -26,10 +26,10 @@ from train.export import as_checkpoint
 
 # The shipped code sizes: (name, code channels, lambda). Smaller codes for lower rates.
 SIZES = {
-    "tiny": CodeSize("tiny", 64, 0.0018),
-    "small": CodeSize("small", 96, 0.0035),
-    "medium": CodeSize("medium", 160, 0.0067),
-    "large": CodeSize("large", 224, 0.013),
+    "tiny": CodeSize("tiny", 64, 0.0006),
+    "small": CodeSize("small", 96, 0.0015),
+    "medium": CodeSize("medium", 160, 0.004),
+    "large": CodeSize("large", 224, 0.01),
     "huge": CodeSize("huge", 320, 0.025),
 }
 MS_SSIM_SCALE = 1000.0  # puts (1 - MS-SSIM) on roughly the scale of 255^2 * MSE
@@ -49,6 +49,8 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("runs/main"))
     p.add_argument("--resume", action="store_true", help="continue from OUT/state.pt")
+    p.add_argument("--init-from", type=Path, default=None,
+                   help="start the transform and quantisation steps from another run's state.pt")
     p.add_argument("--width", type=int, default=320, help="channels of the widest code")
     p.add_argument("--untied", action="store_true", help="ablation: decoder with its own weights")
     p.add_argument("--beta", type=float, default=0.1, help="cycle-consistency weight (0: no cycle pass)")
@@ -100,6 +102,13 @@ def main(argv=None) -> None:
         sizes = [SIZES[n] for n in args.sizes.split(",")]
         model = CycleModel(ModelConfig(width=args.width, tied=not args.untied, sizes=sizes))
         model.init_orthogonal([i.float() / 255 for i in images[:64]], seed=args.seed)
+        if args.init_from:
+            source = torch.load(args.init_from, map_location="cpu", weights_only=True)["model"]
+            own = model.state_dict()
+            reused = {k: v for k, v in source.items()
+                      if not k.startswith("densities") and k in own and own[k].shape == v.shape}
+            model.load_state_dict(reused, strict=False)
+            print(f"initialised {len(reused)} tensors from {args.init_from}")
     model.to(device)
     entropy_params = [p for n, p in model.named_parameters() if n.startswith(("densities", "log_steps"))]
     transform_params = [p for n, p in model.named_parameters() if not n.startswith(("densities", "log_steps"))]
@@ -180,7 +189,7 @@ def fit_densities(model: CycleModel, sampler: CropSampler, args, device, iterati
         with torch.no_grad():
             y = model.encode(sampler.batch(args.batch_size).to(device), index)
         noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
-        bits = -torch.log2(model.densities[index].likelihood(noisy)).mean()
+        bits = -torch.log2(model.densities[index].likelihood(noisy, torch.round(y))).mean()
         opt.zero_grad(set_to_none=True)
         bits.backward()
         opt.step()

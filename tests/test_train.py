@@ -1,0 +1,39 @@
+"""Training: a few real steps, an exact resume, an export the codec can use."""
+import subprocess
+import sys
+
+import torch
+
+from conftest import EXAMPLES, REPO, run_cli
+
+COMMON = ["--data", str(EXAMPLES), "--sizes", "tiny", "--batch-size", "2", "--patch-size", "64",
+          "--val-every", "0", "--threads", "1", "--seed", "3"]
+
+
+def fit(out, steps, *extra):
+    cmd = [sys.executable, "-m", "train.fit", "--out", str(out), "--steps", str(steps), *COMMON, *extra]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return torch.load(out / "state.pt", weights_only=True)
+
+
+def test_resume_continues_exactly(tmp_path):
+    straight = fit(tmp_path / "a", 4)
+    fit(tmp_path / "b", 2)
+    resumed = fit(tmp_path / "b", 4, "--resume")
+    assert straight["step"] == resumed["step"] == 4
+    for key, value in straight["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
+
+
+def test_export_gives_a_working_checkpoint(tmp_path, monkeypatch):
+    fit(tmp_path / "run", 2)
+    out = subprocess.run([sys.executable, "-m", "train.export", str(tmp_path / "run"), "--out", str(tmp_path / "ck")],
+                         cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert (tmp_path / "ck" / "tiny.safetensors").stat().st_size < 5_000_000
+    monkeypatch.setenv("CYCLECODEC_CHECKPOINTS", str(tmp_path / "ck"))
+    enc = run_cli("encode", EXAMPLES / "kodim23.png", tmp_path / "x.cyc", "--code-size", "tiny")
+    assert enc.returncode == 0, enc.stderr
+    dec = run_cli("decode", tmp_path / "x.cyc", tmp_path / "x.png")
+    assert dec.returncode == 0, dec.stderr

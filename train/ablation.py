@@ -1,0 +1,61 @@
+"""Ablation at one code size, same budget for every variant: tied vs untied weights, with vs without
+the cycle loss.   python -m train.ablation --steps 1200 --out runs/ablation
+
+Each variant starts from the same orthogonal initialisation and seed, trains `--steps` steps of the
+'medium' size only, then is exported and measured on Kodak with real files.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from cycleapp.checkpoint import load_checkpoint, save_checkpoint
+from train.evaluate import kodak_dir, measure_checkpoint
+from train.export import load_run, single_size
+from train.fit import SIZES
+
+VARIANTS = {
+    "tied + cycle loss (shipped)": [],
+    "untied + cycle loss": ["--untied"],
+    "tied, no cycle loss": ["--beta", "0"],
+}
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=int, default=1200)
+    p.add_argument("--size", default="medium")
+    p.add_argument("--out", type=Path, default=Path("runs/ablation"))
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    if not kodak_dir():
+        raise SystemExit("error: the ablation is measured on ../shared/data/kodak, which is not here")
+    lmbda = SIZES[args.size].lmbda
+    rows = {}
+    for i, (name, extra) in enumerate(VARIANTS.items()):
+        run = args.out / f"variant{i}"
+        cmd = [sys.executable, "-m", "train.fit", "--out", str(run), "--steps", str(args.steps), "--sizes", args.size,
+               "--val-every", "0", "--threads", str(args.threads), "--seed", "0", *extra]
+        if (run / "state.pt").exists():
+            cmd.append("--resume")
+        subprocess.run(cmd, check=True)
+        model, state = load_run(run)
+        path = save_checkpoint(single_size(model, 0), {"steps": state["step"]}, run / "export", args.size)
+        r = measure_checkpoint(load_checkpoint(path), kodak_dir())
+        r["rd_loss"] = lmbda * 255 ** 2 * 10 ** (-r["psnr"] / 10) + r["bpp"]  # lambda * 255^2 * MSE(mean PSNR) + bpp
+        r["parameters"] = sum(v.numel() for k, v in model.state_dict().items() if not k.startswith("densities"))
+        rows[name] = r
+        print(f"{name}: {r['bpp']:.4f} bpp, {r['psnr']:.2f} dB, RD loss {r['rd_loss']:.4f}", flush=True)
+    (args.out / "ablation.json").write_text(json.dumps({"steps": args.steps, "size": args.size, "lambda": lmbda,
+                                                        "variants": rows}, indent=1) + "\n")
+    print(f"\n| variant ({args.size}, {args.steps} steps) | bpp | PSNR (dB) | RD loss | transform parameters |")
+    print("| --- | --- | --- | --- | --- |")
+    for name, r in rows.items():
+        print(f"| {name} | {r['bpp']:.4f} | {r['psnr']:.2f} | {r['rd_loss']:.4f} | {r['parameters']:,} |")
+
+
+if __name__ == "__main__":
+    main()
