@@ -65,3 +65,25 @@ def test_text_file_named_png_shows_a_message(page, tmp_path):
     page.click("#run")
     page.get_by_text("Could not read this file as an image").first.wait_for()
     assert page.get_by_text("Traceback").count() == 0
+
+
+def test_empty_upload_shows_a_message(page, tmp_path):
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    upload(page, empty)
+    page.click("#run")
+    page.get_by_text("The uploaded file is empty").first.wait_for()
+    assert page.get_by_text("Traceback").count() == 0
+
+
+def test_huge_image_is_downscaled_with_a_visible_note(page, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    y, x = np.mgrid[0:1800, 0:2600]
+    smooth = np.stack([x % 256, y % 256, (x + y) % 256], axis=2).astype(np.uint8)
+    big = tmp_path / "big.png"
+    Image.fromarray(smooth).save(big)
+    upload(page, big)
+    page.click("#run")
+    page.locator("#status").get_by_text("downscaled").first.wait_for()
