@@ -15,6 +15,7 @@ MAGIC = b"CYC"
 VERSION = 1
 _HEADER = struct.Struct("<3sB8sIIHHHI")
 _CRC = struct.Struct("<I")
+MAX_PIXELS = 100_000_000  # the same bound as for input images
 
 
 class BitstreamError(ValueError):
@@ -49,6 +50,6 @@ class CycFile:
         (crc,) = _CRC.unpack_from(data, len(data) - _CRC.size)
         if zlib.crc32(data[:-_CRC.size]) != crc:
             raise BitstreamError("corrupted .cyc file (checksum mismatch)")
-        if width < 1 or height < 1:
-            raise BitstreamError("corrupted .cyc file (empty image size)")
+        if width < 1 or height < 1 or width * height > MAX_PIXELS:
+            raise BitstreamError(f"corrupted .cyc file (image size {width}x{height})")
         return cls(cid, width, height, (c, h, w), data[_HEADER.size:_HEADER.size + n])

@@ -58,6 +58,13 @@ def test_header_fields_are_checked(ckpt, photo):
         codec.decode(bytes(version), ckpt)
 
 
+def test_absurd_size_in_a_well_formed_header_is_refused(ckpt, photo):
+    cyc = CycFile.from_bytes(codec.encode(ckpt, photo))
+    cyc.width = cyc.height = 60_000  # a valid checksum does not make a 3.6-gigapixel image plausible
+    with pytest.raises(BitstreamError, match="image size"):
+        codec.decode(cyc.to_bytes(), ckpt)
+
+
 def test_other_checkpoint_is_a_clear_error(ckpt, photo):
     from cycleapp import checkpoint
 

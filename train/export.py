@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -15,6 +16,7 @@ import torch
 from cycleapp.checkpoint import Checkpoint, checkpoint_dir, save_checkpoint
 from cycleapp.entropy import CodingTables
 from cycleapp.model import CycleModel, ModelConfig
+from train.data import REPO
 
 
 def single_size(model: CycleModel, index: int) -> CycleModel:
@@ -59,8 +61,8 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     model, state = load_run(args.run)
     for i, size in enumerate(model.config.sizes):
-        meta = {"steps": state["step"], "lambda": size.lmbda, "train_data": state["args"]["data"],
-                "train_args": state["args"]}
+        meta = {"steps": state["step"], "lambda": size.lmbda,
+                "train_data": os.path.relpath(state["args"]["data"], REPO), "train_args": state["args"]}
         path = save_checkpoint(single_size(model, i), meta, args.out, size.name)
         if kodak_dir():
             from cycleapp.checkpoint import load_checkpoint

@@ -98,6 +98,7 @@ def main(argv=None) -> None:
     if state:
         model = CycleModel(ModelConfig.from_dict(state["config"]))
         model.load_state_dict(state["model"])
+        args.init_from = args.init_from or state["args"].get("init_from")  # keep the run's history
     else:
         sizes = [SIZES[n] for n in args.sizes.split(",")]
         model = CycleModel(ModelConfig(width=args.width, tied=not args.untied, sizes=sizes))
