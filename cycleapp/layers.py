@@ -13,23 +13,35 @@ from torch import nn
 
 
 class PatchConv(nn.Module):
-    """Non-overlapping strided convolution (kernel == stride), no bias.
+    """Strided convolution without bias: a block transform (kernel == stride) or a lapped one.
 
     Encoder direction: conv2d. Decoder direction: conv_transpose2d with the same weight,
     which is the exact inverse whenever the weight's rows are orthonormal and complete.
+    A kernel larger than the stride (a lapped transform) lets neighbouring basis functions
+    overlap, so the decoder's output has no block edges; it starts as the block transform
+    (the kernel's border is zero, see `pad_kernel`) and learns to use the overlap.
     """
 
-    def __init__(self, in_ch: int, out_ch: int, stride: int):
+    def __init__(self, in_ch: int, out_ch: int, stride: int, kernel: int | None = None):
         super().__init__()
-        self.stride = stride
-        self.weight = nn.Parameter(torch.empty(out_ch, in_ch, stride, stride))
+        kernel = kernel or stride
+        assert (kernel - stride) % 2 == 0, "the overlap must be the same on both sides"
+        self.stride, self.padding = stride, (kernel - stride) // 2
+        self.weight = nn.Parameter(torch.empty(out_ch, in_ch, kernel, kernel))
         nn.init.orthogonal_(self.weight)  # orthonormal rows: the transpose is a left inverse
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.weight, stride=self.stride)
+        return F.conv2d(x, self.weight, stride=self.stride, padding=self.padding)
 
     def transpose(self, y: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
-        return F.conv_transpose2d(y, self.weight if weight is None else weight, stride=self.stride)
+        return F.conv_transpose2d(y, self.weight if weight is None else weight, stride=self.stride,
+                                  padding=self.padding)
+
+
+def pad_kernel(weight: torch.Tensor, kernel: int) -> torch.Tensor:
+    """A block-transform kernel embedded in the centre of a larger (lapped) one, same function."""
+    border = (kernel - weight.shape[-1]) // 2
+    return F.pad(weight, (border, border, border, border))
 
 
 class ResBlock(nn.Module):

@@ -1,6 +1,6 @@
 """The cycle model: a tied encoder/decoder pair, a quantiser per code size, an entropy model.
 
-Encoder (analysis):  x -> down1 (4x4 patches) -> res1 -> down2 (4x4 patches) -> res2 -> res3 -> code layer
+Encoder (analysis):  x -> down1 (stride 4) -> res1 -> down2 (stride 4) -> res2 -> res3 -> code layer
 Decoder (synthesis): the same layers in reverse order, each run with its twin's weights transposed.
 
 One transform serves several code sizes (a nested code): the code layer emits `width` channels,
@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .entropy import EntropyModel
-from .layers import PatchConv, ResBlock, pca_basis, random_patches
+from .layers import PatchConv, ResBlock, pad_kernel, pca_basis, random_patches
 
 FACTOR = 16  # the code is at 1/16 of the image resolution
 
@@ -34,6 +34,7 @@ class ModelConfig:
     hidden1: int = 48
     hidden2: int = 96
     tied: bool = True
+    kernel: int = 4  # of the two down-sampling layers: 4 = block transform, 8 = lapped
     sizes: list[CodeSize] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -56,9 +57,9 @@ class CycleModel(nn.Module):
         super().__init__()
         self.config = config
         w = config.width
-        self.down1 = PatchConv(3, 48, 4)
+        self.down1 = PatchConv(3, 48, 4, config.kernel)
         self.res1 = ResBlock(48, config.hidden1)
-        self.down2 = PatchConv(48, w, 4)
+        self.down2 = PatchConv(48, w, 4, config.kernel)
         self.res2 = ResBlock(w, config.hidden2)
         self.res3 = ResBlock(w, config.hidden2)
         max_ch = max((s.channels for s in config.sizes), default=w)
@@ -91,14 +92,16 @@ class CycleModel(nn.Module):
 
         down1 is the 48-component PCA of 4x4 RGB patches (complete, orthogonal); down2 maps the
         4x4 grid of those to the leading `width` components of the 16x16 PCA, so the tied
-        decoder reconstructs the projection of the image on them at step 0.
+        decoder reconstructs the projection of the image on them at step 0. A lapped model
+        (kernel 8) starts as that same block transform, its kernels' borders zero.
         """
         g = torch.Generator().manual_seed(seed)
-        small = pca_basis(random_patches(images, 4, samples, g))  # (48, 48)
-        self.down1.weight.copy_(small.view(48, 3, 4, 4))
+        small = pca_basis(random_patches(images, 4, samples, g)).view(48, 3, 4, 4)  # (48, 48)
         big = pca_basis(random_patches(images, FACTOR, samples, g))[: self.config.width]  # (w, 768)
         # Express each 16x16 basis image in down1's coordinates: (I kron W1) u.
-        self.down2.weight.copy_(F.conv2d(big.view(-1, 3, FACTOR, FACTOR), self.down1.weight, stride=4))
+        big = F.conv2d(big.view(-1, 3, FACTOR, FACTOR), small, stride=4)
+        self.down1.weight.copy_(pad_kernel(small, self.config.kernel))
+        self.down2.weight.copy_(pad_kernel(big, self.config.kernel))
         if not self.config.tied:
             self._untie()
 

@@ -1,12 +1,13 @@
 """The model's structure: tied weights, differentiable losses, orthogonal start."""
+import pytest
 import torch
 
 from cycleapp.model import CodeSize, CycleModel, ModelConfig
 
 
-def make(tied=True, width=64):
+def make(tied=True, width=64, kernel=4):
     torch.manual_seed(0)
-    return CycleModel(ModelConfig(width=width, hidden1=8, hidden2=8, tied=tied,
+    return CycleModel(ModelConfig(width=width, hidden1=8, hidden2=8, tied=tied, kernel=kernel,
                                   sizes=[CodeSize("a", 32, 0.01), CodeSize("b", width, 0.02)]))
 
 
@@ -46,9 +47,11 @@ def test_losses_are_finite_and_differentiable():
     assert model.res1.b.grad.abs().sum() > 0 and model.down2.weight.grad.abs().sum() > 0  # and the transform
 
 
-def test_orthogonal_start_reconstructs_when_complete():
-    """With all 768 components kept, the tied pair is an orthogonal transform and its inverse."""
-    model = make(width=768)
+@pytest.mark.parametrize("kernel", [4, 8])
+def test_orthogonal_start_reconstructs_when_complete(kernel):
+    """With all 768 components kept, the tied pair is an orthogonal transform and its inverse
+    (the lapped variant too: it starts as the block transform)."""
+    model = make(width=768, kernel=kernel)
     g = torch.Generator().manual_seed(1)
     images = [torch.rand(3, 64, 64, generator=g) for _ in range(4)]
     model.init_orthogonal(images, samples=4000)
@@ -57,6 +60,20 @@ def test_orthogonal_start_reconstructs_when_complete():
         h = model.down2(model.down1(x - 0.5))
         back = model.down1.transpose(model.down2.transpose(h)) + 0.5
     assert torch.allclose(back, x, atol=1e-4)
+
+
+def test_lapped_transform_learns_to_overlap_and_keeps_shapes():
+    """A kernel-8 model keeps the code at 1/16 of the resolution, and its gradient reaches the
+    kernel's border (the overlap), which starts at zero."""
+    model = make(kernel=8)
+    x = torch.rand(1, 3, 48, 32)
+    y = model.encode(x, 1)
+    assert y.shape == (1, 64, 3, 2)
+    assert model.decode(torch.round(y), 1).shape == x.shape
+    model(x, 1, cycle=False)["x_hat"].square().sum().backward()
+    border = model.down2.weight.grad.clone()
+    border[..., 2:6, 2:6] = 0
+    assert border.abs().sum() > 0
 
 
 def test_contexts_are_integer_and_use_only_decoded_channels():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -23,7 +24,7 @@ def single_size(model: CycleModel, index: int) -> CycleModel:
     """A model holding only code size `index` of a nested model (code layer cut to its channels)."""
     cfg = model.config
     size = cfg.sizes[index]
-    single = CycleModel(ModelConfig(cfg.width, cfg.hidden1, cfg.hidden2, cfg.tied, [size]))
+    single = CycleModel(replace(cfg, sizes=[size]))
     state = {}
     for key, value in model.state_dict().items():
         parts = key.split(".")

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from pytorch_msssim import ms_ssim
 from tqdm import tqdm
 
+from cycleapp.layers import pad_kernel
 from cycleapp.model import CodeSize, CycleModel, ModelConfig
 from train.data import CropSampler, default_train_dir, load_images
 from train.evaluate import kodak_dir, measure_checkpoint
@@ -52,6 +53,8 @@ def parse_args(argv=None):
     p.add_argument("--init-from", type=Path, default=None,
                    help="start the transform and quantisation steps from another run's state.pt")
     p.add_argument("--width", type=int, default=320, help="channels of the widest code")
+    p.add_argument("--kernel", type=int, default=4, choices=[4, 8],
+                   help="down-sampling kernel: 4 = block transform, 8 = lapped (overlapping)")
     p.add_argument("--untied", action="store_true", help="ablation: decoder with its own weights")
     p.add_argument("--beta", type=float, default=0.1, help="cycle-consistency weight (0: no cycle pass)")
     p.add_argument("--gamma", type=float, default=1e-3, help="L1 sparsity weight on the code")
@@ -101,11 +104,13 @@ def main(argv=None) -> None:
         args.init_from = args.init_from or state["args"].get("init_from")  # keep the run's history
     else:
         sizes = [SIZES[n] for n in args.sizes.split(",")]
-        model = CycleModel(ModelConfig(width=args.width, tied=not args.untied, sizes=sizes))
+        model = CycleModel(ModelConfig(width=args.width, tied=not args.untied, kernel=args.kernel, sizes=sizes))
         model.init_orthogonal([i.float() / 255 for i in images[:64]], seed=args.seed)
         if args.init_from:
             source = torch.load(args.init_from, map_location="cpu", weights_only=True)["model"]
             own = model.state_dict()
+            source = {k: pad_kernel(v, own[k].shape[-1]) if k.startswith("down") and k in own else v
+                      for k, v in source.items()}  # a block transform starts a lapped one
             reused = {k: v for k, v in source.items()
                       if not k.startswith("densities") and k in own and own[k].shape == v.shape}
             model.load_state_dict(reused, strict=False)
