@@ -89,6 +89,13 @@ def code_view(ckpt, rgb: np.ndarray, channels: int = 16) -> np.ndarray:
     return np.repeat(np.repeat(img, scale, axis=0), scale, axis=1)
 
 
+def save_png(rgb: np.ndarray, path: Path) -> str:
+    """Lossless PNG, fast compression: the sliders and downloads serve these very files, so the
+    browser gets the decoded pixels bit for bit and nothing is encoded twice."""
+    Image.fromarray(rgb).save(path, format="PNG", compress_level=1)
+    return str(path)
+
+
 def run_compare(image_file, code_size, codecs):
     """The /compare endpoint: table, .cyc file, lossless reconstructions, sliders, zooms, code view."""
     rgb, note = read_upload(image_file)
@@ -103,22 +110,19 @@ def run_compare(image_file, code_size, codecs):
     stem = Path(image_file).stem[:40] or "image"
     cyc_path = out_dir / f"{stem}.{code_size}.cyc"
     cyc_path.write_bytes(results[0].data)
-    recon_paths = []
-    for r in results:
-        path = out_dir / f"{stem}.{r.codec}.png"
-        Image.fromarray(r.reconstruction).save(path, format="PNG")
-        recon_paths.append(str(path))
+    original_path = save_png(rgb, out_dir / f"{stem}.original.png")
+    recon_paths = [save_png(r.reconstruction, out_dir / f"{stem}.{r.codec}.png") for r in results]
     rows = [r.row(rgb) for r in results]
     table = [[row[k] if row[k] is not None else "n/a" for k in COLUMNS] for row in rows]
     for line in table:
         for i, k in enumerate(COLUMNS):
             if isinstance(line[i], float):
                 line[i] = round(line[i], 4 if k in ("bpp", "ssim", "ms_ssim") else 2)
-    by_codec = {r.codec: r for r in results}
+    by_codec = {r.codec: (r, path) for r, path in zip(results, recon_paths)}
     sliders = []
     for name in ["cycle", *CODECS]:
-        r = by_codec.get(name)
-        sliders.append(gr.update(value=(rgb, r.reconstruction), visible=True,
+        r, path = by_codec.get(name, (None, None))
+        sliders.append(gr.update(value=(original_path, path), visible=True,
                                  label=f"original | {LABELS[name]} ({len(r.data):,} bytes)")
                        if r else gr.update(value=None, visible=False))
     window = zoom_window(rgb)

@@ -30,6 +30,8 @@ def main(argv=None) -> None:
     p.add_argument("--size", default="medium")
     p.add_argument("--out", type=Path, default=Path("runs/ablation"))
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--kernel", default="4", choices=["4", "8"],
+                   help="down-sampling kernel of every variant (the published table: 4, the block transform)")
     args = p.parse_args(argv)
     if not kodak_dir():
         raise SystemExit("error: the ablation is measured on ../shared/data/kodak, which is not here")
@@ -38,7 +40,7 @@ def main(argv=None) -> None:
     for i, (name, extra) in enumerate(VARIANTS.items()):
         run = args.out / f"variant{i}"
         cmd = [sys.executable, "-m", "train.fit", "--out", str(run), "--steps", str(args.steps), "--sizes", args.size,
-               "--val-every", "0", "--threads", str(args.threads), "--seed", "0", *extra]
+               "--val-every", "0", "--threads", str(args.threads), "--seed", "0", "--kernel", args.kernel, *extra]
         if (run / "state.pt").exists():
             cmd.append("--resume")
         subprocess.run(cmd, check=True)

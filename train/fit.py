@@ -53,7 +53,7 @@ def parse_args(argv=None):
     p.add_argument("--init-from", type=Path, default=None,
                    help="start the transform and quantisation steps from another run's state.pt")
     p.add_argument("--width", type=int, default=320, help="channels of the widest code")
-    p.add_argument("--kernel", type=int, default=4, choices=[4, 8],
+    p.add_argument("--kernel", type=int, default=8, choices=[4, 8],
                    help="down-sampling kernel: 4 = block transform, 8 = lapped (overlapping)")
     p.add_argument("--untied", action="store_true", help="ablation: decoder with its own weights")
     p.add_argument("--beta", type=float, default=0.1, help="cycle-consistency weight (0: no cycle pass)")
