@@ -155,6 +155,9 @@ def main(argv=None) -> None:
     files = image_files(args.images)[: args.limit]
     if not files:
         raise SystemExit(f"error: no images in {args.images}")
+    for path in (args.out, args.plot):
+        if path:
+            path.parent.mkdir(parents=True, exist_ok=True)
     results = evaluate(files, names)
     results["report"] = report(results).splitlines()
     args.out.write_text(json.dumps(results, indent=1) + "\n")
