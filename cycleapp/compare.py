@@ -33,25 +33,26 @@ class Result:
                 "encode_ms": self.encode_ms, "decode_ms": self.decode_ms, "note": self.note}
 
 
-def _timed(fn, *args):
+def timed(fn, *args):
+    """fn(*args) and the seconds it took."""
     t = time.perf_counter()
     out = fn(*args)
-    return out, 1000 * (time.perf_counter() - t)
+    return out, time.perf_counter() - t
 
 
 def run_cycle(ckpt: Checkpoint, rgb: np.ndarray) -> Result:
-    data, enc_ms = _timed(codec.encode, ckpt, rgb)
-    rec, dec_ms = _timed(codec.decode, data, ckpt)
-    return Result("cycle", ckpt.name, data, rec, enc_ms, dec_ms)
+    data, enc_s = timed(codec.encode, ckpt, rgb)
+    rec, dec_s = timed(codec.decode, data, ckpt)
+    return Result("cycle", ckpt.name, data, rec, 1000 * enc_s, 1000 * dec_s)
 
 
 def run_classical(name: str, rgb: np.ndarray, target: int) -> Result:
     """Match the codec to `target` bytes; times are one encode/decode at the chosen setting."""
     c = CODECS[name]
     m = match_size(c, rgb, target)
-    data, enc_ms = _timed(c.encode, rgb, m.setting)
-    rec, dec_ms = _timed(c.decode, data)
-    return Result(name, c.describe(m.setting), data, rec, enc_ms, dec_ms, m.note)
+    data, enc_s = timed(c.encode, rgb, m.setting)
+    rec, dec_s = timed(c.decode, data)
+    return Result(name, c.describe(m.setting), data, rec, 1000 * enc_s, 1000 * dec_s, m.note)
 
 
 def compare(rgb: np.ndarray, ckpt: Checkpoint, codecs: list[str]) -> list[Result]:

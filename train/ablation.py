@@ -30,7 +30,7 @@ def main(argv=None) -> None:
     p.add_argument("--size", default="medium")
     p.add_argument("--out", type=Path, default=Path("runs/ablation"))
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--kernel", default="4", choices=["4", "8"],
+    p.add_argument("--kernel", type=int, default=4, choices=[4, 8],
                    help="down-sampling kernel of every variant (the published table: 4, the block transform)")
     args = p.parse_args(argv)
     if not kodak_dir():
@@ -40,7 +40,7 @@ def main(argv=None) -> None:
     for i, (name, extra) in enumerate(VARIANTS.items()):
         run = args.out / f"variant{i}"
         cmd = [sys.executable, "-m", "train.fit", "--out", str(run), "--steps", str(args.steps), "--sizes", args.size,
-               "--val-every", "0", "--threads", str(args.threads), "--seed", "0", "--kernel", args.kernel, *extra]
+               "--val-every", "0", "--threads", str(args.threads), "--seed", "0", "--kernel", str(args.kernel), *extra]
         if (run / "state.pt").exists():
             cmd.append("--resume")
         subprocess.run(cmd, check=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from tqdm import tqdm
 from cycleapp import checkpoint as ckpts
 from cycleapp import codec
 from cycleapp.classical import CODECS
+from cycleapp.compare import timed
 from cycleapp.imageio import load_rgb
 from cycleapp.metrics import bpp, ms_ssim, psnr
 from cycleapp.plots import rd_figure
@@ -44,12 +44,6 @@ def measure_checkpoint(ckpt, directory: Path, limit: int | None = None) -> dict:
         rates.append(bpp(len(data), rgb.shape[1], rgb.shape[0]))
         quality.append(psnr(rgb, codec.decode(data, ckpt)))
     return {"bpp": float(np.mean(rates)), "psnr": float(np.mean(quality)), "images": len(files)}
-
-
-def timed(fn, *args):
-    t = time.perf_counter()
-    out = fn(*args)
-    return out, time.perf_counter() - t
 
 
 def measure(rgb: np.ndarray, encode, decode) -> dict:
@@ -157,7 +151,10 @@ def main(argv=None) -> None:
         raise SystemExit(f"error: no images in {args.images}")
     for path in (args.out, args.plot):
         if path:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            try:  # fail now, not after the whole evaluation
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError:
+                raise SystemExit(f"error: cannot write {path} (cannot create the folder {path.parent})") from None
     results = evaluate(files, names)
     results["report"] = report(results).splitlines()
     args.out.write_text(json.dumps(results, indent=1) + "\n")
