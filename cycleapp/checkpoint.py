@@ -1,5 +1,5 @@
-"""Checkpoints: one code size per file pair, `NAME.safetensors` (float16 weights and float32
-coding tables, no pickle) and `NAME.json` (metadata). The short id of a checkpoint is a hash of its weights file,
+"""Checkpoints: one code size per file pair, `NAME.safetensors` (float16 weights, float32
+coding tables and int16 table indices, no pickle) and `NAME.json` (metadata). The short id of a checkpoint is a hash of its weights file,
 written into every `.cyc` so a file is never decoded with the wrong weights.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from .model import CycleModel, ModelConfig
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 ID_BYTES = 8
-TABLE_KEYS = ("tables.offsets", "tables.lengths", "tables.probabilities")
+TABLE_KEYS = ("tables.dc", "tables.laplace", "tables.index")
 
 
 def checkpoint_dir() -> Path:

@@ -1,19 +1,22 @@
 """Entropy model of the code and the real entropy coder.
 
-The first FACTORIZED_CHANNELS channels (the lowest frequencies, DC included) use a per-channel
-factorised density (Balle et al. 2018, appendix 6.1): a small monotone network per channel models
-the cumulative distribution; the probability of an integer is the CDF difference over [y - 1/2, y + 1/2].
+Channel 0 (the DC of each 16x16 block) is predicted from its decoded neighbours (the planar
+predictor left + up - up-left, as in lossless image coders) and the integer residual is coded
+with a learned factorised density (Balle et al. 2018, appendix 6.1).
 
-Every further channel uses a zero-mean Laplace density whose scale depends on a context: an
-integer bucket of the activity (sum of |code|) of the already-decoded lower channels in the 3x3
-neighbourhood. The context is computed with integer arithmetic only, so the encoder and the
-decoder pick the same table on any machine; channels are decoded group by group (GROUP_EDGES),
-each group in parallel once the groups below it are known.
+Every further channel uses a zero-mean Laplace density whose scale depends on an integer context
+with two parts, both read from symbols the decoder already has:
+- activity: a bucket of the summed magnitudes of the lower channel groups in the 3x3 neighbourhood;
+- neighbours (a checkerboard, He et al. 2021): each channel group is decoded in two passes, the
+  "anchor" positions ((i + j) even) first, then the others, whose context also counts the group's
+  magnitudes at the four anchor neighbours around them.
+Contexts are computed with integer arithmetic only, so the encoder and the decoder pick the same
+table on any machine, and each pass decodes in parallel.
 
-For coding, the density is tabulated once, at checkpoint export, into a probability table per
-channel (a symbol range plus probabilities). The tables are stored with the weights, and both
-the encoder and the decoder hand exactly those numbers to `constriction`, so encode and
-decode never recompute them differently.
+For coding, the learned scales are snapped to a fixed grid of SCALES log-spaced values, and each
+(channel, context) stores the index of its table. The tables are computed once, at checkpoint
+export, and stored with the weights; the encoder and the decoder hand exactly those numbers to
+`constriction`, so encode and decode never recompute them differently.
 """
 from __future__ import annotations
 
@@ -26,36 +29,76 @@ import torch.nn.functional as F
 from torch import nn
 
 LIKELIHOOD_FLOOR = 1e-9
-TABLE_RANGE = 4096  # symbols are tabulated in [-TABLE_RANGE, TABLE_RANGE] before trimming
-TAIL_MASS = 1e-10  # probability mass left out of a table on each side
-FACTORIZED_CHANNELS = 8
-GROUP_EDGES = (8, 16, 32, 64, 96, 128, 160, 192, 224, 256, 320)
-CONTEXTS = 12  # activity buckets: floor(log2(1 + activity)), capped
-LAPLACE_TAIL = 1e-7  # Laplace tables cover |y| <= scale * ln(1 / LAPLACE_TAIL)
+GROUP_EDGES = (1, 8, 16, 32, 64, 96, 128, 160, 192, 224, 256, 320)  # channel groups, decoded in order
+ACTIVITY_BUCKETS = 12  # floor(log2(1 + activity)), capped
+NEIGHBOUR_STATES = 6  # anchor, then 5 buckets of the four decoded neighbours' magnitudes
+CONTEXTS = ACTIVITY_BUCKETS * NEIGHBOUR_STATES
+DC_CLAMP = 1024  # the DC is clipped to [-DC_CLAMP, DC_CLAMP], so its residual fits 4 * DC_CLAMP
+AC_CLAMP = 512  # every other channel is clipped to [-AC_CLAMP, AC_CLAMP]
+SCALES = 64  # Laplace scales of the coding tables, log-spaced in [SCALE_MIN, SCALE_MAX]
+SCALE_MIN, SCALE_MAX = 0.05, 128.0
 
 
-def group_start(c: int) -> int:
-    return max(e for e in GROUP_EDGES if e <= c)
+def bucket(x: torch.Tensor, buckets: int) -> torch.Tensor:
+    """min(floor(log2(1 + x)), buckets - 1) for integer x >= 0, in integers."""
+    out = torch.zeros_like(x)
+    for j in range(1, buckets):
+        out += (x + 1 >= 2 ** j).to(out.dtype)
+    return out
+
+
+def dc_residual(dc: torch.Tensor) -> torch.Tensor:
+    """Planar prediction residual of a (B, H, W) map: x - left - up + up-left (zeros outside)."""
+    p = F.pad(dc, (1, 0, 1, 0))
+    return dc - p[:, :-1, 1:] - p[:, 1:, :-1] + p[:, :-1, :-1]
+
+
+def dc_from_residual(r: np.ndarray) -> np.ndarray:
+    """Inverse of dc_residual for one integer (H, W) map: two cumulative sums."""
+    return r.cumsum(0).cumsum(1)
+
+
+def anchors(h: int, w: int) -> torch.Tensor:
+    """Checkerboard positions decoded in a group's first pass."""
+    i, j = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    return (i + j) % 2 == 0
+
+
+def groups(channels: int) -> list[tuple[int, int]]:
+    """[start, end) of every channel group after the DC, in decoding order."""
+    edges = [e for e in GROUP_EDGES if e < channels] + [channels]
+    return list(zip(edges, edges[1:]))
+
+
+def magnitudes(code: torch.Tensor) -> torch.Tensor:
+    """|code| (B, C, H, W) in int64, the DC replaced by its prediction residual (edges show there)."""
+    mag = code.to(torch.int64).abs()
+    mag[:, 0] = dc_residual(code[:, 0].to(torch.int64)).abs()
+    return mag
+
+
+def group_context(mag: torch.Tensor, start: int, end: int) -> torch.Tensor:
+    """Context (B, H, W), shared by every channel of the group [start, end), from magnitudes.
+
+    It reads the channels below the group (in a 3x3 neighbourhood) and, at a non-anchor position,
+    the group itself at the four anchor neighbours: exactly what the decoder holds by then.
+    """
+    h, w = mag.shape[-2:]
+    lower = F.pad(mag[:, :start].sum(1), (1, 1, 1, 1))
+    activity = bucket(sum(lower[:, i:i + h, j:j + w] for i in range(3) for j in range(3)), ACTIVITY_BUCKETS)
+    own = F.pad(mag[:, start:end].sum(1), (1, 1, 1, 1))
+    cross = own[:, :-2, 1:-1] + own[:, 2:, 1:-1] + own[:, 1:-1, :-2] + own[:, 1:-1, 2:]
+    neighbours = torch.where(anchors(h, w), 0, 1 + bucket(cross, NEIGHBOUR_STATES - 1))
+    return activity * NEIGHBOUR_STATES + neighbours
 
 
 def contexts(code: torch.Tensor) -> torch.Tensor:
-    """Context bucket of every integer code value (B, C, H, W) -> int64 (B, C, H, W); 0 for factorised channels.
-
-    Channel c's context is computed from channels 1 .. group_start(c) - 1 only, which the decoder
-    has already decoded when it reaches c's group. Integer arithmetic only: exact everywhere.
-    """
-    b, c, h, w = code.shape
-    mag = code.to(torch.int64).abs()
-    mag[:, 0] = 0  # the DC channel says little about texture
-    prefix = F.pad(mag.cumsum(1), (0, 0, 0, 0, 1, 0))  # prefix[:, s] = sum of channels < s
-    starts = torch.tensor([group_start(i) if i >= FACTORIZED_CHANNELS else 0 for i in range(c)])
-    act = F.pad(prefix[:, starts], (1, 1, 1, 1))
-    box = sum(act[:, :, i:i + h, j:j + w] for i in range(3) for j in range(3))
-    ctx = torch.zeros_like(box)
-    for j in range(1, CONTEXTS):
-        ctx += (box + 1 >= 2 ** j).to(torch.int64)
-    ctx[:, :FACTORIZED_CHANNELS] = 0
-    return ctx
+    """Context of every integer code value (B, C, H, W) -> int64 (B, C, H, W); 0 for the DC."""
+    mag = magnitudes(code)
+    out = torch.zeros_like(mag)
+    for start, end in groups(code.shape[1]):
+        out[:, start:end] = group_context(mag, start, end)[:, None]
+    return out
 
 
 def laplace_likelihood(y: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -65,6 +108,10 @@ def laplace_likelihood(y: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     cdf_upper = torch.where(upper <= 0, 0.5 * torch.exp(upper.clamp(max=0)), 1 - 0.5 * torch.exp(-upper.clamp(min=0)))
     p = cdf_upper - 0.5 * torch.exp(lower)
     return p.clamp_min(LIKELIHOOD_FLOOR)
+
+
+def scale_grid() -> torch.Tensor:
+    return torch.logspace(math.log10(SCALE_MIN), math.log10(SCALE_MAX), SCALES, dtype=torch.float64)
 
 
 class FactorizedDensity(nn.Module):
@@ -93,7 +140,7 @@ class FactorizedDensity(nn.Module):
         return v
 
     def likelihood(self, y: torch.Tensor) -> torch.Tensor:
-        """Probability of each (noisy or integer) code value y of shape (B, C, H, W)."""
+        """Probability of each (noisy or integer) value y of shape (B, C, H, W)."""
         b, c, h, w = y.shape
         v = y.permute(1, 0, 2, 3).reshape(c, 1, -1)
         lower = self.logits_cdf(v - 0.5)
@@ -104,105 +151,95 @@ class FactorizedDensity(nn.Module):
         return p.reshape(c, b, h, w).permute(1, 0, 2, 3)
 
     @torch.no_grad()
-    def tables(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Tabulate the density: (offsets int32 (C,), lengths int32 (C,), probabilities float32 (sum lengths,)).
-
-        Channel c codes the integers offsets[c] .. offsets[c] + lengths[c] - 1.
-        """
-        channels = self.matrices[0].shape[0]
-        support = torch.arange(-TABLE_RANGE, TABLE_RANGE + 1, dtype=torch.float32)
-        v = support.expand(channels, 1, -1).contiguous()
-        lower = torch.sigmoid(self.logits_cdf(v - 0.5).double())
-        upper = torch.sigmoid(self.logits_cdf(v + 0.5).double())
-        pmf = (upper - lower).clamp_min(0).squeeze(1)  # (C, N)
-        cdf = torch.cumsum(pmf, dim=1)
-        offsets, lengths, probs = [], [], []
-        for c in range(channels):
-            lo = int(torch.searchsorted(cdf[c], torch.tensor([TAIL_MASS], dtype=torch.float64)))
-            hi = int(torch.searchsorted(cdf[c], cdf[c, -1:] - TAIL_MASS))
-            hi = max(hi, lo)
-            offsets.append(lo - TABLE_RANGE)
-            lengths.append(hi - lo + 1)
-            probs.append(pmf[c, lo:hi + 1])
-        return (torch.tensor(offsets, dtype=torch.int32), torch.tensor(lengths, dtype=torch.int32),
-                torch.cat(probs).float())
+    def table(self, radius: int) -> torch.Tensor:
+        """Probabilities of the integers -radius .. radius under channel 0's density (float32)."""
+        v = torch.arange(-radius, radius + 1, dtype=torch.float32).view(1, 1, -1)
+        pmf = torch.sigmoid(self.logits_cdf(v + 0.5).double()) - torch.sigmoid(self.logits_cdf(v - 0.5).double())
+        return pmf.clamp_min(0).view(-1).float()
 
 
 class EntropyModel(nn.Module):
-    """Factorised density for the first channels, context-conditional Laplace for the rest."""
+    """Factorised density of the DC residual; context-conditional Laplace for the other channels."""
 
     def __init__(self, channels: int):
         super().__init__()
         self.channels = channels
-        self.split = min(channels, FACTORIZED_CHANNELS)
-        self.factorized = FactorizedDensity(self.split)
-        self.log_scale = nn.Parameter(torch.zeros(channels - self.split, CONTEXTS))
+        self.dc = FactorizedDensity(1)
+        self.log_scale = nn.Parameter(torch.zeros(channels - 1, CONTEXTS))
 
     def likelihood(self, y: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
-        """Probability of the (noisy or integer) code y, contexts taken from the integer code."""
-        p = self.factorized.likelihood(y[:, :self.split])
-        if self.channels == self.split:
+        """Probability of the (noisy or integer) code y; contexts and the DC prediction come from
+        the integer code. The DC residual is the integer one, with a straight-through gradient."""
+        dc = code[:, 0] + (y[:, 0] - y[:, 0].detach())
+        p = self.dc.likelihood(dc_residual(dc)[:, None])
+        if self.channels == 1:
             return p
-        ctx = contexts(code)[:, self.split:]
-        rows = torch.arange(self.channels - self.split).view(1, -1, 1, 1)
+        ctx = contexts(code)[:, 1:]
+        rows = torch.arange(self.channels - 1).view(1, -1, 1, 1)
         scale = self.log_scale.exp()[rows, ctx]
-        return torch.cat([p, laplace_likelihood(y[:, self.split:], scale)], dim=1)
+        return torch.cat([p, laplace_likelihood(y[:, 1:], scale)], dim=1)
 
     @torch.no_grad()
     def tables(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Coding tables: (offsets (C,), lengths (C,), probabilities) where a factorised channel has
-        one table of `length` entries and a context channel CONTEXTS tables of `length` entries."""
-        offsets, lengths, probs = self.factorized.tables()
-        offsets, lengths, probs = list(offsets), list(lengths), [probs]
-        scales = self.log_scale.double().exp()
-        for row in scales:
-            r = int(min(TABLE_RANGE, math.ceil(float(row.max()) * math.log(1 / LAPLACE_TAIL)) + 1))
-            support = torch.arange(-r, r + 1, dtype=torch.float64)
-            for b in row:
-                probs.append(laplace_likelihood(support, b).clamp_min(0).float())
-            offsets.append(-r)
-            lengths.append(2 * r + 1)
-        return (torch.tensor(offsets, dtype=torch.int32), torch.tensor(lengths, dtype=torch.int32),
-                torch.cat(probs).float())
+        """Coding tables: the DC residual's probabilities (8 * DC_CLAMP + 1,), the Laplace tables on
+        the scale grid (SCALES, 2 * AC_CLAMP + 1) and each (channel, context)'s table index."""
+        support = torch.arange(-AC_CLAMP, AC_CLAMP + 1, dtype=torch.float64)
+        grid = scale_grid()
+        laplace = torch.stack([laplace_likelihood(support, s).clamp_min(0) for s in grid]).float()
+        position = (self.log_scale.double() - grid[0].log()) / (grid[1].log() - grid[0].log())
+        index = position.round().clamp(0, SCALES - 1).to(torch.int16)
+        return self.dc.table(4 * DC_CLAMP), laplace, index
 
 
 class CodingTables:
     """The fixed probability tables of one checkpoint, ready for constriction."""
 
-    def __init__(self, offsets: torch.Tensor, lengths: torch.Tensor, probabilities: torch.Tensor):
-        self.offsets = offsets.numpy().astype(np.int64)
-        self.lengths = lengths.numpy().astype(np.int64)
-        self.probabilities = probabilities.numpy().astype(np.float64)
-        self.models: list[list] = []  # per channel, one model per context (one for factorised channels)
-        start = 0
-        for c, n in enumerate(self.lengths):
-            count = 1 if c < FACTORIZED_CHANNELS else CONTEXTS
-            self.models.append([constriction.stream.model.Categorical(self.probabilities[s:s + n], perfect=False)
-                                for s in range(start, start + count * n, n)])
-            start += count * n
-        if start != len(self.probabilities):
+    def __init__(self, dc: torch.Tensor, laplace: torch.Tensor, index: torch.Tensor):
+        if dc.shape != (8 * DC_CLAMP + 1,) or laplace.shape != (SCALES, 2 * AC_CLAMP + 1) \
+                or index.ndim != 2 or index.shape[1] != CONTEXTS:
             raise ValueError("coding tables are inconsistent")
+        self.index = index.numpy().astype(np.int64)  # (channels - 1, CONTEXTS)
+        self.dc_probabilities = dc.numpy().astype(np.float64)
+        self.laplace_probabilities = laplace.numpy().astype(np.float64)
+        self.dc_model = constriction.stream.model.Categorical(self.dc_probabilities, perfect=False)
+        self.models = [constriction.stream.model.Categorical(p, perfect=False) for p in self.laplace_probabilities]
 
     @property
     def channels(self) -> int:
-        return len(self.models)
+        return self.index.shape[0] + 1
 
     def clamp(self, symbols: torch.Tensor) -> torch.Tensor:
-        """Clip integer code values (B, C, H, W) into each channel's coded range."""
-        lo = torch.as_tensor(self.offsets, dtype=symbols.dtype).view(1, -1, 1, 1)
-        hi = lo + torch.as_tensor(self.lengths - 1, dtype=symbols.dtype).view(1, -1, 1, 1)
-        return torch.maximum(torch.minimum(symbols, hi), lo)
+        """Clip integer code values (B, C, H, W) into the coded range."""
+        return torch.cat([symbols[:, :1].clamp(-DC_CLAMP, DC_CLAMP), symbols[:, 1:].clamp(-AC_CLAMP, AC_CLAMP)], 1)
+
+    def _passes(self, c_total: int, h: int, w: int):
+        """The decoding order after the DC: each group's anchors, then its other positions."""
+        first = anchors(h, w).numpy()
+        for start, end in groups(c_total):
+            for where in (first, ~first):
+                yield start, end, where
+
+    def _batches(self, ctx: np.ndarray, start: int, end: int, where: np.ndarray):
+        """Split one pass into runs of symbols that share a table: (table, flat positions).
+        ctx: the group's (H, W) context map."""
+        table = self.index[start - 1:end - 1][:, ctx[where]].ravel()
+        order = np.argsort(table, kind="stable")
+        kinds, starts = np.unique(table[order], return_index=True)
+        for k, lo, hi in zip(kinds, starts, list(starts[1:]) + [len(order)]):
+            yield int(k), order[lo:hi]
 
     def encode(self, symbols: np.ndarray) -> bytes:
         """symbols: int array (C, H, W), already within range -> compressed bytes."""
-        ctx = contexts(torch.from_numpy(symbols)[None])[0].numpy()
+        c_total, h, w = symbols.shape
+        mag = magnitudes(torch.from_numpy(symbols)[None])
+        chunks = [((dc_residual(torch.from_numpy(symbols[:1]))[0].numpy() + 4 * DC_CLAMP).ravel(), self.dc_model)]
+        for start, end, where in self._passes(c_total, h, w):
+            ctx = group_context(mag, start, end)[0].numpy()
+            values = symbols[start:end, where].ravel() + AC_CLAMP
+            chunks += [(values[positions], self.models[k]) for k, positions in self._batches(ctx, start, end, where)]
         coder = constriction.stream.stack.AnsCoder()
-        for c in reversed(range(self.channels)):  # the exact reverse of the decoding order
-            idx = (symbols[c] - self.offsets[c]).astype(np.int32)
-            for k in reversed(range(len(self.models[c]))):
-                sel = idx[ctx[c] == k] if len(self.models[c]) > 1 else idx.reshape(-1)
-                if sel.size:
-                    coder.encode_reverse(sel, self.models[c][k])
+        for values, model in reversed(chunks):  # a stack: encode in the exact reverse of decoding
+            coder.encode_reverse(values.astype(np.int32), model)
         return coder.get_compressed().astype("<u4").tobytes()
 
     def decode(self, payload: bytes, shape: tuple[int, int, int]) -> np.ndarray:
@@ -210,21 +247,21 @@ class CodingTables:
         c_total, h, w = shape
         if len(payload) % 4:
             raise ValueError("payload length is not a multiple of 4")
-        words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
-        coder = constriction.stream.stack.AnsCoder(words)
+        if c_total != self.channels:
+            raise ValueError(f"code has {c_total} channels, the tables {self.channels}")
+        coder = constriction.stream.stack.AnsCoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
         out = np.zeros((c_total, h, w), dtype=np.int64)
-        ctx = None
-        for c in range(c_total):
-            if len(self.models[c]) == 1:
-                out[c] = coder.decode(self.models[c][0], h * w).reshape(h, w).astype(np.int64) + self.offsets[c]
-                continue
-            if c == group_start(c) or ctx is None:  # a new group: its contexts are now known
-                ctx = contexts(torch.from_numpy(out)[None])[0].numpy()
-            for k in range(CONTEXTS):
-                mask = ctx[c] == k
-                n = int(mask.sum())
-                if n:
-                    out[c][mask] = coder.decode(self.models[c][k], n).astype(np.int64) + self.offsets[c]
+        residual = coder.decode(self.dc_model, h * w).astype(np.int64) - 4 * DC_CLAMP
+        out[0] = dc_from_residual(residual.reshape(h, w))
+        mag = torch.zeros((1, c_total, h, w), dtype=torch.int64)  # magnitudes of what is decoded so far
+        mag[0, 0] = dc_residual(torch.from_numpy(out[:1]))[0].abs()
+        for start, end, where in self._passes(c_total, h, w):
+            ctx = group_context(mag, start, end)[0].numpy()  # this pass's contexts are now known
+            values = np.zeros((end - start) * int(where.sum()), dtype=np.int64)
+            for k, positions in self._batches(ctx, start, end, where):
+                values[positions] = coder.decode(self.models[k], len(positions)).astype(np.int64) - AC_CLAMP
+            out[start:end, where] = values.reshape(end - start, -1)
+            mag[0, start:end, torch.from_numpy(where)] = torch.from_numpy(np.abs(out[start:end, where]))
         if not coder.is_empty():
             raise ValueError("payload has trailing data")
         return out

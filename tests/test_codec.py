@@ -80,7 +80,21 @@ def test_other_checkpoint_is_a_clear_error(ckpt, photo):
 
 def test_tables_are_stored_not_recomputed(ckpt):
     """Coding uses the exported tables; they match what the density gives (to float32)."""
-    offsets, lengths, probs = ckpt.model.densities[0].tables()
-    assert np.array_equal(offsets.numpy(), ckpt.tables.offsets)
-    assert np.array_equal(lengths.numpy(), ckpt.tables.lengths)
-    assert np.array_equal(probs.double().numpy(), ckpt.tables.probabilities)
+    dc, laplace, index = ckpt.model.densities[0].tables()
+    assert np.array_equal(dc.double().numpy(), ckpt.tables.dc_probabilities)
+    assert np.array_equal(laplace.double().numpy(), ckpt.tables.laplace_probabilities)
+    assert np.array_equal(index.numpy(), ckpt.tables.index)
+    assert len(np.unique(ckpt.tables.index)) > 8  # the contexts pick different tables
+
+
+def test_shipped_checkpoints_cover_the_range_within_5_mb():
+    """At least five code sizes, each file at most 5 MB, from about 0.1 to 1 bpp on Kodak."""
+    import json
+
+    from cycleapp import checkpoint
+
+    paths = checkpoint.available()
+    assert len(paths) >= 5
+    assert all(p.stat().st_size <= 5_000_000 for p in paths)
+    bpp = [json.loads(p.with_suffix(".json").read_text())["kodak"]["bpp"] for p in paths]
+    assert bpp == sorted(bpp) and bpp[0] < 0.15 and bpp[-1] > 0.8
