@@ -201,6 +201,8 @@ class CodingTables:
         self.index = index.numpy().astype(np.int64)  # (channels - 1, CONTEXTS)
         self.dc_probabilities = dc.numpy().astype(np.float64)
         self.laplace_probabilities = laplace.numpy().astype(np.float64)
+        self.laplace_bits = -torch.from_numpy(self.laplace_probabilities).clamp_min(1e-300).log2()
+        self.index_tensor = torch.from_numpy(self.index)
         self.dc_model = constriction.stream.model.Categorical(self.dc_probabilities, perfect=False)
         self.models = [constriction.stream.model.Categorical(p, perfect=False) for p in self.laplace_probabilities]
 
@@ -211,6 +213,27 @@ class CodingTables:
     def clamp(self, symbols: torch.Tensor) -> torch.Tensor:
         """Clip integer code values (B, C, H, W) into the coded range."""
         return torch.cat([symbols[:, :1].clamp(-DC_CLAMP, DC_CLAMP), symbols[:, 1:].clamp(-AC_CLAMP, AC_CLAMP)], 1)
+
+    def quantize(self, y: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """Rate-distortion optimised rounding of a continuous code y (B, C, H, W), encoder side only.
+
+        Each value after the DC is rounded, then moved one step toward zero wherever that saves
+        more bits (under its table, contexts taken from the plain rounding) than it costs in
+        weight[c] * (squared error in the code), as classical encoders do (RDOQ / trellis). The
+        decoder is untouched: it decodes whatever integers it is given.
+        """
+        q = self.clamp(torch.round(y))
+        if q.shape[1] == 1:
+            return q
+        ctx = contexts(q.to(torch.int64))[:, 1:]
+        table = self.index_tensor[torch.arange(q.shape[1] - 1).view(1, -1, 1, 1), ctx]
+        near = q[:, 1:]
+        toward_zero = near - torch.sign(near)
+        bits = lambda v: self.laplace_bits[table, v.to(torch.int64) + AC_CLAMP]
+        error = lambda v: (y[:, 1:].double() - v) ** 2
+        gain = weight[1:].view(1, -1, 1, 1) * (error(toward_zero) - error(near)) + bits(toward_zero) - bits(near)
+        q[:, 1:] = torch.where(gain < 0, toward_zero, near)
+        return q
 
     def _passes(self, c_total: int, h: int, w: int):
         """The decoding order after the DC: each group's anchors, then its other positions."""

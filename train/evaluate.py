@@ -139,9 +139,12 @@ def main(argv=None) -> None:
     p.add_argument("--plot", type=Path, default=None)
     p.add_argument("--codecs", default="cycle,jpeg,jpeg2000,webp,heif,avif")
     p.add_argument("--limit", type=int, default=None, help="only the first N images")
+    p.add_argument("--rdoq-weight", type=float, default=codec.RDOQ_WEIGHT,
+                   help="the cycle encoder's rate-distortion rounding weight (inf: plain rounding)")
     args = p.parse_args(argv)
     if args.images is None or not Path(args.images).is_dir():
         raise SystemExit("error: --images must be a folder of images (../shared/data/kodak is not here)")
+    codec.RDOQ_WEIGHT = args.rdoq_weight
     names = [n.strip() for n in args.codecs.split(",") if n.strip()]
     unknown = [n for n in names if n != "cycle" and n not in CODECS]
     if unknown:
