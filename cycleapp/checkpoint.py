@@ -1,6 +1,7 @@
 """Checkpoints: one code size per file pair, `NAME.safetensors` (float16 weights, float32
-coding tables and int16 table indices, no pickle) and `NAME.json` (metadata). The short id of a checkpoint is a hash of its weights file,
-written into every `.cyc` so a file is never decoded with the wrong weights.
+coding tables and int16 table indices, no pickle) and `NAME.json` (metadata). The short id of a
+checkpoint is a hash of its weights file, written into every `.cyc` so a file is never decoded
+with the wrong weights.
 """
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ def _pad(x: torch.Tensor) -> torch.Tensor:
 
 
 # Weight of the squared code error against bits in the encoder's rounding decisions, relative to
-# the training loss (lambda * 255^2 * MSE + bpp); chosen on training images (see README, Results).
+# the training loss (lambda * 255^2 * MSE + bpp); chosen on training images (README, "The model").
 RDOQ_WEIGHT = 2.5
 
 

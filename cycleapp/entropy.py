@@ -202,7 +202,6 @@ class CodingTables:
         self.dc_probabilities = dc.numpy().astype(np.float64)
         self.laplace_probabilities = laplace.numpy().astype(np.float64)
         self.laplace_bits = -torch.from_numpy(self.laplace_probabilities).clamp_min(1e-300).log2()
-        self.index_tensor = torch.from_numpy(self.index)
         self.dc_model = constriction.stream.model.Categorical(self.dc_probabilities, perfect=False)
         self.models = [constriction.stream.model.Categorical(p, perfect=False) for p in self.laplace_probabilities]
 
@@ -226,7 +225,7 @@ class CodingTables:
         if q.shape[1] == 1:
             return q
         ctx = contexts(q.to(torch.int64))[:, 1:]
-        table = self.index_tensor[torch.arange(q.shape[1] - 1).view(1, -1, 1, 1), ctx]
+        table = torch.from_numpy(self.index)[torch.arange(q.shape[1] - 1).view(1, -1, 1, 1), ctx]
         near = q[:, 1:]
         toward_zero = near - torch.sign(near)
         bits = lambda v: self.laplace_bits[table, v.to(torch.int64) + AC_CLAMP]
