@@ -37,3 +37,16 @@ def test_export_gives_a_working_checkpoint(tmp_path, monkeypatch):
     assert enc.returncode == 0, enc.stderr
     dec = run_cli("decode", tmp_path / "x.cyc", tmp_path / "x.png")
     assert dec.returncode == 0, dec.stderr
+
+
+
+def test_evaluate_refuses_a_bad_rdoq_weight(tmp_path):
+    """One error line, non-zero exit, no results file, for a negative or NaN weight."""
+    for weight in ["-1", "nan"]:
+        out = tmp_path / "r.json"
+        cmd = [sys.executable, "-m", "train.evaluate", "--images", str(EXAMPLES), "--codecs", "cycle",
+               "--rdoq-weight", weight, "--out", str(out)]
+        result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert result.returncode != 0 and not out.exists()
+        assert result.stderr.strip().splitlines()[-1].startswith("error: --rdoq-weight must be")
+        assert "Traceback" not in result.stderr

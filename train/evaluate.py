@@ -144,6 +144,8 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     if args.images is None or not Path(args.images).is_dir():
         raise SystemExit("error: --images must be a folder of images (../shared/data/kodak is not here)")
+    if not args.rdoq_weight >= 0:  # also refuses nan
+        raise SystemExit("error: --rdoq-weight must be a number >= 0 (inf: plain rounding)")
     codec.RDOQ_WEIGHT = args.rdoq_weight
     names = [n.strip() for n in args.codecs.split(",") if n.strip()]
     unknown = [n for n in names if n != "cycle" and n not in CODECS]
