@@ -58,9 +58,9 @@ def dc_from_residual(r: np.ndarray) -> np.ndarray:
     return r.cumsum(0).cumsum(1)
 
 
-def anchors(h: int, w: int) -> torch.Tensor:
+def anchors(h: int, w: int, device=None) -> torch.Tensor:
     """Checkerboard positions decoded in a group's first pass."""
-    i, j = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    i, j = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
     return (i + j) % 2 == 0
 
 
@@ -88,7 +88,7 @@ def group_context(mag: torch.Tensor, start: int, end: int) -> torch.Tensor:
     activity = bucket(sum(lower[:, i:i + h, j:j + w] for i in range(3) for j in range(3)), ACTIVITY_BUCKETS)
     own = F.pad(mag[:, start:end].sum(1), (1, 1, 1, 1))
     cross = own[:, :-2, 1:-1] + own[:, 2:, 1:-1] + own[:, 1:-1, :-2] + own[:, 1:-1, 2:]
-    neighbours = torch.where(anchors(h, w), 0, 1 + bucket(cross, NEIGHBOUR_STATES - 1))
+    neighbours = torch.where(anchors(h, w, mag.device), 0, 1 + bucket(cross, NEIGHBOUR_STATES - 1))
     return activity * NEIGHBOUR_STATES + neighbours
 
 
@@ -175,7 +175,7 @@ class EntropyModel(nn.Module):
         if self.channels == 1:
             return p
         ctx = contexts(code)[:, 1:]
-        rows = torch.arange(self.channels - 1).view(1, -1, 1, 1)
+        rows = torch.arange(self.channels - 1, device=y.device).view(1, -1, 1, 1)
         scale = self.log_scale.exp()[rows, ctx]
         return torch.cat([p, laplace_likelihood(y[:, 1:], scale)], dim=1)
 

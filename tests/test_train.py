@@ -39,6 +39,22 @@ def test_export_gives_a_working_checkpoint(tmp_path, monkeypatch):
     assert dec.returncode == 0, dec.stderr
 
 
+def test_packed_run_resumes_from_the_jpeg_copy(tmp_path):
+    """train.pack: every image as a JPEG, the Adam moments in bfloat16, and fit resumes from both."""
+    fit(tmp_path / "run", 2)
+    cmd = [sys.executable, "-m", "train.pack", str(tmp_path / "pack"), "--data", str(EXAMPLES),
+           "--state", str(tmp_path / "run" / "state.pt")]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len(list((tmp_path / "pack" / "data").glob("*.jpg"))) == len(list(EXAMPLES.glob("*.png")))
+    packed = torch.load(tmp_path / "pack" / "state.pt", weights_only=True)
+    assert all(m["exp_avg_sq"].dtype == torch.bfloat16 for m in packed["optimizer"]["state"].values())
+    (tmp_path / "gpu").mkdir()
+    (tmp_path / "pack" / "state.pt").rename(tmp_path / "gpu" / "state.pt")
+    resumed = fit(tmp_path / "gpu", 3, "--resume", "--data", str(tmp_path / "pack" / "data"))
+    assert resumed["step"] == 3
+    assert all(m["exp_avg_sq"].dtype == torch.float32 for m in resumed["optimizer"]["state"].values())
+
 
 def test_evaluate_refuses_a_bad_rdoq_weight(tmp_path):
     """One error line, non-zero exit, no results file, for a negative or NaN weight."""

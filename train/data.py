@@ -18,6 +18,12 @@ def default_train_dir() -> Path:
     return SHARED / "train" if (SHARED / "train").is_dir() else EXAMPLES
 
 
+def kodak_dir() -> Path | None:
+    """../shared/data/kodak when present (validation and reporting only, never training)."""
+    d = SHARED / "kodak"
+    return d if d.is_dir() else None
+
+
 def image_files(directory: Path) -> list[Path]:
     return sorted(p for p in Path(directory).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
 
@@ -39,14 +45,18 @@ def load_images(directory: Path, min_side: int, half_scale_above: int = 1024) ->
 
 
 class CropSampler:
-    """Random crops with flips, images drawn in proportion to their area."""
+    """Random crops with flips, images drawn in proportion to their area.
+
+    The crops are cut on the images' own device: on a GPU, keep the images there (uint8) so no
+    batch crosses the bus.
+    """
 
     def __init__(self, images: list[torch.Tensor], patch: int, generator: torch.Generator):
         self.images, self.patch, self.g = images, patch, generator
         self.weights = torch.tensor([float(i.shape[1] * i.shape[2]) for i in images])
 
     def batch(self, size: int) -> torch.Tensor:
-        out = torch.empty(size, 3, self.patch, self.patch)
+        out = torch.empty(size, 3, self.patch, self.patch, device=self.images[0].device)
         picks = torch.multinomial(self.weights, size, replacement=True, generator=self.g)
         for j, i in enumerate(picks.tolist()):
             img = self.images[i]

@@ -24,14 +24,9 @@ from cycleapp.imageio import load_rgb
 from cycleapp.metrics import bpp, ms_ssim, psnr
 from cycleapp.plots import rd_figure
 from cycleapp.sweeps import SWEEP
-from train.data import SHARED, image_files
+from train.data import image_files, kodak_dir
 
 METRICS = ("bpp", "psnr", "ms_ssim", "encode_s", "decode_s")
-
-
-def kodak_dir() -> Path | None:
-    d = SHARED / "kodak"
-    return d if d.is_dir() else None
 
 
 def measure_checkpoint(ckpt, directory: Path, limit: int | None = None) -> dict:

@@ -17,7 +17,7 @@ import torch
 from cycleapp.checkpoint import Checkpoint, checkpoint_dir, save_checkpoint
 from cycleapp.entropy import CodingTables
 from cycleapp.model import CycleModel, ModelConfig
-from train.data import REPO
+from train.data import REPO, kodak_dir
 
 
 def single_size(model: CycleModel, index: int) -> CycleModel:
@@ -54,7 +54,7 @@ def load_run(run_dir: Path) -> tuple[CycleModel, dict]:
 
 
 def main(argv=None) -> None:
-    from train.evaluate import kodak_dir, measure_checkpoint  # evaluation needs the codec stack
+    from train.evaluate import measure_checkpoint  # evaluation needs the codec stack
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run", type=Path, help="training run directory (holds state.pt)")

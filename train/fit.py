@@ -21,8 +21,7 @@ from tqdm import tqdm
 
 from cycleapp.layers import pad_kernel
 from cycleapp.model import CodeSize, CycleModel, ModelConfig
-from train.data import CropSampler, default_train_dir, load_images
-from train.evaluate import kodak_dir, measure_checkpoint
+from train.data import CropSampler, default_train_dir, kodak_dir, load_images
 from train.export import as_checkpoint
 
 # The shipped code sizes: (name, code channels, lambda). Smaller codes for lower rates.
@@ -116,6 +115,7 @@ def main(argv=None) -> None:
             model.load_state_dict(reused, strict=False)
             print(f"initialised {len(reused)} tensors from {args.init_from}")
     model.to(device)
+    sampler.images = [i.to(device) for i in images]  # crops are cut where the images are
     entropy_params = [p for n, p in model.named_parameters() if n.startswith(("densities", "log_steps"))]
     transform_params = [p for n, p in model.named_parameters() if not n.startswith(("densities", "log_steps"))]
     opt = torch.optim.Adam([{"params": transform_params, "scale": 1.0},
@@ -203,6 +203,7 @@ def fit_densities(model: CycleModel, sampler: CropSampler, args, device, iterati
 
 def validate(model: CycleModel, step: int, args, log) -> None:
     """Real-file bpp and PSNR on a few Kodak images, for every code size (reporting only)."""
+    from train.evaluate import measure_checkpoint  # the codec stack, not needed to train
     model.eval()
     cpu = model.to("cpu") if args.device == "cuda" else model
     for i, size in enumerate(cpu.config.sizes):
