@@ -26,6 +26,21 @@ def test_resume_continues_exactly(tmp_path):
         assert torch.equal(value, resumed["model"][key]), key
 
 
+def test_torchrun_trains_and_resumes_with_two_processes(tmp_path):
+    """DDP on CPU (gloo): two processes train, save, and a second torchrun resumes the run."""
+    def torchrun(steps, *extra):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "train.fit", "--out", str(tmp_path / "ddp"), "--steps", str(steps), *COMMON, *extra]
+        result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr[-2000:]
+        return torch.load(tmp_path / "ddp" / "state.pt", weights_only=True)
+
+    first = torchrun(2)
+    resumed = torchrun(4, "--resume")
+    assert first["step"] == 2 and resumed["step"] == 4
+    assert any(not torch.equal(first["model"][k], resumed["model"][k]) for k in first["model"])
+
+
 def test_export_gives_a_working_checkpoint(tmp_path, monkeypatch):
     fit(tmp_path / "run", 2)
     out = subprocess.run([sys.executable, "-m", "train.export", str(tmp_path / "run"), "--out", str(tmp_path / "ck")],

@@ -128,6 +128,9 @@ def main(argv=None) -> None:
         step = state["step"]
         sampler.g.set_state(state["rng"])
         torch.set_rng_state(state["torch_rng"])
+        if rank:  # the state holds rank 0's generator; the others draw their own crops again
+            sampler.g.manual_seed(args.seed + rank + 1_000_003 * step)
+            torch.manual_seed(args.seed + rank + 1_000_003 * step)
     net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if distributed else model
 
     stop = {"now": False}
@@ -137,7 +140,7 @@ def main(argv=None) -> None:
     last_save = time.time()
     bar = tqdm(total=args.steps, initial=step, disable=rank != 0, dynamic_ncols=True)
     t0, steps_at_t0 = time.time(), step
-    while step < args.steps and not stop["now"]:
+    while step < args.steps and not stopping(stop["now"], distributed, device):
         index = step % len(sizes)
         lmbda = sizes[index].lmbda
         for g in opt.param_groups:
@@ -181,6 +184,15 @@ def main(argv=None) -> None:
         print(f"saved {state_path} at step {step}")
     if distributed:
         dist.destroy_process_group()
+
+
+def stopping(requested: bool, distributed: bool, device) -> bool:
+    """Whether to stop now; under DDP every rank stops at the same step or the others would hang."""
+    if not distributed:
+        return requested
+    flag = torch.tensor([float(requested)], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
 
 
 def fit_densities(model: CycleModel, sampler: CropSampler, args, device, iterations: int = 300) -> None:
