@@ -81,3 +81,17 @@ def test_evaluate_refuses_a_bad_rdoq_weight(tmp_path):
         assert result.returncode != 0 and not out.exists()
         assert result.stderr.strip().splitlines()[-1].startswith("error: --rdoq-weight must be")
         assert "Traceback" not in result.stderr
+
+
+def test_headroom_bounds_hold_on_the_images_that_chose_the_tables(ckpt, photo):
+    """In-sample, each cell's best table costs no more than the shipped one, and a finer split by
+    block class costs no more than the contexts alone (side bits aside): the counting is consistent."""
+    from cycleapp import codec
+    from train.headroom import headroom
+
+    r = headroom(ckpt, [photo], [photo], block=4)
+    file_bpp = 8 * len(codec.encode(ckpt, photo)) / (photo.shape[0] * photo.shape[1])
+    assert 0.75 * file_bpp < r["shipped"] < file_bpp  # the AC channels: most of the file, the DC and header aside
+    assert 0 < r["refit"] <= r["shipped"] + 1e-12
+    assert r["classes"] - r["side"] <= r["refit"] + 1e-12
+    assert r["side"] > 0
