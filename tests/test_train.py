@@ -95,3 +95,17 @@ def test_headroom_bounds_hold_on_the_images_that_chose_the_tables(ckpt, photo):
     assert 0 < r["refit"] <= r["shipped"] + 1e-12
     assert r["classes"] - r["side"] <= r["refit"] + 1e-12
     assert r["side"] > 0
+
+
+def test_headroom_and_pack_refuse_bad_input_with_one_line(tmp_path):
+    """A bad option or a missing input: one error line, non-zero exit, nothing written."""
+    cases = [["train.headroom", "--limit", "0"], ["train.headroom", "--sizes", "nope"],
+             ["train.headroom", "--images", str(tmp_path / "none")],
+             ["train.pack", str(tmp_path / "pack"), "--state", str(tmp_path / "none.pt")],
+             ["train.pack", str(tmp_path / "pack"), "--data", str(tmp_path / "none")]]
+    for args in cases:
+        result = subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert result.returncode != 0, args
+        assert result.stderr.strip().splitlines()[-1].startswith("error: "), args
+        assert "Traceback" not in result.stderr, args
+    assert not (tmp_path / "pack").exists()

@@ -94,7 +94,9 @@ def main(argv=None) -> None:
     state_path = args.out / "state.pt"
 
     images = load_images(args.data, args.patch_size)
-    sampler = CropSampler(images, args.patch_size, torch.Generator().manual_seed(args.seed + rank))
+    # crops are cut where the images are (on a GPU: no batch crosses the bus)
+    sampler = CropSampler([i.to(device) for i in images], args.patch_size,
+                          torch.Generator().manual_seed(args.seed + rank))
     state = torch.load(state_path, map_location="cpu", weights_only=True) \
         if args.resume and state_path.exists() else None
     if state:
@@ -115,7 +117,6 @@ def main(argv=None) -> None:
             model.load_state_dict(reused, strict=False)
             print(f"initialised {len(reused)} tensors from {args.init_from}")
     model.to(device)
-    sampler.images = [i.to(device) for i in images]  # crops are cut where the images are
     entropy_params = [p for n, p in model.named_parameters() if n.startswith(("densities", "log_steps"))]
     transform_params = [p for n, p in model.named_parameters() if not n.startswith(("densities", "log_steps"))]
     opt = torch.optim.Adam([{"params": transform_params, "scale": 1.0},

@@ -97,13 +97,18 @@ def main(argv=None) -> None:
     p.add_argument("--block", type=int, default=4, help="side-information block, in code positions")
     p.add_argument("--sizes", default=None, help="comma-separated code sizes (default: all)")
     args = p.parse_args(argv)
+    if args.limit < 2 or args.block < 1:
+        raise SystemExit("error: --limit must be at least 2 and --block at least 1")
+    available = [p.stem for p in ckpts.available()]
+    names = args.sizes.split(",") if args.sizes else available
+    if unknown := [n for n in names if n not in available]:
+        raise SystemExit(f"error: unknown code size {', '.join(unknown)} (available: {', '.join(available)})")
     files = image_files(args.images)
     if len(files) < 2:
         raise SystemExit(f"error: need at least two images in {args.images}")
     files = files[::max(1, len(files) // args.limit)][:args.limit]
     images = [load_rgb(f) for f in files]
     fit_images, test_images = images[0::2], images[1::2]
-    names = args.sizes.split(",") if args.sizes else [p.stem for p in ckpts.available()]
     print(f"{len(fit_images)} images to choose tables, {len(test_images)} to count bits; AC channels, bpp")
     for name in names:
         r = headroom(ckpts.by_name(name), fit_images, test_images, args.block)

@@ -12,6 +12,7 @@ to runs/gpu/.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import torch
@@ -35,7 +36,9 @@ def pack_state(state_path: Path, out: Path) -> None:
     for moments in state["optimizer"]["state"].values():
         for key in ("exp_avg", "exp_avg_sq"):
             moments[key] = moments[key].to(torch.bfloat16)
-    torch.save(state, out)
+    tmp = out.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, out)  # never a half-written state
 
 
 def main(argv=None) -> None:
@@ -44,6 +47,10 @@ def main(argv=None) -> None:
     p.add_argument("--data", type=Path, default=default_train_dir())
     p.add_argument("--state", type=Path, default=None, help="a run's state.pt to resume there")
     args = p.parse_args(argv)
+    if not image_files(args.data):
+        raise SystemExit(f"error: no images in {args.data}")
+    if args.state and not args.state.is_file():
+        raise SystemExit(f"error: no such state file: {args.state}")
     pack_images(args.data, args.out / "data")
     if args.state:
         pack_state(args.state, args.out / "state.pt")
