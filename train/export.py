@@ -39,6 +39,28 @@ def single_size(model: CycleModel, index: int) -> CycleModel:
     return single.eval().requires_grad_(False)
 
 
+def nested_from_checkpoints(directory: Path) -> CycleModel:
+    """The nested model that the shipped checkpoints were cut from (the inverse of single_size).
+
+    Runs do not outlive a machine; the checkpoints do, so a new run can start from them
+    (`train.fit --init-from checkpoints`). The widest checkpoint gives the shared transform.
+    """
+    from cycleapp.checkpoint import available, load_checkpoint
+    singles = [load_checkpoint(p).model for p in available(directory)]
+    if not singles:
+        raise SystemExit(f"error: no checkpoints in {directory}")
+    widest = max(singles, key=lambda m: m.config.sizes[0].channels)
+    model = CycleModel(replace(widest.config, sizes=[m.config.sizes[0] for m in singles]))
+    state = {k: v for k, v in widest.state_dict().items() if not k.startswith(("log_steps", "densities"))}
+    for i, single in enumerate(singles):
+        for key, value in single.state_dict().items():
+            if key.startswith(("log_steps", "densities")):
+                parts = key.split(".")
+                state[".".join([parts[0], str(i), *parts[2:]])] = value
+    model.load_state_dict(state)
+    return model
+
+
 def as_checkpoint(model: CycleModel, index: int) -> Checkpoint:
     """An in-memory checkpoint (tables computed now) for validation during training."""
     single = single_size(model, index)

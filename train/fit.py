@@ -22,7 +22,7 @@ from tqdm import tqdm
 from cycleapp.layers import pad_kernel
 from cycleapp.model import CodeSize, CycleModel, ModelConfig
 from train.data import CropSampler, default_train_dir, kodak_dir, load_images
-from train.export import as_checkpoint
+from train.export import as_checkpoint, nested_from_checkpoints
 
 # The shipped code sizes: (name, code channels, lambda). Smaller codes for lower rates.
 SIZES = {
@@ -50,7 +50,8 @@ def parse_args(argv=None):
     p.add_argument("--out", type=Path, default=Path("runs/main"))
     p.add_argument("--resume", action="store_true", help="continue from OUT/state.pt")
     p.add_argument("--init-from", type=Path, default=None,
-                   help="start the transform and quantisation steps from another run's state.pt")
+                   help="start the transform and quantisation steps from another run's state.pt "
+                        "or from a folder of checkpoints")
     p.add_argument("--width", type=int, default=320, help="channels of the widest code")
     p.add_argument("--kernel", type=int, default=8, choices=[4, 8],
                    help="down-sampling kernel: 4 = block transform, 8 = lapped (overlapping)")
@@ -108,7 +109,8 @@ def main(argv=None) -> None:
         model = CycleModel(ModelConfig(width=args.width, tied=not args.untied, kernel=args.kernel, sizes=sizes))
         model.init_orthogonal([i.float() / 255 for i in images[:64]], seed=args.seed)
         if args.init_from:
-            source = torch.load(args.init_from, map_location="cpu", weights_only=True)["model"]
+            source = nested_from_checkpoints(args.init_from).state_dict() if args.init_from.is_dir() \
+                else torch.load(args.init_from, map_location="cpu", weights_only=True)["model"]
             own = model.state_dict()
             source = {k: pad_kernel(v, own[k].shape[-1]) if k.startswith("down") and k in own else v
                       for k, v in source.items()}  # a block transform starts a lapped one
