@@ -1,5 +1,5 @@
 """Checkpoints: one code size per file pair, `NAME.safetensors` (float16 weights, float32
-coding tables and int16 table indices, no pickle) and `NAME.json` (metadata). The short id of a
+coding tables, int16 table indices and predictors, no pickle) and `NAME.json` (metadata). The short id of a
 checkpoint is a hash of its weights file, written into every `.cyc` so a file is never decoded
 with the wrong weights.
 """
@@ -19,7 +19,7 @@ from .model import CycleModel, ModelConfig
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 ID_BYTES = 8
-TABLE_KEYS = ("tables.dc", "tables.laplace", "tables.index")
+TABLE_KEYS = ("tables.dc", "tables.laplace", "tables.index", "tables.predictor")
 
 
 def checkpoint_dir() -> Path:

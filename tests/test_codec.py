@@ -80,10 +80,11 @@ def test_other_checkpoint_is_a_clear_error(ckpt, photo):
 
 def test_tables_are_stored_not_recomputed(ckpt):
     """Coding uses the exported tables; they match what the density gives (to float32)."""
-    dc, laplace, index = ckpt.model.densities[0].tables()
+    dc, laplace, index, predictor = ckpt.model.densities[0].tables()
     assert np.array_equal(dc.double().numpy(), ckpt.tables.dc_probabilities)
     assert np.array_equal(laplace.double().numpy(), ckpt.tables.laplace_probabilities)
     assert np.array_equal(index.numpy(), ckpt.tables.index)
+    assert np.array_equal(predictor.numpy(), ckpt.tables.predictor.numpy())
     assert len(np.unique(ckpt.tables.index)) > 8  # the contexts pick different tables
 
 

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from pytorch_msssim import ms_ssim
 from tqdm import tqdm
 
+from cycleapp import entropy
 from cycleapp.layers import pad_kernel
 from cycleapp.model import CodeSize, CycleModel, ModelConfig
 from train.data import CropSampler, default_train_dir, kodak_dir, load_images
@@ -125,6 +126,7 @@ def main(argv=None) -> None:
                             {"params": entropy_params, "scale": 30.0}], lr=args.lr)
     step = 0
     if not state:
+        choose_predictors(model, sampler)
         fit_densities(model, sampler, args, device)
     if state:
         opt.load_state_dict(state["optimizer"])
@@ -196,6 +198,18 @@ def stopping(requested: bool, distributed: bool, device) -> bool:
     flag = torch.tensor([float(requested)], device=device)
     dist.all_reduce(flag, op=dist.ReduceOp.MAX)
     return bool(flag.item())
+
+
+@torch.no_grad()
+def choose_predictors(model: CycleModel, sampler: CropSampler, crops: int = 64) -> None:
+    """Fix each code size's per-channel predictors from the initial code of a sample of crops."""
+    x = sampler.batch(crops)
+    for i, density in enumerate(model.densities):
+        code = torch.round(model.encode(x, i)).cpu()
+        density.predictor.copy_(entropy.choose_predictors(code))
+        named = [entropy.PREDICTORS[k] for k in density.predictor.tolist()[1:]]
+        print(f"{model.config.sizes[i].name}: predicted channels "
+              + (", ".join(f"{c + 1} ({n})" for c, n in enumerate(named) if n != "none") or "none"))
 
 
 def fit_densities(model: CycleModel, sampler: CropSampler, args, device, iterations: int = 300) -> None:

@@ -60,8 +60,9 @@ def costs(ckpt, images: list[np.ndarray], block: int):
     channel = torch.arange(ac).view(-1, 1, 1)
     for rgb in images:
         q = quantized_code(ckpt, rgb)[0].to(torch.int64)
-        cell = channel * CONTEXTS + contexts(q[None])[0, 1:]
-        symbol = q[1:] + AC_CLAMP
+        symbols = ckpt.tables.symbols(q[None])[0]
+        cell = channel * CONTEXTS + contexts(symbols[None])[0, 1:]
+        symbol = symbols[1:] + AC_CLAMP
         classes, maps = block_classes(q, block)
         add_bits(plain, cell, symbol, bits)
         add_bits(split, cell * CLASSES + classes, symbol, bits)

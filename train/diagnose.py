@@ -1,0 +1,118 @@
+"""Where the bits and the error go, per code size, on one or more folders of images side by side.
+
+    python -m train.diagnose ../shared/data/kodak ../shared/data/dev/clic2025-val --limit 8
+
+For every code size and folder (mean over the images, every one a real `.cyc` file):
+- bpp of the file, and the share of it spent on the header, the DC channel, and each channel group
+  after it, split into the checkerboard's anchors (decoded first) and the other positions; the
+  shares are ideal bits (-log2 p under the shipped tables), which the ANS coder meets within a
+  fraction of a percent (the "coder" column: real payload over ideal bits);
+- the distortion ceiling: PSNR of the decoder fed the unquantised code (what the transform alone
+  loses), then of the quantised code (what the file gives): the gap is the quantiser's.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cycleapp import checkpoint as ckpts
+from cycleapp import codec
+from cycleapp.entropy import AC_CLAMP, DC_CLAMP, anchors, contexts, groups
+from cycleapp.imageio import load_rgb
+from cycleapp.metrics import psnr
+from train.data import image_files
+
+
+def ideal_bits(tables, q: torch.Tensor) -> tuple[float, torch.Tensor]:
+    """Bits of the DC, and of every AC symbol (C - 1, H, W), under the coding tables."""
+    s = tables.symbols(q[None])
+    dc_bits = -np.log2(np.maximum(tables.dc_probabilities[(s[0, 0] + 4 * DC_CLAMP).numpy()], 1e-300)).sum()
+    table = torch.from_numpy(tables.index)[torch.arange(q.shape[0] - 1).view(-1, 1, 1), contexts(s)[0, 1:]]
+    return float(dc_bits), tables.laplace_bits[table, s[0, 1:] + AC_CLAMP]
+
+
+@torch.no_grad()
+def diagnose(ckpt, rgb: np.ndarray) -> dict:
+    h, w = rgb.shape[:2]
+    pixels = h * w
+    data = codec.encode(ckpt, rgb)
+    q = codec.quantized_code(ckpt, rgb)[0].to(torch.int64)
+    dc_bits, ac = ideal_bits(ckpt.tables, q)
+    first = anchors(*q.shape[1:])
+    row = {"bpp": 8 * len(data) / pixels, "header": 8 * (len(data) - len(ckpt.tables.encode(q.numpy()))) / pixels,
+           "dc": dc_bits / pixels}
+    for start, end in groups(q.shape[0]):
+        part = ac[start - 1:end - 1]
+        row[f"{start}-{end - 1} anchors"] = float(part[:, first].sum()) / pixels
+        row[f"{start}-{end - 1} others"] = float(part[:, ~first].sum()) / pixels
+    ideal = sum(v for k, v in row.items() if k not in ("bpp", "header"))
+    row["coder"] = (row["bpp"] - row["header"]) / ideal
+    y = ckpt.model.encode(codec._pad(codec.to_tensor(rgb)), 0)
+    row["psnr unquantised"] = psnr(rgb, codec.to_pixels(ckpt.model.decode(y, 0)[..., :h, :w]))
+    row["psnr"] = psnr(rgb, codec.reconstruct_from_code(ckpt, q[None], h, w))
+    row["zeros"] = float((q[1:] == 0).double().mean())
+    row["predicted channels"] = int((ckpt.tables.predictor[1:] > 0).sum())
+    return row
+
+
+def mean_rows(rows: list[dict]) -> dict:
+    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+
+
+def report(results: dict) -> str:
+    """One block per code size: a row per measure, a column per folder."""
+    lines = []
+    folders = list(results)
+    for size in results[folders[0]]:
+        lines.append(f"\n{size}: " + " | ".join(f"{f} ({results[f][size]['images']} images)" for f in folders))
+        keys = [k for k in results[folders[0]][size] if k != "images"]
+        for k in keys:
+            cells = []
+            for f in folders:
+                r = results[f][size]
+                v = r.get(k)
+                if v is None:
+                    cells.append("-")
+                elif k == "predicted channels":
+                    cells.append(f"{v:.0f}")
+                elif k in ("bpp", "coder", "zeros") or k.startswith("psnr"):
+                    cells.append(f"{v:.3f}" if not k.startswith("psnr") else f"{v:.2f} dB")
+                else:  # a share of the file
+                    cells.append(f"{v:.4f} ({100 * v / r['bpp']:4.1f} %)")
+            lines.append(f"  {k:22s} " + "   ".join(c.rjust(18) for c in cells))
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("folders", type=Path, nargs="+", help="folders of images, reported side by side")
+    p.add_argument("--limit", type=int, default=None, help="only the first N images of each folder")
+    p.add_argument("--sizes", default=None, help="comma-separated code sizes (default: all)")
+    p.add_argument("--out", type=Path, default=None, help="also write the numbers as JSON")
+    args = p.parse_args(argv)
+    available = [path.stem for path in ckpts.available()]
+    names = args.sizes.split(",") if args.sizes else available
+    if unknown := [n for n in names if n not in available]:
+        raise SystemExit(f"error: unknown code size {', '.join(unknown)} (available: {', '.join(available)})")
+    results = {}
+    for folder in args.folders:
+        files = image_files(folder)[:args.limit] if folder.is_dir() else []
+        if not files:
+            raise SystemExit(f"error: no images in {folder}")
+        images = [load_rgb(f) for f in files]
+        results[folder.name] = {}
+        for name in names:
+            ckpt = ckpts.by_name(name)
+            results[folder.name][name] = mean_rows([diagnose(ckpt, rgb) for rgb in images]) | {"images": len(files)}
+    print(report(results))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
