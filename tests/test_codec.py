@@ -32,10 +32,11 @@ def test_portrait(ckpt, noise_image):
 
 
 def test_bpp_is_whole_file_bytes(ckpt, photo):
-    from cycleapp.compare import run_cycle
+    from cycleapp.codecs import CycleCodec
+    from cycleapp.measure import measure
 
-    result = run_cycle(ckpt, photo)
-    row = result.row(photo)
+    result = measure(CycleCodec(ckpt), photo)
+    row = result.row()
     assert row["bytes"] == len(result.data)
     assert row["bpp"] == 8 * len(result.data) / (768 * 512)
 
