@@ -1,7 +1,37 @@
 """CycleCodec: a learned image codec built on cycle consistency.
 
+    import cycleapp
+    data = cycleapp.encode(image, code_size="medium")   # a PIL image or a numpy array -> .cyc bytes
+    pixels = cycleapp.decode(data)                       # -> (H, W, 3) uint8
+    cycleapp.register()                                  # Pillow opens and saves .cyc files
+
 Modules, one concern each: `layers` (tied building blocks), `entropy` (entropy models and the
 coder), `model` (the cycle model), `checkpoint` (weights on disk), `bitstream` (the .cyc container),
-`codec` (pixels <-> .cyc), `imageio` (reading any image), `classical` (JPEG & co. at matched size),
-`metrics`, `compare`, `sweeps` and `plots` (what the CLI, the app and the evaluation report).
+`codec` (pixels <-> .cyc), `imageio` (reading any image), `codecs` (what a codec is, and the
+registry of all of them), `measure` (how we measure), `matching` (a codec at a given file size),
+`compare`, `sweeps`, `metrics` and `plots` (what the CLI, the app and the evaluation report),
+`api` and `pillow` (the Python API and the Pillow plug-in). `classical` keeps older names.
+
+The names above are imported on first use, so `import cycleapp` stays light (no torch).
 """
+import os
+from pathlib import Path
+
+_HERE = Path(__file__).resolve().parent
+# Installed by pip, the checkpoints travel inside the package (pyproject.toml); in a checkout they
+# sit beside it, where `checkpoint.DEFAULT_DIR` looks. Until that default knows both places, the
+# installed copy is named through the variable the checkpoint module already reads.
+if not (_HERE.parent / "checkpoints").is_dir() and (_HERE / "checkpoints").is_dir():
+    os.environ.setdefault("CYCLECODEC_CHECKPOINTS", str(_HERE / "checkpoints"))
+
+
+def __getattr__(name):
+    if name in ("encode", "decode"):
+        from . import api
+
+        return getattr(api, name)
+    if name == "register":
+        from .pillow import register
+
+        return register
+    raise AttributeError(f"module 'cycleapp' has no attribute {name!r}")

@@ -1,18 +1,20 @@
-"""Command line: `python -m cycleapp sizes | encode | decode | compare`."""
+"""Command line: `python -m cycleapp sizes | encode | decode | compare` (installed: `cyclecodec`)."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from . import checkpoint as ckpts
-from . import codec
-from .classical import CODECS
+from . import codecs as registry
+from .api import decode
 from .compare import compare, format_table
 from .imageio import load_rgb, png_bytes, write_atomic
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m cycleapp", description="CycleCodec: a learned image codec.")
+def parser() -> argparse.ArgumentParser:
+    prog = "cyclecodec" if os.path.basename(sys.argv[0]) == "cyclecodec" else "python -m cycleapp"
+    p = argparse.ArgumentParser(prog=prog, description="CycleCodec: a learned image codec.")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("sizes", help="list the code sizes (name, code shape, typical bpp)")
     e = sub.add_parser("encode", help="compress an image into a .cyc file")
@@ -22,12 +24,16 @@ def main(argv=None) -> int:
     d = sub.add_parser("decode", help="decompress a .cyc file into a PNG")
     d.add_argument("input")
     d.add_argument("output")
-    c = sub.add_parser("compare", help="the cycle model against classical codecs at the same file size")
+    c = sub.add_parser("compare", help="the cycle model against other codecs at the same file size")
     c.add_argument("input")
     c.add_argument("--code-size", required=True)
-    c.add_argument("--codecs", default="jpeg,jpeg2000,webp,heif,avif",
-                   help=f"comma-separated, from {','.join(CODECS)}")
-    args = p.parse_args(argv)
+    c.add_argument("--codecs", default=",".join(registry.matchable()),
+                   help=f"comma-separated, from {','.join(registry.matchable())} (default: all)")
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
     try:
         if args.command == "sizes":
             paths = ckpts.available()
@@ -36,9 +42,9 @@ def main(argv=None) -> int:
             for path in paths:
                 print(ckpts.by_name(path.stem).describe())
         elif args.command == "encode":
-            ckpt = ckpts.by_name(args.code_size)
+            entry = registry.learned(args.code_size)
             rgb = load_rgb(args.input)
-            data = codec.encode(ckpt, rgb)
+            data = entry.encode(rgb)
             write_atomic(args.output, data)
             print(f"{args.output}: {len(data)} bytes, {8 * len(data) / (rgb.shape[0] * rgb.shape[1]):.4f} bpp")
         elif args.command == "decode":
@@ -47,13 +53,12 @@ def main(argv=None) -> int:
                     data = f.read()
             except OSError as err:
                 raise ValueError(f"cannot read {args.input}: {err.strerror}") from None
-            write_atomic(args.output, png_bytes(codec.decode(data)))
+            write_atomic(args.output, png_bytes(decode(data)))
         elif args.command == "compare":
-            ckpt = ckpts.by_name(args.code_size)
+            entry = registry.learned(args.code_size)
             rgb = load_rgb(args.input)
             names = [n.strip() for n in args.codecs.split(",") if n.strip()]
-            results = compare(rgb, ckpt, names)
-            print(format_table([r.row(rgb) for r in results]))
+            print(format_table([r.row() for r in compare(rgb, entry, names)]))
     except (ValueError, OSError) as err:
         message = err.strerror + f": {err.filename}" if isinstance(err, OSError) and err.strerror else err
         print(f"error: {message}", file=sys.stderr)

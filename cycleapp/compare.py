@@ -1,66 +1,32 @@
-"""One image, the cycle model and the classical codecs at the same file size, measured alike."""
+"""One image, the learned codec and the others at the same file size, measured alike."""
 from __future__ import annotations
-
-import time
-from dataclasses import dataclass
 
 import numpy as np
 
-from . import codec
+from . import codecs as registry
 from .checkpoint import Checkpoint
-from .classical import CODECS, match_size
-from .metrics import bpp, ms_ssim, psnr, ssim
-
-COLUMNS = ["codec", "setting", "bytes", "bpp", "psnr", "ssim", "ms_ssim", "encode_ms", "decode_ms", "note"]
-
-
-@dataclass
-class Result:
-    codec: str
-    setting: str
-    data: bytes
-    reconstruction: np.ndarray
-    encode_ms: float
-    decode_ms: float
-    note: str = ""
-
-    def row(self, original: np.ndarray) -> dict:
-        """The table row: real file bytes and metrics against the original pixels."""
-        h, w = original.shape[:2]
-        return {"codec": self.codec, "setting": self.setting, "bytes": len(self.data),
-                "bpp": bpp(len(self.data), w, h), "psnr": psnr(original, self.reconstruction),
-                "ssim": ssim(original, self.reconstruction), "ms_ssim": ms_ssim(original, self.reconstruction),
-                "encode_ms": self.encode_ms, "decode_ms": self.decode_ms, "note": self.note}
+from .codecs import Codec, CycleCodec
+from .matching import match_size
+from .measure import COLUMNS, Measurement, measure, timed  # noqa: F401  (COLUMNS, timed: for app.py)
 
 
-def timed(fn, *args):
-    """fn(*args) and the seconds it took."""
-    t = time.perf_counter()
-    out = fn(*args)
-    return out, time.perf_counter() - t
+def compare(rgb: np.ndarray, reference: Codec | Checkpoint, codecs: list[str]) -> list[Measurement]:
+    """The reference codec at its default setting, then each named codec matched to its file size.
 
-
-def run_cycle(ckpt: Checkpoint, rgb: np.ndarray) -> Result:
-    data, enc_s = timed(codec.encode, ckpt, rgb)
-    rec, dec_s = timed(codec.decode, data, ckpt)
-    return Result("cycle", ckpt.name, data, rec, 1000 * enc_s, 1000 * dec_s)
-
-
-def run_classical(name: str, rgb: np.ndarray, target: int) -> Result:
-    """Match the codec to `target` bytes; times are one encode/decode at the chosen setting."""
-    c = CODECS[name]
-    m = match_size(c, rgb, target)
-    data, enc_s = timed(c.encode, rgb, m.setting)
-    rec, dec_s = timed(c.decode, data)
-    return Result(name, c.describe(m.setting), data, rec, 1000 * enc_s, 1000 * dec_s, m.note)
-
-
-def compare(rgb: np.ndarray, ckpt: Checkpoint, codecs: list[str]) -> list[Result]:
-    unknown = [c for c in codecs if c not in CODECS]
-    if unknown:
-        raise ValueError(f"unknown codec(s) {', '.join(unknown)} (choose from {', '.join(CODECS)})")
-    cycle = run_cycle(ckpt, rgb)
-    return [cycle] + [run_classical(name, rgb, len(cycle.data)) for name in codecs]
+    `reference` is a registry entry (e.g. `codecs.learned("medium")`); a Checkpoint stands for the
+    learned codec at that code size. Results carry the files and reconstructions: a view of the
+    learned code reads `results[0].entry.code(results[0].data)`, with no second encode.
+    """
+    registry.check(codecs, registry.matchable())
+    if isinstance(reference, Checkpoint):
+        reference = CycleCodec(reference)
+    first = measure(reference, rgb)
+    results = [first]
+    for name in codecs:
+        entry = registry.get(name)
+        m = match_size(entry, rgb, len(first.data))
+        results.append(measure(entry, rgb, m.setting, m.note))  # timed at the chosen setting
+    return results
 
 
 def format_table(rows: list[dict]) -> str:

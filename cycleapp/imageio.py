@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+import pillow_jxl  # noqa: F401  (registers JPEG XL with Pillow: input, and output for the classical codecs)
 from pillow_heif import register_heif_opener
 
 register_heif_opener()  # HEIC / HEIF input (and HEIF output for the classical codecs)
@@ -69,9 +70,19 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
 
 
 def write_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write bytes so that either the whole file appears or nothing does."""
+    """Write bytes so that either the whole file appears or nothing does.
+
+    The temporary file is created with mode 0666, so the kernel applies the user's umask and the
+    output gets the permissions any other program's output would (mkstemp would give 0600).
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.")
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            break
+        except FileExistsError:
+            continue
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

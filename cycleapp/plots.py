@@ -6,8 +6,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-LABELS = {"cycle": "CycleCodec", "jpeg": "JPEG", "jpeg2000": "JPEG 2000", "webp": "WebP",
-          "heif": "HEIF (HEVC)", "avif": "AVIF"}
+from . import codecs as registry  # noqa: E402
+
+LABELS = registry.labels()  # every codec's label, from the registry
 
 
 def rd_figure(curves: dict[str, dict], marks: dict[str, tuple[float, float]] | None = None,
@@ -19,7 +20,7 @@ def rd_figure(curves: dict[str, dict], marks: dict[str, tuple[float, float]] | N
         if not points:
             continue
         line, = ax.plot(*zip(*points), marker="o", markersize=3.5,
-                        linewidth=2.2 if name == "cycle" else 1.4, label=LABELS.get(name, name))
+                        linewidth=2.2 if name == registry.LEARNED else 1.4, label=LABELS.get(name, name))
         if marks and name in marks and marks[name][1] is not None:
             ax.plot(*marks[name], marker="*", markersize=14, color=line.get_color(),
                     markeredgecolor="black", zorder=5)

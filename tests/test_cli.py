@@ -81,3 +81,20 @@ def test_bad_input_one_line_nonzero_no_output(tmp_path, ckpt):
         assert err.startswith("error: ") and len(err.splitlines()) == 1, (label, err)
         assert "Traceback" not in out.stderr, label
     assert set(tmp_path.rglob("*")) == before  # nothing written, not even a partial file
+
+
+def test_outputs_follow_the_users_umask(tmp_path, ckpt):
+    """encode and decode write files as any program would: 0666 less the umask (not mkstemp's 0600)."""
+    import os
+
+    old = os.umask(0o022)  # inherited by the CLI's process
+    try:
+        assert run_cli("encode", EXAMPLES / "kodim23.png", tmp_path / "a.cyc", "--code-size", ckpt.name).returncode == 0
+        assert run_cli("decode", tmp_path / "a.cyc", tmp_path / "a.png").returncode == 0
+        os.umask(0o027)
+        from cycleapp.imageio import write_atomic
+        write_atomic(tmp_path / "b.bin", b"x")
+    finally:
+        os.umask(old)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
+    assert modes == {"a.cyc": 0o644, "a.png": 0o644, "b.bin": 0o640}

@@ -32,10 +32,11 @@ def test_portrait(ckpt, noise_image):
 
 
 def test_bpp_is_whole_file_bytes(ckpt, photo):
-    from cycleapp.compare import run_cycle
+    from cycleapp.codecs import CycleCodec
+    from cycleapp.measure import measure
 
-    result = run_cycle(ckpt, photo)
-    row = result.row(photo)
+    result = measure(CycleCodec(ckpt), photo)
+    row = result.row()
     assert row["bytes"] == len(result.data)
     assert row["bpp"] == 8 * len(result.data) / (768 * 512)
 
@@ -78,14 +79,41 @@ def test_other_checkpoint_is_a_clear_error(ckpt, photo):
         codec.decode(foreign.to_bytes())
 
 
-def test_tables_are_stored_not_recomputed(ckpt):
-    """Coding uses the exported tables; they match what the density gives (to float32)."""
+def test_tables_are_stored_not_recomputed(ckpt, photo, tmp_path):
+    """Coding uses the exported tables: they match what the density gives (to float32), and a copy
+    of the checkpoint whose stored table choices differ, with the same weights, codes differently,
+    while recomputing tables from the density is never called."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from cycleapp import checkpoint
+
     dc, laplace, index, predictor = ckpt.model.densities[0].tables()
     assert np.array_equal(dc.double().numpy(), ckpt.tables.dc_probabilities)
     assert np.array_equal(laplace.double().numpy(), ckpt.tables.laplace_probabilities)
     assert np.array_equal(index.numpy(), ckpt.tables.index)
     assert np.array_equal(predictor.numpy(), ckpt.tables.predictor.numpy())
     assert len(np.unique(ckpt.tables.index)) > 8  # the contexts pick different tables
+
+    source = checkpoint.available()[0]
+    tensors = load_file(str(source))
+    tensors["tables.index"] = (tensors["tables.index"] + 1).clamp(max=int(tensors["tables.index"].max()))
+    save_file(tensors, str(tmp_path / "other.safetensors"))
+    shutil.copy(source.with_suffix(".json"), tmp_path / "other.json")
+    other = checkpoint.load_checkpoint(tmp_path / "other.safetensors")
+    for density in (ckpt.model.densities[0], other.model.densities[0]):
+        density.tables = lambda: pytest.fail("coding tables were recomputed from the density")
+    try:
+        rgb = np.ascontiguousarray(photo[:64, :96])
+        assert all(torch.equal(v, ckpt.model.state_dict()[k]) for k, v in other.model.state_dict().items())
+        data, other_data = codec.encode(ckpt, rgb), codec.encode(other, rgb)
+        assert data[12:] != other_data[12:]  # not only the checkpoint id in the header
+        assert np.array_equal(codec.decode(other_data, other), codec.reconstruct(other, rgb))
+        assert np.array_equal(codec.decode(data, ckpt), codec.reconstruct(ckpt, rgb))
+    finally:
+        del ckpt.model.densities[0].tables
 
 
 def test_shipped_checkpoints_cover_the_range_within_5_mb():

@@ -46,12 +46,19 @@ def test_alpha_is_composited_on_white(tmp_path):
     assert tuple(rgb[0, 0]) == (255, 0, 0) and tuple(rgb[1, 1]) == (255, 255, 255)
 
 
-def test_exif_orientation_applied(tmp_path):
-    img = Image.new("RGB", (6, 2), (0, 0, 0))
+@pytest.mark.parametrize("orientation,red_at", [(6, "top"), (8, "bottom"), (1, "left")])
+def test_exif_orientation_applied(tmp_path, orientation, red_at):
+    """A wide image, red on its left half, blue on its right. Shown with EXIF orientation 6 (turn 90
+    degrees clockwise) the left half goes to the top; with 8 (270 degrees) to the bottom."""
+    a = np.zeros((16, 48, 3), np.uint8)
+    a[:, :24, 0] = 255
+    a[:, 24:, 2] = 255
     exif = Image.Exif()
-    exif[0x0112] = 6  # rotate 90 degrees clockwise when shown
-    rgb = load_rgb(save(tmp_path, img, "o.jpg", exif=exif))
-    assert rgb.shape == (6, 2, 3)
+    exif[0x0112] = orientation
+    rgb = load_rgb(save(tmp_path, Image.fromarray(a), "o.jpg", exif=exif, quality=95))
+    assert rgb.shape == ((16, 48, 3) if orientation == 1 else (48, 16, 3))
+    half = {"top": rgb[:20], "bottom": rgb[-20:], "left": rgb[:, :20]}[red_at]
+    assert half[..., 0].mean() > 200 and half[..., 2].mean() < 50, (orientation, half.mean(axis=(0, 1)))
 
 
 def test_unreadable(tmp_path):

@@ -27,7 +27,9 @@ def test_resume_continues_exactly(tmp_path):
 
 
 def test_torchrun_trains_and_resumes_with_two_processes(tmp_path):
-    """DDP on CPU (gloo): two processes train, save, and a second torchrun resumes the run."""
+    """DDP on CPU (gloo): the second process's gradients reach the update (rank 0 alone, which
+    draws the crops of a one-process run, would give that run's weights), and a second torchrun
+    continues from the saved state (a mark put in the state survives) to the requested step."""
     def torchrun(steps, *extra):
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                "-m", "train.fit", "--out", str(tmp_path / "ddp"), "--steps", str(steps), *COMMON, *extra]
@@ -36,8 +38,17 @@ def test_torchrun_trains_and_resumes_with_two_processes(tmp_path):
         return torch.load(tmp_path / "ddp" / "state.pt", weights_only=True)
 
     first = torchrun(2)
+    alone = fit(tmp_path / "one", 2)
+    assert first["step"] == alone["step"] == 2
+    assert any(not torch.equal(first["model"][k], alone["model"][k]) for k in first["model"])
+
+    mark = next(k for k in first["model"] if "log_steps" in k)
+    first["model"][mark] = first["model"][mark] + 0.25
+    torch.save(first, tmp_path / "ddp" / "state.pt")
     resumed = torchrun(4, "--resume")
-    assert first["step"] == 2 and resumed["step"] == 4
+    assert resumed["step"] == 4
+    assert torch.allclose(resumed["model"][mark], first["model"][mark], atol=0.01)  # not a fresh start
+    assert all(int(s["step"]) == 4 for s in resumed["optimizer"]["state"].values())  # Adam went on too
     assert any(not torch.equal(first["model"][k], resumed["model"][k]) for k in first["model"])
 
 

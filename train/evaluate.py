@@ -2,10 +2,11 @@
 
     python -m train.evaluate --images ../shared/data/kodak --out results.json --plot rd.png
 
-One curve per codec: for the cycle model one point per shipped code size, for a classical codec
-one point per setting of a sweep over the same bpp range; each point is the mean over images
-of bpp (8 x file bytes / pixels), PSNR, MS-SSIM, encode seconds and decode seconds. Prints the
-Bjontegaard delta rate of the cycle model against each classical codec, and the speed.
+One curve per codec of the registry (`cycleapp.codecs`): for the learned codec one point per
+shipped code size, for a classical codec one point per setting of its sweep over the same bpp
+range; each point is the mean over images of bpp (8 x file bytes / pixels), PSNR, MS-SSIM, encode
+seconds and decode seconds, all from `cycleapp.measure` (what the app and the CLI report too).
+Prints the Bjontegaard delta rate of the learned codec against each other codec, and the speed.
 """
 from __future__ import annotations
 
@@ -16,14 +17,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from cycleapp import checkpoint as ckpts
-from cycleapp import codec
-from cycleapp.classical import CODECS
-from cycleapp.compare import timed
+from cycleapp import codecs as registry
+from cycleapp.codecs import CycleCodec
 from cycleapp.imageio import load_rgb
-from cycleapp.metrics import bpp, ms_ssim, psnr
+from cycleapp.measure import measure
 from cycleapp.plots import rd_figure
-from cycleapp.sweeps import SWEEP
 from train.data import image_files, kodak_dir
 
 METRICS = ("bpp", "psnr", "ms_ssim", "encode_s", "decode_s")
@@ -31,54 +29,31 @@ METRICS = ("bpp", "psnr", "ms_ssim", "encode_s", "decode_s")
 
 def measure_checkpoint(ckpt, directory: Path, limit: int | None = None) -> dict:
     """Mean real-file bpp and PSNR of one checkpoint over a folder (decoded from the bytes)."""
-    rates, quality = [], []
     files = image_files(directory)[:limit]
-    for path in files:
-        rgb = load_rgb(path)
-        data = codec.encode(ckpt, rgb)
-        rates.append(bpp(len(data), rgb.shape[1], rgb.shape[0]))
-        quality.append(psnr(rgb, codec.decode(data, ckpt)))
-    return {"bpp": float(np.mean(rates)), "psnr": float(np.mean(quality)), "images": len(files)}
+    points = [measure(CycleCodec(ckpt), load_rgb(path)).values(("bpp", "psnr")) for path in files]
+    return {k: float(np.mean([p[k] for p in points])) for k in ("bpp", "psnr")} | {"images": len(files)}
 
 
-def measure(rgb: np.ndarray, encode, decode) -> dict:
-    data, enc_s = timed(encode, rgb)
-    decoded, dec_s = timed(decode, data)
-    h, w = rgb.shape[:2]
-    return {"bpp": bpp(len(data), w, h), "psnr": psnr(rgb, decoded), "ms_ssim": ms_ssim(rgb, decoded),
-            "encode_s": enc_s, "decode_s": dec_s}
+def operating_points(names: list[str], rdoq_weight: float) -> dict[str, list[tuple]]:
+    """Per codec name, its (entry, setting) points: every entry of the name over its sweep."""
+    return {name: [(entry, s) for entry in registry.family(name, rdoq_weight) for s in entry.settings]
+            for name in names}
 
 
-def operating_points(names: list[str]) -> dict[str, list[tuple[str, object, object]]]:
-    """Per codec, its (label, encode, decode) points."""
-    points = {}
-    for name in names:
-        if name == "cycle":
-            points["cycle"] = []
-            for path in ckpts.available():
-                ck = ckpts.by_name(path.stem)
-                points["cycle"].append((ck.name, lambda x, ck=ck: codec.encode(ck, x),
-                                        lambda d, ck=ck: codec.decode(d, ck)))
-        else:
-            c = CODECS[name]
-            points[name] = [(str(s), lambda x, c=c, s=s: c.encode(x, s), c.decode) for s in SWEEP[name]]
-    return points
-
-
-def evaluate(files: list[Path], names: list[str]) -> dict:
-    points = operating_points(names)
+def evaluate(files: list[Path], names: list[str], rdoq_weight: float = registry.DEFAULT_RDOQ_WEIGHT) -> dict:
+    points = operating_points(names, rdoq_weight)
     sums: dict[str, list[dict]] = {n: [dict.fromkeys(METRICS, 0.0) for _ in p] for n, p in points.items()}
     for path in tqdm(files, desc="images"):
         rgb = load_rgb(path)
         for name, ops in points.items():
-            for i, (_, enc, dec) in enumerate(ops):
-                m = measure(rgb, enc, dec)
+            for i, (entry, setting) in enumerate(ops):
+                m = measure(entry, rgb, setting).values(METRICS)
                 for k in METRICS:
                     sums[name][i][k] += m[k] if m[k] is not None else float("nan")
     codecs = {}
     for name, ops in points.items():
-        means = [{k: v / len(files) for k, v in s.items()} | {"setting": label}
-                 for s, (label, _, _) in zip(sums[name], ops)]
+        means = [{k: v / len(files) for k, v in s.items()} | {"setting": entry.describe(setting)}
+                 for s, (entry, setting) in zip(sums[name], ops)]
         means.sort(key=lambda p: p["bpp"])
         codecs[name] = {k: [p[k] for p in means] for k in (*METRICS, "setting")}
     return {"images": len(files), "codecs": codecs}
@@ -109,8 +84,8 @@ def bd_rate(anchor: dict, test: dict, metric: str = "psnr") -> float | None:
 def report(results: dict) -> str:
     codecs = results["codecs"]
     lines = []
-    if "cycle" in codecs:
-        cyc = codecs["cycle"]
+    if registry.LEARNED in codecs:
+        cyc = codecs[registry.LEARNED]
         lines.append("cycle model per code size (mean over %d images):" % results["images"])
         for i, name in enumerate(cyc["setting"]):
             lines.append(f"  {name:8s} {cyc['bpp'][i]:.3f} bpp  {cyc['psnr'][i]:.2f} dB  MS-SSIM "
@@ -119,7 +94,7 @@ def report(results: dict) -> str:
         lines.append(f"  speed: {100 * per_image:.1f} s per hundred images (encode + decode, mean over code sizes)")
         lines.append("BD-rate of the cycle model (negative = fewer bytes for the same quality):")
         for name, curve in codecs.items():
-            if name == "cycle":
+            if name == registry.LEARNED:
                 continue
             p, m = bd_rate(curve, cyc, "psnr"), bd_rate(curve, cyc, "ms_ssim")
             fmt = lambda v: "n/a (curves do not overlap)" if v is None else f"{v:+.1f} %"
@@ -132,20 +107,21 @@ def main(argv=None) -> None:
     p.add_argument("--images", type=Path, default=kodak_dir())
     p.add_argument("--out", type=Path, default=Path("results.json"))
     p.add_argument("--plot", type=Path, default=None)
-    p.add_argument("--codecs", default="cycle,jpeg,jpeg2000,webp,heif,avif")
+    p.add_argument("--codecs", default=",".join(registry.names()),
+                   help=f"comma-separated, from {','.join(registry.names())} (default: all)")
     p.add_argument("--limit", type=int, default=None, help="only the first N images")
-    p.add_argument("--rdoq-weight", type=float, default=codec.RDOQ_WEIGHT,
+    p.add_argument("--rdoq-weight", type=float, default=registry.DEFAULT_RDOQ_WEIGHT,
                    help="the cycle encoder's rate-distortion rounding weight (inf: plain rounding)")
     args = p.parse_args(argv)
     if args.images is None or not Path(args.images).is_dir():
         raise SystemExit("error: --images must be a folder of images (../shared/data/kodak is not here)")
     if not args.rdoq_weight >= 0:  # also refuses nan
         raise SystemExit("error: --rdoq-weight must be a number >= 0 (inf: plain rounding)")
-    codec.RDOQ_WEIGHT = args.rdoq_weight
     names = [n.strip() for n in args.codecs.split(",") if n.strip()]
-    unknown = [n for n in names if n != "cycle" and n not in CODECS]
-    if unknown:
-        raise SystemExit(f"error: unknown codec(s) {', '.join(unknown)}")
+    try:
+        registry.check(names, registry.names())
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
     files = image_files(args.images)[: args.limit]
     if not files:
         raise SystemExit(f"error: no images in {args.images}")
@@ -155,7 +131,7 @@ def main(argv=None) -> None:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError:
                 raise SystemExit(f"error: cannot write {path} (cannot create the folder {path.parent})") from None
-    results = evaluate(files, names)
+    results = evaluate(files, names, args.rdoq_weight)
     results["report"] = report(results).splitlines()
     args.out.write_text(json.dumps(results, indent=1) + "\n")
     print(report(results))

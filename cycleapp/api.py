@@ -1,0 +1,41 @@
+"""The Python API: `cycleapp.encode(image, code_size=...)` and `cycleapp.decode(data)`.
+
+Images may be PIL images (any mode: EXIF orientation, palettes, 16 bits and alpha are handled as
+for the command line) or numpy arrays, (H, W) grey or (H, W, 3/4) RGB(A), uint8.
+"""
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from . import codec
+from . import codecs as registry
+from .imageio import to_rgb8
+
+DEFAULT_CODE_SIZE = "medium"
+
+
+def as_rgb(image) -> np.ndarray:
+    """(H, W, 3) uint8 pixels of a PIL image or a numpy array; TypeError/ValueError otherwise."""
+    if isinstance(image, Image.Image):
+        return to_rgb8(image)
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"expected a PIL image or a numpy array, not {type(image).__name__}")
+    if image.dtype != np.uint8 or not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (3, 4))):
+        raise ValueError(f"expected a uint8 array of shape (H, W), (H, W, 3) or (H, W, 4), "
+                         f"not {image.dtype} {image.shape}")
+    if image.size == 0:
+        raise ValueError("the image is empty")
+    return to_rgb8(Image.fromarray(np.ascontiguousarray(image)))
+
+
+def encode(image, code_size: str = DEFAULT_CODE_SIZE) -> bytes:
+    """The bytes of a .cyc file for an image, at a code size (`python -m cycleapp sizes`)."""
+    return registry.learned(code_size).encode(as_rgb(image))
+
+
+def decode(data: bytes) -> np.ndarray:
+    """The (H, W, 3) uint8 pixels of .cyc bytes; the checkpoint is found by the id in the file."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"expected the bytes of a .cyc file, not {type(data).__name__}")
+    return codec.decode(bytes(data))

@@ -1,0 +1,207 @@
+"""What a codec is, and the registry of every codec the project knows.
+
+A codec is an object with a `name` (what tables, plots and `--codecs` call it), a human `label`,
+`encode(rgb, setting) -> bytes`, `decode(bytes) -> rgb`, the `settings` it sweeps for a
+rate-distortion curve, and, if it can be matched to a byte budget, the `search` range of its
+setting. The learned model is one entry per code size (all named `LEARNED`, told apart by
+`variant`); each classical codec is one `PillowCodec` entry in `CLASSICAL`.
+
+Adding a codec is one entry in `CLASSICAL`: the CLI, the app, the plots and the evaluation read
+their choices, defaults and labels from here. This module is the only place where the learned
+codec is told apart from the others by its name.
+"""
+from __future__ import annotations
+
+import io
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+from . import checkpoint as ckpts
+from . import codec
+from . import imageio  # noqa: F401  (registers the HEIF and JPEG XL plug-ins)
+from .bitstream import CycFile
+from .checkpoint import Checkpoint
+
+LEARNED = "cycle"  # the name of the learned codec's entries: the codec this project is about
+DEFAULT_RDOQ_WEIGHT = codec.RDOQ_WEIGHT
+
+
+@dataclass(frozen=True)
+class Search:
+    """The range of a setting to search for a file size; a larger setting gives a larger file.
+
+    kind: "integer" (bisection on whole numbers), "continuous" (bisection on reals) or "rate"
+    (the setting is a bitrate in bpp, so the size error corrects it directly).
+    """
+    low: float
+    high: float
+    kind: str
+
+
+class Codec:
+    """The interface every codec implements (see the module docstring)."""
+    name: str
+    label: str
+    variant: str = ""  # tells apart entries of one name (the learned model's code sizes)
+    settings: tuple = ()  # the sweep: one rate-distortion point each
+    search: Search | None = None  # None: it cannot be matched to a byte budget
+
+    @property
+    def default(self):
+        """The setting used when none is given: the middle of the sweep."""
+        return self.settings[len(self.settings) // 2]
+
+    def encode(self, rgb: np.ndarray, setting=None) -> bytes:
+        raise NotImplementedError
+
+    def decode(self, data: bytes) -> np.ndarray:
+        raise NotImplementedError
+
+    def describe(self, setting) -> str:
+        """The setting as tables and the evaluation JSON show it."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class PillowCodec(Codec):
+    """A classical codec written and read by Pillow: `options(setting)` are its save() options."""
+    name: str
+    label: str
+    format: str
+    options: Callable[[float], dict] = field(repr=False)
+    setting_name: str
+    search: Search
+    settings: tuple  # settings that cover roughly 0.05 to 2 bpp on photographs
+
+    def encode(self, rgb: np.ndarray, setting=None) -> bytes:
+        buf = io.BytesIO()
+        options = self.options(self.default if setting is None else setting)
+        Image.fromarray(rgb, "RGB").save(buf, format=self.format, **options)
+        return buf.getvalue()
+
+    def decode(self, data: bytes) -> np.ndarray:
+        with Image.open(io.BytesIO(data)) as img:
+            return np.array(img.convert("RGB"), dtype=np.uint8)
+
+    def describe(self, setting) -> str:
+        return f"{self.setting_name} {setting:g}" if self.search.kind == "integer" \
+            else f"{self.setting_name} {setting:.4g}"
+
+
+_rdoq_lock = threading.Lock()
+
+
+@contextmanager
+def _rdoq_weight(weight: float):
+    """Encode with this RDOQ weight. A shim: `codec.encode` reads the weight from a module global
+    and takes no argument yet, so it is set for the call and restored (under a lock)."""
+    with _rdoq_lock:
+        saved, codec.RDOQ_WEIGHT = codec.RDOQ_WEIGHT, weight
+        try:
+            yield
+        finally:
+            codec.RDOQ_WEIGHT = saved
+
+
+@dataclass(frozen=True)
+class CycleCodec(Codec):
+    """The learned codec at one code size (one checkpoint); its setting is the RDOQ weight."""
+    checkpoint: Checkpoint = field(repr=False)
+    rdoq_weight: float = DEFAULT_RDOQ_WEIGHT
+    name = LEARNED
+    label = "CycleCodec"
+
+    @property
+    def variant(self) -> str:
+        return self.checkpoint.name
+
+    @property
+    def settings(self) -> tuple:
+        return (self.rdoq_weight,)
+
+    def encode(self, rgb: np.ndarray, setting=None) -> bytes:
+        with _rdoq_weight(self.rdoq_weight if setting is None else setting):
+            return codec.encode(self.checkpoint, rgb)
+
+    def decode(self, data: bytes) -> np.ndarray:
+        return codec.decode(data, self.checkpoint)
+
+    def describe(self, setting) -> str:
+        return self.variant if setting == DEFAULT_RDOQ_WEIGHT else f"{self.variant} (RDOQ {setting:g})"
+
+    def code(self, data: bytes) -> np.ndarray:
+        """The integer code (C, H/16, W/16) stored in a .cyc file: entropy decoding only, so a view
+        of the code needs no second encode."""
+        cyc = CycFile.from_bytes(data)
+        return self.checkpoint.tables.decode(cyc.payload, cyc.code_shape)
+
+
+def _jpeg2000(bpp: float) -> dict:
+    # Irreversible 9/7 wavelet with the colour transform (mct=1), the rate set directly: a
+    # compression ratio against 24-bit RGB.
+    return dict(irreversible=True, mct=1, quality_mode="rates", quality_layers=[24.0 / bpp], no_jp2=True)
+
+
+CLASSICAL: tuple[PillowCodec, ...] = (
+    # Optimised Huffman tables, 4:2:0 chroma: what a careful user of libjpeg gets.
+    PillowCodec("jpeg", "JPEG", "JPEG", lambda q: dict(quality=int(q), optimize=True, subsampling=2),
+                "quality", Search(1, 100, "integer"), (5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90)),
+    PillowCodec("jpeg2000", "JPEG 2000", "JPEG2000", _jpeg2000, "target bpp", Search(0.01, 24.0, "rate"),
+                (0.05, 0.08, 0.12, 0.18, 0.25, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0)),
+    PillowCodec("webp", "WebP", "WEBP", lambda q: dict(quality=float(q), method=6),
+                "quality", Search(0, 100, "integer"), (2, 10, 20, 35, 50, 65, 75, 85, 92)),
+    PillowCodec("heif", "HEIF (HEVC)", "HEIF", lambda q: dict(quality=int(q)),
+                "quality", Search(1, 100, "integer"), (5, 15, 25, 35, 45, 55, 65, 75)),
+    PillowCodec("avif", "AVIF", "AVIF", lambda q: dict(quality=int(q), speed=6),
+                "quality", Search(1, 100, "integer"), (5, 15, 25, 35, 45, 55, 65, 75, 85)),
+    # libjxl at effort 7 (its default, the recommended trade-off), the quality a real number
+    # (100 would be lossless, which the lossy encoder refuses).
+    PillowCodec("jxl", "JPEG XL", "JXL", lambda q: dict(quality=float(q), effort=7),
+                "quality", Search(0, 99, "continuous"), (0, 10, 25, 40, 55, 70, 80, 88, 95)),
+)
+
+
+def names() -> list[str]:
+    """Every codec name, the learned codec first."""
+    return [LEARNED, *(c.name for c in CLASSICAL)]
+
+
+def matchable() -> list[str]:
+    """The codecs that can be matched to another's file size."""
+    return [c.name for c in CLASSICAL if c.search is not None]
+
+
+def labels() -> dict[str, str]:
+    """Human label of every codec name."""
+    return {LEARNED: CycleCodec.label, **{c.name: c.label for c in CLASSICAL}}
+
+
+def check(requested: list[str], allowed: list[str]) -> None:
+    """ValueError naming the choices if any requested codec is not allowed here."""
+    unknown = [n for n in requested if n not in allowed]
+    if unknown:
+        raise ValueError(f"unknown codec(s) {', '.join(unknown)} (choose from {', '.join(allowed)})")
+
+
+def learned(code_size: str, rdoq_weight: float = DEFAULT_RDOQ_WEIGHT) -> CycleCodec:
+    """The learned codec at a code size; ValueError naming the installed sizes if unknown."""
+    return CycleCodec(ckpts.by_name(code_size), rdoq_weight)
+
+
+def get(name: str) -> Codec:
+    """The one entry of a classical codec; ValueError naming the choices if unknown."""
+    check([name], [c.name for c in CLASSICAL])
+    return next(c for c in CLASSICAL if c.name == name)
+
+
+def family(name: str, rdoq_weight: float = DEFAULT_RDOQ_WEIGHT) -> list[Codec]:
+    """Every entry of a name: the learned codec at each installed code size (smallest first), or
+    the one entry of a classical codec. Its points over their settings make one RD curve."""
+    if name == LEARNED:
+        return [learned(p.stem, rdoq_weight) for p in ckpts.available()]
+    return [get(name)]

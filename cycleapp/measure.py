@@ -1,0 +1,92 @@
+"""How we measure: one function, `measure`, for the CLI table, the app, the RD curves and
+`train.evaluate`, so no two of them can disagree about a number.
+
+It encodes once and decodes once (both timed), and keeps the file and the reconstruction; the
+quality metrics are computed when first read, so a curve that needs no SSIM does not pay for it.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+from .codecs import Codec
+from .metrics import bpp, ms_ssim, psnr, ssim
+
+COLUMNS = ["codec", "setting", "bytes", "bpp", "psnr", "ssim", "ms_ssim", "encode_ms", "decode_ms", "note"]
+
+
+def timed(fn, *args):
+    """fn(*args) and the seconds it took."""
+    t = time.perf_counter()
+    out = fn(*args)
+    return out, time.perf_counter() - t
+
+
+@dataclass
+class Measurement:
+    """One codec at one setting on one image: the real file, what decodes from it, and its numbers."""
+    entry: Codec
+    value: object  # the setting as the codec takes it
+    original: np.ndarray = field(repr=False)
+    data: bytes = field(repr=False)
+    reconstruction: np.ndarray = field(repr=False)
+    encode_s: float
+    decode_s: float
+    note: str = ""  # why a match to a file size missed its tolerance, if it did
+
+    @property
+    def codec(self) -> str:
+        return self.entry.name
+
+    @property
+    def setting(self) -> str:
+        return self.entry.describe(self.value)
+
+    @property
+    def bytes(self) -> int:
+        return len(self.data)
+
+    @property
+    def bpp(self) -> float:
+        """The only bitrate we report: 8 x whole file bytes / pixels."""
+        return bpp(len(self.data), self.original.shape[1], self.original.shape[0])
+
+    @cached_property
+    def psnr(self) -> float:
+        return psnr(self.original, self.reconstruction)
+
+    @cached_property
+    def ssim(self) -> float | None:
+        return ssim(self.original, self.reconstruction)
+
+    @cached_property
+    def ms_ssim(self) -> float | None:
+        return ms_ssim(self.original, self.reconstruction)
+
+    @property
+    def encode_ms(self) -> float:
+        return 1000 * self.encode_s
+
+    @property
+    def decode_ms(self) -> float:
+        return 1000 * self.decode_s
+
+    def values(self, keys=COLUMNS) -> dict:
+        """The named numbers (and strings) of this measurement."""
+        return {k: getattr(self, k) for k in keys}
+
+    def row(self, original: np.ndarray | None = None) -> dict:
+        """The table row (`COLUMNS`). `original` is ignored: the measurement holds it already (the
+        argument is accepted for callers written before `measure` existed)."""
+        return self.values(COLUMNS)
+
+
+def measure(entry: Codec, rgb: np.ndarray, setting=None, note: str = "") -> Measurement:
+    """Encode `rgb` with a codec at a setting (its default if None), decode the bytes, time both."""
+    setting = entry.default if setting is None else setting
+    data, encode_s = timed(entry.encode, rgb, setting)
+    reconstruction, decode_s = timed(entry.decode, data)
+    return Measurement(entry, setting, rgb, data, reconstruction, encode_s, decode_s, note)

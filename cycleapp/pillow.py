@@ -1,0 +1,62 @@
+"""A Pillow plug-in for .cyc files, as pillow-heif is for HEIF.
+
+After `cycleapp.register()` (or `import cycleapp.pillow`), `Image.open("photo.cyc")` decodes a
+.cyc file and `img.save("photo.cyc", code_size="medium")` writes one. Errors are the ones Pillow
+users expect: `UnidentifiedImageError` for a file that is not an image, `OSError` for a damaged
+.cyc file or one whose checkpoint is not installed, `ValueError` for an unknown code size.
+"""
+from __future__ import annotations
+
+from PIL import Image, ImageFile
+
+from .bitstream import MAGIC, BitstreamError, CycFile
+
+FORMAT = "CYC"
+
+
+def _accept(prefix: bytes) -> bool:
+    return prefix[:3] == MAGIC
+
+
+class CycImageFile(ImageFile.ImageFile):
+    """Opening reads and checks the container (size, checksum); `load()` runs the decoder."""
+    format = FORMAT
+    format_description = "CycleCodec learned image"
+
+    def _open(self) -> None:
+        self._cyc_data = self.fp.read()
+        try:
+            cyc = CycFile.from_bytes(self._cyc_data)
+        except BitstreamError as e:
+            raise OSError(str(e)) from None
+        self._mode = "RGB"
+        self._size = (cyc.width, cyc.height)
+        self.tile = []
+
+    def load(self):
+        if self._im is None:
+            from .api import decode
+
+            try:
+                rgb = decode(self._cyc_data)
+            except ValueError as e:  # a corrupted payload, or a checkpoint not installed here
+                raise OSError(str(e)) from None
+            self.im = Image.fromarray(rgb, "RGB").im
+        return super().load()
+
+
+def _save(im: Image.Image, fp, filename) -> None:
+    from .api import DEFAULT_CODE_SIZE, encode
+
+    fp.write(encode(im, im.encoderinfo.get("code_size", DEFAULT_CODE_SIZE)))
+
+
+def register() -> None:
+    """Let Pillow open and save .cyc files (idempotent)."""
+    Image.register_open(FORMAT, CycImageFile, _accept)
+    Image.register_save(FORMAT, _save)
+    Image.register_extension(FORMAT, ".cyc")
+    Image.register_mime(FORMAT, "image/x-cyclecodec")
+
+
+register()

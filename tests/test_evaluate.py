@@ -1,0 +1,76 @@
+"""train.evaluate: the Bjontegaard delta rate against hand-computed cases, and the JSON it writes."""
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import EXAMPLES, REPO
+from train.evaluate import bd_rate
+
+QUALITY = [28.0, 30.0, 32.0, 34.0, 36.0]
+
+
+def curve(log_rate, quality=QUALITY, metric="psnr"):
+    return {"bpp": [math.exp(log_rate(q)) for q in quality], metric: list(quality)}
+
+
+def test_same_curve_at_80_percent_of_the_rate_is_minus_20():
+    anchor = curve(lambda q: 0.3 * q - 10)
+    test = curve(lambda q: 0.3 * q - 10 + math.log(0.8))
+    assert bd_rate(anchor, test) == pytest.approx(-20.0, abs=1e-9)
+    assert bd_rate(test, anchor) == pytest.approx(25.0, abs=1e-9)  # and the other way round
+
+
+def test_different_slopes_over_the_common_range():
+    """log r_test - log r_anchor = q/10 - 3; over the common quality range [30, 36] its mean is
+    (33/10 - 3) = 0.3, so BD-rate = exp(0.3) - 1 = +34.99 %."""
+    anchor = curve(lambda q: q / 10 - 3.5, QUALITY)
+    test = curve(lambda q: q / 5 - 6.5, [30.0, 31.5, 33.0, 34.5, 36.0, 38.0])
+    assert bd_rate(anchor, test) == pytest.approx((math.exp(0.3) - 1) * 100, abs=1e-9)
+
+
+def test_ms_ssim_is_taken_in_decibels():
+    """MS-SSIM values m become -10 log10(1 - m) dB before the fit: rates exactly linear in those
+    decibels, sampled at other qualities for the test curve and at half the rate, read -50 %
+    (a fit over m itself would not be exact, and would read otherwise)."""
+    def points(db, scale):
+        db = np.array(db)
+        return {"bpp": list(scale * np.exp(0.4 * db - 8)), "ms_ssim": list(1 - 10 ** (-db / 10))}
+
+    anchor, test = points([10, 12, 14, 16, 18], 1.0), points([11, 13, 15, 17, 19], 0.5)
+    assert bd_rate(anchor, test, "ms_ssim") == pytest.approx(-50.0, abs=1e-9)
+
+
+def test_no_answer_without_overlap_or_points():
+    anchor = curve(lambda q: 0.3 * q - 10)
+    assert bd_rate(anchor, curve(lambda q: 0.3 * q - 10, [40.0, 41.0, 42.0, 43.0])) is None
+    assert bd_rate(anchor, curve(lambda q: 0.3 * q - 10, QUALITY[:3])) is None
+    with_nan = curve(lambda q: 0.3 * q - 10)
+    with_nan["psnr"][0] = float("nan")  # a metric that did not apply: the point is left out
+    assert bd_rate(anchor, with_nan) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_evaluate_writes_every_requested_codec(tmp_path):
+    """One image, the learned codec and JPEG XL: a curve each in the JSON and a BD-rate line."""
+    out = tmp_path / "r.json"
+    cmd = [sys.executable, "-m", "train.evaluate", "--images", str(EXAMPLES), "--limit", "1",
+           "--codecs", "cycle,jxl", "--out", str(out)]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    codecs = json.loads(out.read_text())["codecs"]
+    from cycleapp import checkpoint, codecs as registry
+    assert codecs["cycle"]["setting"] == [p.stem for p in checkpoint.available()]
+    assert len(codecs["jxl"]["bpp"]) == len(registry.get("jxl").settings)
+    assert codecs["jxl"]["setting"][0] == "quality 0"
+    assert any(line.strip().startswith("vs jxl") for line in result.stdout.splitlines())
+
+
+def test_evaluate_refuses_an_unknown_codec(tmp_path):
+    cmd = [sys.executable, "-m", "train.evaluate", "--images", str(EXAMPLES), "--codecs", "cycle,gif",
+           "--out", str(tmp_path / "r.json")]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: unknown codec(s) gif")
