@@ -20,16 +20,23 @@ def parser() -> argparse.ArgumentParser:
     e = sub.add_parser("encode", help="compress an image into a .cyc file")
     e.add_argument("input")
     e.add_argument("output")
-    e.add_argument("--code-size", required=True)
+    size_options(e)
     d = sub.add_parser("decode", help="decompress a .cyc file into a PNG")
     d.add_argument("input")
     d.add_argument("output")
     c = sub.add_parser("compare", help="the cycle model against other codecs at the same file size")
     c.add_argument("input")
-    c.add_argument("--code-size", required=True)
+    size_options(c)
     c.add_argument("--codecs", default=",".join(registry.matchable()),
                    help=f"comma-separated, from {','.join(registry.matchable())} (default: all)")
     return p
+
+
+def size_options(p: argparse.ArgumentParser) -> None:
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--code-size", help="a preset (python -m cycleapp sizes)")
+    which.add_argument("--target-bytes", type=int, help="a file size: the nearest code size, its steps "
+                                                         "scaled to land within 3 %% of it")
 
 
 def main(argv=None) -> int:
@@ -42,9 +49,8 @@ def main(argv=None) -> int:
             for path in paths:
                 print(ckpts.by_name(path.stem).describe())
         elif args.command == "encode":
-            entry = registry.learned(args.code_size)
             rgb = load_rgb(args.input)
-            data = entry.encode(rgb)
+            data = compare(rgb, reference(args), [])[0].data
             write_atomic(args.output, data)
             print(f"{args.output}: {len(data)} bytes, {8 * len(data) / (rgb.shape[0] * rgb.shape[1]):.4f} bpp")
         elif args.command == "decode":
@@ -55,15 +61,23 @@ def main(argv=None) -> int:
                 raise ValueError(f"cannot read {args.input}: {err.strerror}") from None
             write_atomic(args.output, png_bytes(decode(data)))
         elif args.command == "compare":
-            entry = registry.learned(args.code_size)
             rgb = load_rgb(args.input)
             names = [n.strip() for n in args.codecs.split(",") if n.strip()]
-            print(format_table([r.row() for r in compare(rgb, entry, names)]))
+            print(format_table([r.row() for r in compare(rgb, reference(args), names)]))
     except (ValueError, OSError) as err:
         message = err.strerror + f": {err.filename}" if isinstance(err, OSError) and err.strerror else err
         print(f"error: {message}", file=sys.stderr)
         return 1
     return 0
+
+
+def reference(args):
+    """The learned codec at the requested code size, or the target size in bytes to match it to."""
+    if args.target_bytes is None:
+        return registry.learned(args.code_size)
+    if args.target_bytes < 1:
+        raise ValueError("--target-bytes must be at least 1")
+    return args.target_bytes
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from PIL import Image
 from . import codec
 from . import codecs as registry
 from .imageio import to_rgb8
+from .matching import match_learned
 
 DEFAULT_CODE_SIZE = "medium"
 
@@ -29,8 +30,11 @@ def as_rgb(image) -> np.ndarray:
     return to_rgb8(Image.fromarray(np.ascontiguousarray(image)))
 
 
-def encode(image, code_size: str = DEFAULT_CODE_SIZE) -> bytes:
-    """The bytes of a .cyc file for an image, at a code size (`python -m cycleapp sizes`)."""
+def encode(image, code_size: str = DEFAULT_CODE_SIZE, target_bytes: int | None = None) -> bytes:
+    """The bytes of a .cyc file for an image, at a code size (`python -m cycleapp sizes`), or, if
+    `target_bytes` is given, as near that size as the model reaches (within 3 % where it can)."""
+    if target_bytes is not None:
+        return match_learned(as_rgb(image), int(target_bytes)).data
     return registry.learned(code_size).encode(as_rgb(image))
 
 

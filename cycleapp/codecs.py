@@ -13,8 +13,6 @@ codec is told apart from the others by its name.
 from __future__ import annotations
 
 import io
-import threading
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -93,52 +91,42 @@ class PillowCodec(Codec):
             else f"{self.setting_name} {setting:.4g}"
 
 
-_rdoq_lock = threading.Lock()
-
-
-@contextmanager
-def _rdoq_weight(weight: float):
-    """Encode with this RDOQ weight. A shim: `codec.encode` reads the weight from a module global
-    and takes no argument yet, so it is set for the call and restored (under a lock)."""
-    with _rdoq_lock:
-        saved, codec.RDOQ_WEIGHT = codec.RDOQ_WEIGHT, weight
-        try:
-            yield
-        finally:
-            codec.RDOQ_WEIGHT = saved
-
-
 @dataclass(frozen=True)
 class CycleCodec(Codec):
-    """The learned codec at one code size (one checkpoint); its setting is the RDOQ weight."""
+    """The learned codec at one code size (one checkpoint).
+
+    Its setting is a step offset, in eighths of the coding tables' grid ratio: 0 is the code size
+    as trained, +8 steps GRID_RATIO times finer (a larger file), -8 as much coarser; it is stored
+    in the file, so any size between and beyond the code sizes can be reached (`search`).
+    """
     checkpoint: Checkpoint = field(repr=False)
     rdoq_weight: float = DEFAULT_RDOQ_WEIGHT
     name = LEARNED
     label = "CycleCodec"
+    settings = (0,)
+    search = Search(-codec.STEP_SHIFT_RANGE[1], -codec.STEP_SHIFT_RANGE[0], "integer")
 
     @property
     def variant(self) -> str:
         return self.checkpoint.name
 
-    @property
-    def settings(self) -> tuple:
-        return (self.rdoq_weight,)
-
     def encode(self, rgb: np.ndarray, setting=None) -> bytes:
-        with _rdoq_weight(self.rdoq_weight if setting is None else setting):
-            return codec.encode(self.checkpoint, rgb)
+        return codec.encode(self.checkpoint, rgb, self.rdoq_weight, -int(setting or 0))
 
     def decode(self, data: bytes) -> np.ndarray:
         return codec.decode(data, self.checkpoint)
 
     def describe(self, setting) -> str:
-        return self.variant if setting == DEFAULT_RDOQ_WEIGHT else f"{self.variant} (RDOQ {setting:g})"
+        if not setting:
+            return self.variant
+        factor = float(codec.step_scales(self.checkpoint, -int(setting))[1])
+        return f"{self.variant}, steps x{factor:.3g}"
 
     def code(self, data: bytes) -> np.ndarray:
         """The integer code (C, H/16, W/16) stored in a .cyc file: entropy decoding only, so a view
         of the code needs no second encode."""
         cyc = CycFile.from_bytes(data)
-        return self.checkpoint.tables.decode(cyc.payload, cyc.code_shape)
+        return self.checkpoint.tables.shifted(codec.table_shift(cyc.step_shift)).decode(cyc.payload, cyc.code_shape)
 
 
 def _jpeg2000(bpp: float) -> dict:

@@ -6,21 +6,26 @@ import numpy as np
 from . import codecs as registry
 from .checkpoint import Checkpoint
 from .codecs import Codec, CycleCodec
-from .matching import match_size
+from .matching import match_learned, match_size
 from .measure import COLUMNS, Measurement, measure, timed  # noqa: F401  (COLUMNS, timed: for app.py)
 
 
-def compare(rgb: np.ndarray, reference: Codec | Checkpoint, codecs: list[str]) -> list[Measurement]:
+def compare(rgb: np.ndarray, reference: Codec | Checkpoint | int, codecs: list[str]) -> list[Measurement]:
     """The reference codec at its default setting, then each named codec matched to its file size.
 
     `reference` is a registry entry (e.g. `codecs.learned("medium")`); a Checkpoint stands for the
-    learned codec at that code size. Results carry the files and reconstructions: a view of the
-    learned code reads `results[0].entry.code(results[0].data)`, with no second encode.
+    learned codec at that code size, and an int for the learned codec matched to that many bytes.
+    Results carry the files and reconstructions: a view of the learned code reads
+    `results[0].entry.code(results[0].data)`, with no second encode.
     """
     registry.check(codecs, registry.matchable())
     if isinstance(reference, Checkpoint):
         reference = CycleCodec(reference)
-    first = measure(reference, rgb)
+    if isinstance(reference, int):
+        m = match_learned(rgb, reference)
+        first = measure(registry.learned(m.variant), rgb, m.setting, m.note)
+    else:
+        first = measure(reference, rgb)
     results = [first]
     for name in codecs:
         entry = registry.get(name)

@@ -25,6 +25,7 @@ export, and stored with the weights; the encoder and the decoder hand exactly th
 """
 from __future__ import annotations
 
+import copy
 import math
 
 import constriction
@@ -42,6 +43,7 @@ DC_CLAMP = 1024  # the DC is clipped to [-DC_CLAMP, DC_CLAMP], so its residual f
 AC_CLAMP = 512  # every other channel is clipped to [-AC_CLAMP, AC_CLAMP]
 SCALES = 64  # Laplace scales of the coding tables, log-spaced in [SCALE_MIN, SCALE_MAX]
 SCALE_MIN, SCALE_MAX = 0.05, 128.0
+GRID_RATIO = (SCALE_MAX / SCALE_MIN) ** (1 / (SCALES - 1))  # from one table's scale to the next
 
 
 def bucket(x: torch.Tensor, buckets: int) -> torch.Tensor:
@@ -257,6 +259,15 @@ class CodingTables:
     @property
     def channels(self) -> int:
         return self.index.shape[0] + 1
+
+    def shifted(self, tables: int) -> "CodingTables":
+        """These tables for a code whose steps are GRID_RATIO ** tables times coarser: every
+        (channel, context) takes the table that many grid steps narrower (clipped to the grid)."""
+        if tables == 0:
+            return self
+        out = copy.copy(self)
+        out.index = np.clip(self.index - tables, 0, SCALES - 1)
+        return out
 
     def clamp(self, code: torch.Tensor) -> torch.Tensor:
         """Clip integer code values (B, C, H, W) so that every symbol is within the coded range."""

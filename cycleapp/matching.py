@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import codecs as registry
 from .codecs import Codec
 
 TOLERANCE = 0.03  # a match is within +-3 % of the target bytes
@@ -21,6 +22,7 @@ class Match:
     data: bytes
     target: int
     note: str  # empty when within tolerance
+    variant: str = ""  # the learned codec's code size
 
     @property
     def within_tolerance(self) -> bool:
@@ -71,3 +73,17 @@ def match_size(codec: Codec, rgb: np.ndarray, target: int, max_tries: int = 24) 
         else:
             match.note = f"no setting within 3 % (closest {len(match.data)} bytes for target {target})"
     return match
+
+
+def match_learned(rgb: np.ndarray, target: int) -> Match:
+    """The learned codec at `target` bytes: the code size whose own file is nearest the target (in
+    ratio), then its step offset matched to the target. A code size is best near the rate it was
+    trained for, so the offset stays small."""
+    if target < 1:
+        raise ValueError("the target size must be at least 1 byte")
+    entries = registry.family(registry.LEARNED)
+    natural = [len(e.encode(rgb)) for e in entries]
+    entry = entries[int(np.argmin([abs(np.log(n / target)) for n in natural]))]
+    m = match_size(entry, rgb, target)
+    m.variant = entry.variant
+    return m

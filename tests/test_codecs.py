@@ -6,7 +6,9 @@ from cycleapp import codec, codecs as registry, sweeps
 from cycleapp.codecs import CycleCodec, PillowCodec, Search
 from cycleapp.compare import compare
 from cycleapp.measure import COLUMNS, measure
+from cycleapp.bitstream import CycFile
 from cycleapp.metrics import ms_ssim, psnr, ssim
+from conftest import EXAMPLES
 
 
 def test_every_codec_has_a_label_and_the_readers_agree():
@@ -37,16 +39,34 @@ def test_measure_is_the_file_and_its_decoding(photo):
     assert 0.25 < row["bpp"] < 0.32 and 32.5 < row["psnr"] < 34.5
 
 
-def test_cycle_entry_takes_its_rdoq_weight_as_an_argument(ckpt, photo, monkeypatch):
+def test_cycle_entry_takes_encoder_settings_as_arguments(ckpt, photo):
+    """The RDOQ weight is a field and the step offset the setting: no module global changes."""
     entry = CycleCodec(ckpt)
     assert entry.name == registry.LEARNED and entry.variant == ckpt.name
-    assert entry.encode(photo) == codec.encode(ckpt, photo)
-    plain = entry.encode(photo, float("inf"))
-    assert codec.RDOQ_WEIGHT == registry.DEFAULT_RDOQ_WEIGHT  # the global is left as it was
-    monkeypatch.setattr(codec, "RDOQ_WEIGHT", float("inf"))
-    assert plain == codec.encode(ckpt, photo) != entry.encode(photo, registry.DEFAULT_RDOQ_WEIGHT)
-    assert entry.describe(registry.DEFAULT_RDOQ_WEIGHT) == ckpt.name
-    assert CycleCodec(ckpt, float("inf")).describe(float("inf")) == f"{ckpt.name} (RDOQ inf)"
+    assert entry.encode(photo) == codec.encode(ckpt, photo) == entry.encode(photo, 0)
+    plain = CycleCodec(ckpt, float("inf")).encode(photo)
+    assert plain == codec.encode(ckpt, photo, rdoq_weight=float("inf")) != entry.encode(photo)
+    assert codec.RDOQ_WEIGHT == registry.DEFAULT_RDOQ_WEIGHT
+    assert entry.describe(0) == ckpt.name and entry.describe(8) == f"{ckpt.name}, steps x0.883"
+    finer, coarser = entry.encode(photo, 8), entry.encode(photo, -8)
+    assert len(coarser) < len(entry.encode(photo)) < len(finer)
+    assert psnr(photo, entry.decode(coarser)) < psnr(photo, entry.decode(finer))
+
+
+@pytest.mark.parametrize("name,target", [("kodim23.png", 3000), ("kodim23.png", 9000), ("kodim04.png", 14000),
+                                         ("kodim04.png", 40000)])
+def test_the_learned_codec_reaches_any_size_within_three_percent(name, target):
+    """Rate control: a code size and a step offset land within 3 % of the target, the offset is
+    in the file, and decoding the file alone gives the encoder's own reconstruction."""
+    from cycleapp.imageio import load_rgb
+    from cycleapp.matching import TOLERANCE, match_learned
+
+    rgb = load_rgb(EXAMPLES / name)
+    m = match_learned(rgb, target)
+    assert abs(len(m.data) - target) <= TOLERANCE * target and m.note == ""
+    entry = registry.learned(m.variant)
+    assert CycFile.from_bytes(m.data).step_shift == -m.setting
+    assert np.array_equal(codec.decode(m.data), codec.reconstruct(entry.checkpoint, rgb, step_shift=-m.setting))
 
 
 def test_the_code_is_read_from_the_file(ckpt, photo):
