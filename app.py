@@ -101,7 +101,8 @@ def run_rd_plot(image_file, code_size, codecs, table):
 def start_run():
     """Before a run: the previous results go away, the status says what is happening."""
     return (ui.status_html("working", ["Compressing with CycleCodec, then setting each codec to the "
-                                       "same file size..."]), gr.update(visible=False), None)
+                                       "same file size..."]), gr.update(visible=False),
+            gr.update(visible=False), None)
 
 
 def show_failure(request: gr.Request):
@@ -147,11 +148,10 @@ def build() -> gr.Blocks:
                     plot = gr.Plot(label="Rate-distortion on this image", elem_id="rd-plot")
                 with gr.Column(scale=1, min_width=240):
                     code_view = gr.HTML(elem_id="code-view")
-        boxes = [results_box, inspect_box]
+        boxes = [results_box, inspect_box]  # hidden before a run and after a failed one
         outputs = [status, table, cyc_file, recon_files, results_view, inspect, code_view]
         compared = (
-            run.click(start_run, None, [status, results_box, plot], queue=False, api_visibility="private")
-            .success(lambda: gr.update(visible=False), None, inspect_box, queue=False, api_visibility="private")
+            run.click(start_run, None, [status, *boxes, plot], queue=False, api_visibility="private")
             .then(run_compare, [image, *size_inputs, codecs], outputs, api_name="compare",
                   concurrency_limit=1, concurrency_id="compare", show_progress_on=[status])
         )

@@ -5,8 +5,9 @@ images are the lossless PNG files the app writes, drawn with nearest-neighbour s
 in, so what is on screen is the decoded pixels.
 
 Python builds the markup with the data (`inspector_html`); the script (`JS`) builds the views and
-keeps them in step. Each view carries `data-source` and `data-region` (the image rectangle it shows,
-x0,y0,x1,y1 in image pixels) so tests can check that every view shows the same region.
+keeps them in step. Each view carries `data-source`, `data-region` (the image rectangle it shows,
+x0,y0,x1,y1 in image pixels), `data-centre` and `data-scale` (the shared zoom), so tests can check
+that every view shows the same region.
 """
 from __future__ import annotations
 
@@ -211,6 +212,7 @@ function render() {
     region = [x0, y0, x1, y1].map(v => Math.round(v * 10) / 10).join(',');
     view.dataset.region = region;
     view.dataset.scale = String(Math.round(s * 1000) / 1000);
+    view.dataset.centre = `${Math.round(S.cx * 10) / 10},${Math.round(S.cy * 10) / 10}`;
     if (imgs.length === 2) {
       const x = Math.round(S.split * vw);
       imgs[1].style.clipPath = `inset(0 0 0 ${(x - tx) / s}px)`;

@@ -139,6 +139,7 @@ def test_zoom_is_synchronised(desktop):
     # 1:1 shows one image pixel per screen pixel in every view (the same pixels).
     desktop.click(".insp [data-zoom='1']")
     exact = regions(desktop)
+    centre = desktop.locator(".insp-view").first.get_attribute("data-centre")
     width = desktop.locator(".insp-view").first.bounding_box()["width"]
     x0, _, x1, _ = map(float, exact[0].split(","))
     assert len(set(exact)) == 1 and abs((x1 - x0) - min(width, 768)) <= 1
@@ -146,6 +147,12 @@ def test_zoom_is_synchronised(desktop):
     desktop.click(".insp [data-mode=errors]")
     sources = desktop.eval_on_selector_all(".insp-view", "vs => vs.map(v => v.dataset.source)")
     assert sources == ["err-cycle", "err-jpeg", "err-jpeg2000"] and len(set(regions(desktop))) == 1
+    # The slider: any codec on either side, the same zoom.
+    desktop.click(".insp [data-mode=slider]")
+    desktop.select_option(".insp-right", "jpeg")
+    assert desktop.eval_on_selector_all(".insp-view", "vs => vs.map(v => v.dataset.source)") == ["original|jpeg"]
+    view = desktop.locator(".insp-view").first
+    assert view.get_attribute("data-scale") == "1" and view.get_attribute("data-centre") == centre
     desktop.click(".insp [data-mode=side]")
 
 
