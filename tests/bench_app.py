@@ -1,40 +1,110 @@
-"""Speed benchmark of the app, measured from the API as a user's script sees it (not a test).
+"""Speed benchmark of the app, measured from the API as a user's browser sees it (not a test).
 
-    .venv/bin/python tests/bench_app.py [--runs 5] [--code-size medium]
+    .venv/bin/python tests/bench_app.py [--runs 3] [--code-size medium]
 
-Starts `python app.py`, then times /compare on a 768x512 image with JPEG and JPEG 2000.
+Starts `python app.py`, then, with JPEG and JPEG 2000 (the app's defaults), prints:
+- the time to the table (/compare) and to the plot (/compare, then /rd_plot, as the page chains
+  them) for a 768x512 photo and a 4-megapixel one (2448x1632, a mosaic of the example photos);
+  every run uses an image the plot cache has not seen (one pixel changed), then one re-run of the
+  same image at another code size shows the cached plot;
+- a second visitor's time to the table for a 768x512 photo sent while the first visitor's 4 MP
+  plot is being computed (the plot has its own queue, apart from /compare's).
 """
 import argparse
 import statistics
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
+
+import numpy as np
+from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from app_server import running_app  # noqa: E402
 from conftest import EXAMPLES  # noqa: E402
 
+CODECS = ["jpeg", "jpeg2000"]
+
+
+def mosaic_4mp() -> np.ndarray:
+    """2448x1632 (3,995,136 pixels): the example photos tiled 3x3 (some flipped), then resized."""
+    photos = [np.array(Image.open(EXAMPLES / n).convert("RGB").resize((768, 512), Image.Resampling.LANCZOS))
+              for n in ("kodim23.png", "kodim04.png", "cid22-1025469.png")]
+    rows = [np.concatenate([photos[(r + c) % 3][:, ::(-1 if (r + c) % 2 else 1)] for c in range(3)], axis=1)
+            for r in range(3)]
+    big = np.concatenate(rows, axis=0)
+    return np.array(Image.fromarray(big).resize((2448, 1632), Image.Resampling.LANCZOS))
+
+
+def variant(rgb: np.ndarray, i: int, folder: Path, name: str) -> Path:
+    """The image with pixel (0, 0) changed: a new image for the plot cache, the same for the codecs."""
+    img = rgb.copy()
+    img[0, 0] = (img[0, 0].astype(int) + 37 * (i + 1)) % 256
+    path = folder / f"{name}-{i}.png"
+    Image.fromarray(img).save(path, compress_level=1)
+    return path
+
+
+def visit(client, path: Path, size: str) -> tuple[float, float]:
+    """(seconds to the table, seconds to the plot), as the page runs them one after the other."""
+    from gradio_client import handle_file
+
+    t = time.perf_counter()
+    out = client.predict(handle_file(str(path)), size, CODECS, api_name="/compare")
+    table_s = time.perf_counter() - t
+    client.predict(handle_file(str(path)), size, CODECS, out[1], api_name="/rd_plot")
+    return table_s, time.perf_counter() - t
+
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--runs", type=int, default=3, help="runs per image size (each on an image new to the cache)")
     p.add_argument("--code-size", default="medium")
     args = p.parse_args()
-    from gradio_client import Client, handle_file
+    from gradio_client import Client
 
+    folder = Path(tempfile.mkdtemp(prefix="cyclecodec-bench-"))
+    kodak = np.array(Image.open(EXAMPLES / "kodim23.png").convert("RGB"))
+    big = mosaic_4mp()
     t0 = time.perf_counter()
     with running_app() as url:
         print(f"app started in {time.perf_counter() - t0:.1f} s")
         client = Client(url, verbose=False)
-        times = []
-        for i in range(args.runs + 1):
-            t = time.perf_counter()
-            client.predict(handle_file(str(EXAMPLES / "kodim23.png")), args.code_size, ["jpeg", "jpeg2000"],
-                           api_name="/compare")
-            if i:  # the first call warms up
-                times.append(time.perf_counter() - t)
-        print(f"/compare, 768x512, JPEG + JPEG 2000, code size {args.code_size}: "
-              f"median {statistics.median(times):.2f} s, max {max(times):.2f} s over {args.runs} runs")
+        visit(client, variant(kodak, 99, folder, "warm"), args.code_size)  # loads every checkpoint
+        for name, rgb in [("768x512", kodak), ("2448x1632 (4 MP)", big)]:
+            times = [visit(client, variant(rgb, i, folder, name[:4]), args.code_size) for i in range(args.runs)]
+            tables, plots = [t for t, _ in times], [p - t for t, p in times]
+            print(f"{name}, {' + '.join(CODECS)}, code size {args.code_size}, {args.runs} runs: "
+                  f"table {statistics.median(tables):.1f} s median (max {max(tables):.1f}), "
+                  f"plot {statistics.median(plots):.1f} s after the table (max {max(plots):.1f})")
+            other = "small" if args.code_size != "small" else "tiny"
+            table_s, plot_s = visit(client, variant(rgb, 0, folder, name[:4]), other)
+            print(f"  same image again at '{other}' (cached curves): table {table_s:.1f} s, "
+                  f"plot {plot_s - table_s:.1f} s after the table")
+
+        # Two visitors: A's 4 MP plot is running when B sends a 768x512 photo.
+        a, b = Client(url, verbose=False), Client(url, verbose=False)
+        from gradio_client import handle_file
+
+        path_a = variant(big, 50, folder, "visitor-a")
+        out = a.predict(handle_file(str(path_a)), args.code_size, CODECS, api_name="/compare")
+        started = {}
+
+        def plot_a():
+            started["t"] = time.perf_counter()
+            a.predict(handle_file(str(path_a)), args.code_size, CODECS, out[1], api_name="/rd_plot")
+            started["done"] = time.perf_counter()
+
+        thread = threading.Thread(target=plot_a)
+        thread.start()
+        time.sleep(0.5)
+        table_b, plot_b = visit(b, variant(kodak, 50, folder, "visitor-b"), args.code_size)
+        thread.join()
+        print(f"second visitor (768x512), sent 0.5 s into the first visitor's 4 MP plot: table in "
+              f"{table_b:.1f} s, plot {plot_b - table_b:.1f} s after it; the first visitor's plot took "
+              f"{started['done'] - started['t']:.1f} s")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,8 @@
 """The app's /compare API, driven by gradio_client as a script would."""
+import html
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -45,14 +49,13 @@ def test_compare_api_matched_sizes_and_pixel_exact(client, middle_size, tmp_path
     served = np.array(Image.open(recon_paths[0]))
     assert Image.open(recon_paths[0]).format == "PNG" and served.shape == (512, 768, 3)
     assert np.array_equal(served, np.array(Image.open(tmp_path / "cli.png")))
-    # And the slider shows those same pixels (PNG, not a lossy re-encoding).
-    slider = out[4]
-    slider_value = slider["value"] if isinstance(slider, dict) and "value" in slider else slider
-    after = slider_value[1] if not isinstance(slider_value[1], dict) else slider_value[1]["path"]
-    assert np.array_equal(np.array(Image.open(after)), served)
-    assert np.array_equal(np.array(Image.open(slider_value[0] if not isinstance(slider_value[0], dict)
-                                              else slider_value[0]["path"])),
-                          np.array(Image.open(EXAMPLES / "kodim23.png").convert("RGB")))
+    # And the inspector shows those same files (PNG, not a lossy re-encoding), the original included.
+    view = html.unescape(out[5])
+    shown = {Path(p).name: p for p in re.findall(r"gradio_api/file=([^\"]+?\.png)", view)}
+    cycle_png = shown[Path(recon_paths[0]).name]
+    assert np.array_equal(np.array(Image.open(cycle_png)), served)
+    original = [p for name, p in shown.items() if name.endswith(".original.png")][0]
+    assert np.array_equal(np.array(Image.open(original)), np.array(Image.open(EXAMPLES / "kodim23.png").convert("RGB")))
     for path, r in zip(recon_paths, rows):
         assert path.endswith(f"{r['codec']}.png")
 
@@ -62,14 +65,17 @@ def test_compare_api_rejects_bad_input(client, ckpt, tmp_path):
 
     fake = tmp_path / "fake.png"
     fake.write_text("this is text, not an image")
-    with pytest.raises(AppError, match="Could not read"):
-        call(client, fake, ckpt.name, ["jpeg"])
     empty = tmp_path / "empty.png"
     empty.write_bytes(b"")
-    with pytest.raises(AppError, match="empty"):
-        call(client, empty, ckpt.name, ["jpeg"])
-    with pytest.raises(AppError, match="gigantic"):
-        call(client, EXAMPLES / "kodim23.png", "gigantic", ["jpeg"])
+    for path, size, codecs, expected in [(fake, ckpt.name, ["jpeg"], "Could not read"),
+                                         (empty, ckpt.name, ["jpeg"], "empty"),
+                                         (EXAMPLES / "kodim23.png", "gigantic", ["jpeg"], "gigantic"),
+                                         (EXAMPLES / "kodim23.png", ckpt.name, ["jpeg", "gif"], "gif")]:
+        with pytest.raises(AppError, match=expected) as err:
+            call(client, path, size, codecs)
+        # The reason, without the server's paths (Gradio's upload folder, the repository).
+        message = str(err.value)
+        assert "/" not in message and "\\" not in message, message
 
 
 def test_huge_image_is_downscaled_with_a_note(client, ckpt, tmp_path):
@@ -81,3 +87,76 @@ def test_huge_image_is_downscaled_with_a_note(client, ckpt, tmp_path):
     assert [r["codec"] for r in rows] == ["cycle", "jpeg"]
     # Matched within 3 %, or the row says why not: never a silent mismatch.
     assert abs(rows[1]["bytes"] - rows[0]["bytes"]) <= 0.03 * rows[0]["bytes"] or rows[1]["note"]
+
+
+# ---- the app's helpers (no server) ----------------------------------------------------------
+
+def test_table_formats_units_and_best_values():
+    from cycleapp.ui import MAIN_COLUMNS, TABLE, results_html, success_lines
+
+    rows = [{"codec": "cycle", "setting": "medium", "bytes": 1000, "bpp": 0.25, "psnr": 33.0, "ssim": 0.9,
+             "ms_ssim": 0.95, "encode_ms": 50.0, "decode_ms": 60.0, "note": ""},
+            {"codec": "jpeg", "setting": "quality 20", "bytes": 1010, "bpp": 0.2525, "psnr": 31.5, "ssim": None,
+             "ms_ssim": None, "encode_ms": 2.0, "decode_ms": 1.0, "note": "cannot go below 1010 bytes"},
+            {"codec": "webp", "setting": "quality 30", "bytes": 1200, "bpp": 0.3, "psnr": 32.0, "ssim": 0.8,
+             "ms_ssim": 0.9, "encode_ms": 9.0, "decode_ms": 3.0, "note": "largest file is 1200 bytes"}]
+    page = results_html(rows)
+    assert ">33.00<" in page and "n/a" in page  # fixed decimals, missing metrics said so
+    assert [k for k, *_ in TABLE][:len(MAIN_COLUMNS)] == MAIN_COLUMNS  # the columns a phone shows first
+    assert "dB" in page and "bits/pixel" in page  # units in the headers
+    best = re.findall(r"<td class='c-(\w+) best'", page)
+    assert sorted(best) == sorted(["bytes", "bpp", "psnr", "ms_ssim", "ssim", "encode_ms", "decode_ms"])
+    lines = success_lines(rows, "", 1.0)
+    assert lines[1] == "JPEG: cannot go below 1010 bytes" and lines[2] == "WebP: largest file is 1200 bytes"
+
+
+def test_messages_carry_no_server_paths(tmp_path):
+    from cycleapp.ui import UserError, clean_message, read_upload
+
+    fake = tmp_path / "notes.png"
+    fake.write_text("text")
+    with pytest.raises(UserError) as err:
+        read_upload(fake)
+    assert "notes.png" in str(err.value) and str(tmp_path) not in str(err.value) and "/" not in str(err.value)
+    assert clean_message(f"cannot read image {tmp_path}/a b.png: broken", f"{tmp_path}/a b.png") == \
+        "cannot read image 'a b.png': broken"
+    assert "/" not in clean_message("no such file: /srv/data/x.png")
+
+
+@pytest.mark.parametrize("shape", [(160, 125, 1), (160, 1, 125), (160, 32, 48), (160, 1, 1), (16, 2000, 3)])
+def test_code_view_is_bounded_for_any_aspect_ratio(shape):
+    from cycleapp.ui import CODE_VIEW_MAX, code_mosaic
+
+    code = np.random.default_rng(0).integers(-3, 4, shape)
+    img = code_mosaic(code)
+    assert max(img.shape) <= CODE_VIEW_MAX and min(img.shape) >= 3
+    if shape[1:] == (125, 1):  # a 3x2000 strip's code: the channels side by side, each enlarged
+        assert img.shape[1] >= 64 and img.shape[0] <= CODE_VIEW_MAX
+
+
+def test_error_map_is_exact_and_lossless(tmp_path):
+    from cycleapp.inspector import ERROR_FULL_SCALE, error_levels, save_error_map
+
+    a = np.full((4, 5, 3), 100, np.uint8)
+    b = a.copy()
+    b[0, 0, 1] = 101
+    b[1, 1] = [100, 100, 100 + ERROR_FULL_SCALE]
+    b[2, 2, 0] = 0
+    levels = error_levels(a, b)
+    assert levels[3, 3] == 0 and 0 < levels[0, 0] < 16 and levels[1, 1] == 255 and levels[2, 2] == 255
+    path = save_error_map(a, b, tmp_path / "err.png")
+    assert np.array_equal(np.array(Image.open(path)), levels)  # palette indices = levels, PNG
+
+
+def test_rd_plot_says_what_it_was_computed_on(photo):
+    from cycleapp.rdplot import PLOT_PIXELS, rd_plot
+
+    big = np.repeat(np.repeat(photo[:256, :384], 2, axis=0), 2, axis=1)  # 768x512: plotted as it is
+    texts = " ".join(t.get_text() for t in rd_plot(big, ["jpeg"], "tiny").texts)
+    assert "Computed on this image (768x512)" in texts
+    bigger = np.repeat(np.repeat(photo, 2, axis=0), 2, axis=1)  # 1536x1024: a downscaled copy
+    fig = rd_plot(bigger, ["jpeg"], "tiny")
+    texts = " ".join(t.get_text() for t in fig.texts)
+    assert "downscaled from 1536x1024" in texts
+    w, h = map(int, re.search(r"on a (\d+)x(\d+) copy", texts).groups())
+    assert w * h <= PLOT_PIXELS
