@@ -8,7 +8,10 @@ For every code size and folder (mean over the images, every one a real `.cyc` fi
   shares are ideal bits (-log2 p under the shipped tables), which the ANS coder meets within a
   fraction of a percent (the "coder" column: real payload over ideal bits);
 - the distortion ceiling: PSNR of the decoder fed the unquantised code (what the transform alone
-  loses), then of the quantised code (what the file gives): the gap is the quantiser's.
+  loses), then of the quantised code (what the file gives): the gap is the quantiser's;
+- with --versus CODEC, where the error goes against that codec at the same file size: the 16x16
+  blocks of the image in four classes of activity (the original block's standard deviation), and
+  the mean squared error of each codec in each class.
 """
 from __future__ import annotations
 
@@ -21,8 +24,10 @@ import torch
 
 from cycleapp import checkpoint as ckpts
 from cycleapp import codec
+from cycleapp import codecs as registry
 from cycleapp.entropy import AC_CLAMP, DC_CLAMP, anchors, contexts, groups
 from cycleapp.imageio import load_rgb
+from cycleapp.matching import match_size
 from cycleapp.metrics import psnr
 from train.data import image_files
 
@@ -59,6 +64,36 @@ def diagnose(ckpt, rgb: np.ndarray) -> dict:
     return row
 
 
+ACTIVITY_EDGES = (2, 6, 15)  # block standard deviation (8-bit levels): flat | smooth | textured | busy
+ACTIVITY_NAMES = ("flat (<2)", "smooth (2-6)", "textured (6-15)", "busy (>15)")
+
+
+def error_by_activity(ckpt, other: str, rgb: np.ndarray) -> dict:
+    """Per activity class of 16x16 blocks: its share of the blocks, and the summed squared error of
+    the cycle model and of `other` matched to the same file size."""
+    data = codec.encode(ckpt, rgb)
+    entry = registry.get(other)
+    theirs = entry.decode(match_size(entry, rgb, len(data)).data)
+    h, w = rgb.shape[0] // 16 * 16, rgb.shape[1] // 16 * 16
+    blocks = lambda a: a[:h, :w].astype(np.float64).reshape(h // 16, 16, w // 16, 16, 3)
+    classes = np.digitize(blocks(rgb).std(axis=(1, 3)).mean(-1).ravel(), ACTIVITY_EDGES)
+    error = lambda decoded: ((blocks(decoded) - blocks(rgb)) ** 2).mean(axis=(1, 3, 4)).ravel()
+    ours, other_error = error(codec.decode(data, ckpt)), error(theirs)
+    return {name: (float((classes == k).sum()), float(ours[classes == k].sum()),
+                   float(other_error[classes == k].sum())) for k, name in enumerate(ACTIVITY_NAMES)}
+
+
+def activity_report(per_image: list[dict], other: str) -> str:
+    total = {k: np.sum([r[k] for r in per_image], axis=0) for k in ACTIVITY_NAMES}
+    excess = sum(max(v[1] - v[2], 0) for v in total.values())
+    blocks = sum(v[0] for v in total.values())
+    lines = [f"  {'blocks':16s} {'share':>6s} {'MSE cycle':>10s} {'MSE ' + other:>14s} {'excess share':>13s}"]
+    for name, (n, ours, theirs) in total.items():
+        lines.append(f"  {name:16s} {n / blocks:6.2f} {ours / max(n, 1):10.2f} {theirs / max(n, 1):14.2f} "
+                     f"{max(ours - theirs, 0) / max(excess, 1e-9):13.2f}")
+    return "\n".join(lines)
+
+
 def mean_rows(rows: list[dict]) -> dict:
     return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
 
@@ -93,11 +128,14 @@ def main(argv=None) -> None:
     p.add_argument("--limit", type=int, default=None, help="only the first N images of each folder")
     p.add_argument("--sizes", default=None, help="comma-separated code sizes (default: all)")
     p.add_argument("--out", type=Path, default=None, help="also write the numbers as JSON")
+    p.add_argument("--versus", default=None, help="a classical codec: where the error goes against it")
     args = p.parse_args(argv)
     available = [path.stem for path in ckpts.available()]
     names = args.sizes.split(",") if args.sizes else available
     if unknown := [n for n in names if n not in available]:
         raise SystemExit(f"error: unknown code size {', '.join(unknown)} (available: {', '.join(available)})")
+    if args.versus and args.versus not in registry.matchable():
+        raise SystemExit(f"error: unknown codec {args.versus} (choose from {', '.join(registry.matchable())})")
     results = {}
     for folder in args.folders:
         files = image_files(folder)[:args.limit] if folder.is_dir() else []
@@ -108,7 +146,18 @@ def main(argv=None) -> None:
         for name in names:
             ckpt = ckpts.by_name(name)
             results[folder.name][name] = mean_rows([diagnose(ckpt, rgb) for rgb in images]) | {"images": len(files)}
+            if args.versus:
+                per_image = [error_by_activity(ckpt, args.versus, rgb) for rgb in images]
+                results[folder.name][name + " blocks"] = activity_report(per_image, args.versus)
+    blocks = {f: {k: v for k, v in r.items() if k.endswith(" blocks")} for f, r in results.items()}
+    for f, r in results.items():
+        for k in blocks[f]:
+            del r[k]
     print(report(results))
+    for f, r in blocks.items():
+        for k, text in r.items():
+            print(f"\n{f}, {k[:-len(' blocks')]}: error by block activity, against {args.versus} at the same size")
+            print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=1) + "\n")
