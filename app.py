@@ -129,10 +129,12 @@ def build() -> gr.Blocks:
                                 type="filepath", elem_id="upload")
                 code_size = gr.Dropdown(choices, value=choices[len(choices) // 2][1] if choices else None,
                                         label="Code size", info=ui.SIZE_INFO, elem_id="code-size")
-                target_kb = gr.Number(None, label="Target size (KB, optional)", precision=None,
-                                      info="Empty: the code size above. A number: the file is made this "
-                                           "size (1 KB = 1000 bytes, within 3 %), the code size chosen "
-                                           "for you.", elem_id="target-kb")
+                # A textbox, not gr.Number: a Number field shows and sends 0 when empty, and empty
+                # must mean "use the preset".
+                target_kb = gr.Textbox("", label="Target size (KB, optional)", placeholder="e.g. 20",
+                                       info="Empty: the code size above. A number: the file is made this "
+                                            "size (1 KB = 1000 bytes, within 3 %), the code size chosen "
+                                            "for you.", elem_id="target-kb", max_lines=1)
                 codecs = gr.CheckboxGroup([(LABELS[n], n) for n in registry.matchable()], value=DEFAULT_CODECS,
                                           label="Compare with", info="Each is set to the .cyc file's size.",
                                           elem_id="codecs")

@@ -117,9 +117,12 @@ def size_choices() -> list[tuple[str, str]]:
     return [(size_label(p.stem), p.stem) for p in ckpts.available()]
 
 
-def resolve_size(preset: str | None, target_kb: float | None = None) -> SizeRequest:
+def resolve_size(preset: str | None, target_kb: float | str | None = None) -> SizeRequest:
     """The size inputs read and checked: UserError for an unknown preset or an impossible target.
-    A target replaces the preset, which is then not checked."""
+    A target (a number, or text such as '20' or '20 KB'; empty or None: no target) replaces the
+    preset, which is then not checked."""
+    if isinstance(target_kb, str):
+        target_kb = re.sub(r"\s*kb\s*$", "", target_kb.strip(), flags=re.IGNORECASE) or None
     if target_kb is not None:
         try:
             target_kb = float(target_kb)

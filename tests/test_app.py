@@ -106,7 +106,9 @@ def test_size_request_validation():
 
     assert resolve_size("medium").target_bytes is None
     assert resolve_size("medium", 12.3456).reference == 12_346  # KB x 1000, whole bytes
-    for bad in (0, -1, float("nan"), 1e6, "12 KB"):
+    assert resolve_size("medium", " 20 kB ").target_bytes == 20_000  # the textbox's text
+    assert resolve_size("medium", "").target_bytes is None and resolve_size("medium", " ").target_kb is None
+    for bad in (0, -1, float("nan"), 1e6, "0", "-3", "twelve", "1e9"):
         with pytest.raises(UserError):
             resolve_size("medium", bad)
 
