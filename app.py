@@ -1,11 +1,13 @@
 """CycleCodec comparison app: `python app.py`, then open http://127.0.0.1:7860.
 
-Upload a photo, pick a code size: the cycle model writes a real .cyc file, and each classical
-codec is matched to the same number of bytes. Everything the browser shows is the decoded
+Upload a photo, pick a code size (or type a target size in KB): the learned codec writes a real
+.cyc file, and each other codec is matched to the same number of bytes. Everything the browser shows is the decoded
 pixels, sent as PNG (lossless), so the comparison is honest to the byte and to the pixel.
 
-This file is layout and wiring; the logic is in cycleapp/ (ui.py: uploads, sizes, table, status,
-code view; inspector.py: the synchronised zoom/pan viewer and error maps; rdplot.py: the plot).
+This file is layout and wiring; the codecs, their names and labels come from the registry
+(cycleapp/codecs.py), the measuring from cycleapp/compare.py, and the app's logic is in cycleapp/
+(ui.py: uploads, sizes, table, status, code view; inspector.py: the synchronised zoom/pan viewer and
+error maps; rdplot.py: the plot).
 """
 from __future__ import annotations
 
@@ -19,15 +21,16 @@ from pathlib import Path
 import gradio as gr
 from gradio.utils import get_upload_folder
 
+from cycleapp import codecs as registry
 from cycleapp import inspector, ui
-from cycleapp.classical import CODECS
-from cycleapp.compare import COLUMNS, compare
-from cycleapp.plots import LABELS
+from cycleapp.compare import compare
+from cycleapp.measure import COLUMNS
 from cycleapp.rdplot import rd_plot
 
 EXAMPLES = Path(__file__).resolve().parent / "cycleapp" / "examples"
 MAX_UPLOAD = "25mb"
 DEFAULT_CODECS = ["jpeg", "jpeg2000"]
+LABELS = registry.labels()
 OUT_ROOT = Path(get_upload_folder()) / "cyclecodec"  # served by Gradio: the inspector loads these PNGs
 IDLE = ui.status_html("idle", ["Upload an image (or click an example below it), pick a code size and the "
                                "codecs, then press Compress and compare."])
@@ -45,15 +48,16 @@ def fail(request: gr.Request | None, message: str):
     raise gr.Error(message, print_exception=False)
 
 
-def run_compare(image_file, code_size, codecs, request: gr.Request = None):
+def run_compare(image_file, code_size, codecs, target_kb=None, request: gr.Request = None):
     """The /compare endpoint: status, table, .cyc file, lossless reconstructions (table order), then
-    the table as HTML, the inspector and the code view."""
+    the table as HTML, the inspector and the code view. `target_kb` (optional, after the codecs so
+    that calls with three inputs still work) replaces the code size by a target file size."""
     start = time.perf_counter()
     try:
         rgb, note = ui.read_upload(image_file)
-        size = ui.resolve_size(code_size)
+        size = ui.resolve_size(code_size, target_kb)
         codecs = [c for c in (codecs or []) if c]
-        results = compare(rgb, size.checkpoint, codecs)
+        results = compare(rgb, size.reference, codecs)
     except ui.UserError as e:
         fail(request, str(e))
     except ValueError as e:  # the library's own refusals (e.g. an unknown codec name)
@@ -65,7 +69,7 @@ def run_compare(image_file, code_size, codecs, request: gr.Request = None):
     ui.prune_old(OUT_ROOT)
     out_dir = Path(tempfile.mkdtemp(prefix="run-", dir=OUT_ROOT))
     stem = ui.safe_stem(image_file)
-    cyc_path = out_dir / f"{stem}.{code_size}.cyc"
+    cyc_path = out_dir / f"{stem}.{results[0].entry.variant}.cyc"
     cyc_path.write_bytes(results[0].data)
     original_path = ui.save_png(rgb, out_dir / f"{stem}.original.png")
     recon_paths = [ui.save_png(r.reconstruction, out_dir / f"{stem}.{r.codec}.png") for r in results]
@@ -81,9 +85,9 @@ def run_compare(image_file, code_size, codecs, request: gr.Request = None):
         errors.append(inspector.Source(f"err-{r.codec}", f"error: {label}", f"Error map: {label}",
                                        "gradio_api/file=" + err, "error"))
     view = inspector.inspector_html(sources + errors, rgb.shape[1], rgb.shape[0], ui.detail_centre(rgb))
-    status = ui.status_html("ok", ui.success_lines(rows, note, time.perf_counter() - start))
+    status = ui.status_html("ok", ui.success_lines(rows, note, time.perf_counter() - start, size.target_bytes))
     return (status, ui.api_table(rows, COLUMNS), str(cyc_path), recon_paths, ui.results_html(rows), view,
-            ui.code_view_html(results[0].data, size.checkpoint))
+            ui.code_view_html(results[0].entry.code(results[0].data)))
 
 
 def run_rd_plot(image_file, code_size, codecs, table):
@@ -91,17 +95,19 @@ def run_rd_plot(image_file, code_size, codecs, table):
     rgb, _ = ui.read_upload(image_file)
     marks = {}
     rows = table.values.tolist() if hasattr(table, "values") else (table or {}).get("data", table) or []
-    for row in rows:
-        record = dict(zip(COLUMNS, row))
+    records = [dict(zip(COLUMNS, row)) for row in rows]
+    for record in records:
         if isinstance(record.get("psnr"), (int, float)):
             marks[record["codec"]] = (float(record["bpp"]), float(record["psnr"]))
+    if records:  # the code size the table's file used (a target may have chosen another)
+        code_size = str(records[0]["setting"]).split(",")[0]
     return rd_plot(rgb, codecs or [], code_size, marks)
 
 
 def start_run():
     """Before a run: the previous results go away, the status says what is happening."""
-    return (ui.status_html("working", ["Compressing with CycleCodec, then setting each codec to the "
-                                       "same file size..."]), gr.update(visible=False),
+    return (ui.status_html("working", [f"Compressing with {LABELS[registry.LEARNED]}, then setting each "
+                                       "codec to the same file size..."]), gr.update(visible=False),
             gr.update(visible=False), None)
 
 
@@ -123,9 +129,13 @@ def build() -> gr.Blocks:
                                 type="filepath", elem_id="upload")
                 code_size = gr.Dropdown(choices, value=choices[len(choices) // 2][1] if choices else None,
                                         label="Code size", info=ui.SIZE_INFO, elem_id="code-size")
-                # The size inputs, in the order /compare takes them (a target in KB joins here later).
-                size_inputs = [code_size]
-                codecs = gr.CheckboxGroup([(LABELS[n], n) for n in CODECS], value=DEFAULT_CODECS,
+                # A textbox, not gr.Number: a Number field shows and sends 0 when empty, and empty
+                # must mean "use the preset".
+                target_kb = gr.Textbox("", label="Target size (KB, optional)", placeholder="e.g. 20",
+                                       info="Empty: the code size above. A number: the file is made this "
+                                            "size (1 KB = 1000 bytes, within 3 %), the code size chosen "
+                                            "for you.", elem_id="target-kb", max_lines=1)
+                codecs = gr.CheckboxGroup([(LABELS[n], n) for n in registry.matchable()], value=DEFAULT_CODECS,
                                           label="Compare with", info="Each is set to the .cyc file's size.",
                                           elem_id="codecs")
                 run = gr.Button("Compress and compare", variant="primary", elem_id="run")
@@ -152,7 +162,7 @@ def build() -> gr.Blocks:
         outputs = [status, table, cyc_file, recon_files, results_view, inspect, code_view]
         compared = (
             run.click(start_run, None, [status, *boxes, plot], queue=False, api_visibility="private")
-            .then(run_compare, [image, *size_inputs, codecs], outputs, api_name="compare",
+            .then(run_compare, [image, code_size, codecs, target_kb], outputs, api_name="compare",
                   concurrency_limit=1, concurrency_id="compare", show_progress_on=[status])
         )
         compared.failure(show_failure, None, status, queue=False, api_visibility="private")

@@ -17,8 +17,10 @@ import numpy as np
 from PIL import Image
 
 from . import checkpoint as ckpts
+from . import codecs as registry
 from .imageio import ImageReadError, load_rgb
-from .plots import LABELS
+
+LABELS = registry.labels()  # every codec's label, from the registry
 
 MAX_PIXELS = 4_000_000  # larger uploads are downscaled (with a note) to keep answers fast
 FORMATS = "PNG, JPEG, WebP, AVIF, HEIC, TIFF or BMP"
@@ -83,16 +85,24 @@ SIZE_INFO = ("Presets from the smallest file (tiny) to the best quality (huge). 
              "dB = PSNR (higher = closer to the original).")
 
 
+MAX_TARGET_KB = 100_000  # 100 MB: far beyond any upload the app accepts (MAX_PIXELS, 25 MB)
+
+
 @dataclass(frozen=True)
 class SizeRequest:
-    """What the user asked for. Today a preset (a checkpoint); a target in KB, met by the rate
-    control of the codec interface, is meant to arrive as one more field here, so the app's
-    size inputs stay one list and `resolve_size` the one place that reads them."""
+    """What the user asked for: a preset (a code size), or a target in KB that the learned codec's
+    rate control meets (a code size and a step offset chosen for this image, within 3 %)."""
     preset: str
+    target_kb: float | None = None
 
     @property
-    def checkpoint(self):
-        return ckpts.by_name(self.preset)
+    def target_bytes(self) -> int | None:
+        return None if self.target_kb is None else int(round(self.target_kb * 1000))
+
+    @property
+    def reference(self):
+        """What `compare` takes: the learned codec at the preset, or the target in bytes (an int)."""
+        return registry.learned(self.preset) if self.target_kb is None else self.target_bytes
 
 
 def size_label(name: str) -> str:
@@ -107,7 +117,23 @@ def size_choices() -> list[tuple[str, str]]:
     return [(size_label(p.stem), p.stem) for p in ckpts.available()]
 
 
-def resolve_size(preset: str | None) -> SizeRequest:
+def resolve_size(preset: str | None, target_kb: float | str | None = None) -> SizeRequest:
+    """The size inputs read and checked: UserError for an unknown preset or an impossible target.
+    A target (a number, or text such as '20' or '20 KB'; empty or None: no target) replaces the
+    preset, which is then not checked."""
+    if isinstance(target_kb, str):
+        target_kb = re.sub(r"\s*kb\s*$", "", target_kb.strip(), flags=re.IGNORECASE) or None
+    if target_kb is not None:
+        try:
+            target_kb = float(target_kb)
+        except (TypeError, ValueError):
+            raise UserError(f"The target size must be a number of KB, not '{target_kb}'.") from None
+        if not math.isfinite(target_kb) or target_kb * 1000 < 1:
+            raise UserError("The target size must be more than 0 KB (leave it empty to use the code size).")
+        if target_kb > MAX_TARGET_KB:
+            raise UserError(f"The target size of {target_kb:,g} KB is over the limit of {MAX_TARGET_KB:,} KB "
+                            f"(100 MB); a compressed image of at most {MAX_PIXELS:,} pixels is far smaller.")
+        return SizeRequest(str(preset), target_kb)
     names = [p.stem for p in ckpts.available()]
     if preset not in names:
         raise UserError(f"Unknown code size '{preset}' (choose one of: {', '.join(names)}).")
@@ -208,11 +234,16 @@ def status_html(kind: str, lines: list[str]) -> str:
     return f"<div class='status status-{kind}'{role}>{title}<ul>{items}</ul></div>"
 
 
-def success_lines(rows: list[dict], note: str, seconds: float) -> list[str]:
-    """What a run found, one line each: timing and size, the downscale note, each codec's note."""
-    cycle = rows[0]
-    lines = [f"Done in {seconds:.1f} s: CycleCodec wrote {cycle['bytes']:,} bytes "
-             f"({cycle['bpp']:.3f} bpp); every other codec was set to the same size."]
+def success_lines(rows: list[dict], note: str, seconds: float, target_bytes: int | None = None) -> list[str]:
+    """What a run found, one line each: timing and size (and, for a target, the code size and step
+    offset the rate control chose), the downscale note, each codec's note."""
+    first = rows[0]
+    label = LABELS.get(first["codec"], first["codec"])
+    lines = [f"Done in {seconds:.1f} s: {label} wrote {first['bytes']:,} bytes "
+             f"({first['bpp']:.3f} bpp); every other codec was set to the same size."]
+    if target_bytes is not None:
+        lines.append(f"Target {target_bytes:,} bytes: {label} chose code size {first['setting']} "
+                     f"({100 * (first['bytes'] / target_bytes - 1):+.1f} % from the target).")
     if note:
         lines.append(note)
     notes = [f"{LABELS.get(r['codec'], r['codec'])}: {r['note']}" for r in rows if r.get("note")]
@@ -250,16 +281,8 @@ def code_mosaic(code: np.ndarray, channels: int = 16) -> np.ndarray:
     return img
 
 
-def code_from_file(data: bytes, ckpt) -> np.ndarray:
-    """The integer code stored in .cyc bytes (entropy-decoded; no second encoder pass)."""
-    from .bitstream import CycFile
-
-    cyc = CycFile.from_bytes(data)
-    return np.asarray(ckpt.tables.decode(cyc.payload, cyc.code_shape))
-
-
-def code_view_html(data: bytes, ckpt) -> str:
-    code = code_from_file(data, ckpt)
+def code_view_html(code: np.ndarray) -> str:
+    """The code a file stores (`entry.code(data)` of the learned codec), as a bounded mosaic."""
     img = code_mosaic(code)
     buf = io.BytesIO()
     Image.fromarray(img, "L").save(buf, format="PNG")

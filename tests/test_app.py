@@ -19,10 +19,13 @@ def client():
         yield Client(url, verbose=False)
 
 
-def call(client, path, size, codecs):
+def call(client, path, size, codecs, target_kb=None):
+    """/compare as a script calls it: three inputs (the original contract), or four with a target."""
     from gradio_client import handle_file
 
-    return client.predict(handle_file(str(path)), size, codecs, api_name="/compare")
+    if target_kb is None:
+        return client.predict(handle_file(str(path)), size, codecs, api_name="/compare")
+    return client.predict(handle_file(str(path)), size, codecs, target_kb, api_name="/compare")
 
 
 @pytest.fixture(scope="module")
@@ -70,12 +73,44 @@ def test_compare_api_rejects_bad_input(client, ckpt, tmp_path):
     for path, size, codecs, expected in [(fake, ckpt.name, ["jpeg"], "Could not read"),
                                          (empty, ckpt.name, ["jpeg"], "empty"),
                                          (EXAMPLES / "kodim23.png", "gigantic", ["jpeg"], "gigantic"),
-                                         (EXAMPLES / "kodim23.png", ckpt.name, ["jpeg", "gif"], "gif")]:
+                                         (EXAMPLES / "kodim23.png", ckpt.name, ["jpeg", "gif"], "gif"),
+                                         (EXAMPLES / "kodim23.png", (ckpt.name, 0), ["jpeg"], "more than 0 KB"),
+                                         (EXAMPLES / "kodim23.png", (ckpt.name, -5), ["jpeg"], "more than 0 KB"),
+                                         (EXAMPLES / "kodim23.png", (ckpt.name, 2e5), ["jpeg"], "over the limit")]:
+        size, target = size if isinstance(size, tuple) else (size, None)
         with pytest.raises(AppError, match=expected) as err:
-            call(client, path, size, codecs)
+            call(client, path, size, codecs, target)
         # The reason, without the server's paths (Gradio's upload folder, the repository).
         message = str(err.value)
         assert "/" not in message and "\\" not in message, message
+
+
+def test_compare_api_target_size(client, middle_size, tmp_path):
+    """A target in KB: the .cyc file within 3 % of it, the chosen code size and step offset shown,
+    the others matched to the file, and the served reconstruction still what the CLI decodes."""
+    target = 21.5  # KB: between two code sizes on this photo, so the step offset does the work
+    status, table, cyc_path, recon_paths = call(client, EXAMPLES / "kodim23.png", middle_size, ["jpeg"],
+                                                target)[:4]
+    rows = [dict(zip(table["headers"], r)) for r in table["data"]]
+    cyc_bytes = open(cyc_path, "rb").read()
+    assert rows[0]["codec"] == "cycle" and rows[0]["bytes"] == len(cyc_bytes)
+    assert abs(len(cyc_bytes) - 21_500) <= 0.03 * 21_500 and rows[0]["note"] == ""
+    assert abs(rows[1]["bytes"] - len(cyc_bytes)) <= 0.03 * len(cyc_bytes)
+    assert "Target 21,500 bytes" in status and f"code size {html.escape(rows[0]['setting'])}" in status
+    assert run_cli("decode", cyc_path, tmp_path / "cli.png").returncode == 0
+    assert np.array_equal(np.array(Image.open(recon_paths[0])), np.array(Image.open(tmp_path / "cli.png")))
+
+
+def test_size_request_validation():
+    from cycleapp.ui import UserError, resolve_size
+
+    assert resolve_size("medium").target_bytes is None
+    assert resolve_size("medium", 12.3456).reference == 12_346  # KB x 1000, whole bytes
+    assert resolve_size("medium", " 20 kB ").target_bytes == 20_000  # the textbox's text
+    assert resolve_size("medium", "").target_bytes is None and resolve_size("medium", " ").target_kb is None
+    for bad in (0, -1, float("nan"), 1e6, "0", "-3", "twelve", "1e9"):
+        with pytest.raises(UserError):
+            resolve_size("medium", bad)
 
 
 def test_huge_image_is_downscaled_with_a_note(client, ckpt, tmp_path):

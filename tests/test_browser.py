@@ -207,3 +207,28 @@ def test_error_after_success_clears_results_and_stays(desktop, tmp_path):
     upload(desktop, empty)
     desktop.click("#run")
     expect(status).to_contain_text("The uploaded file is empty", timeout=60_000)
+
+
+def test_target_size_in_kb(desktop):
+    """A target in KB replaces the preset (the status says what the rate control chose); a bad one
+    is refused with a message that stays; emptied, the preset is used again."""
+    from playwright.sync_api import expect
+
+    upload(desktop, EXAMPLES / "kodim23.png")
+    target = desktop.locator("#target-kb input")
+    status = desktop.locator("#status")
+    target.fill("-5")
+    desktop.click("#run")
+    expect(status).to_contain_text("The target size must be more than 0 KB", timeout=60_000)
+    time.sleep(3)
+    expect(status).to_contain_text("more than 0 KB")
+    assert "Traceback" not in desktop.locator("body").inner_text()
+    target.fill("15")
+    run_and_wait(desktop)
+    expect(status).to_contain_text("Target 15,000 bytes")
+    size = int(desktop.locator("#results-view tbody tr").first.locator("td.c-bytes").inner_text()
+               .replace(",", "").replace("★", ""))
+    assert abs(size - 15_000) <= 450, size
+    target.fill("")
+    run_and_wait(desktop)
+    assert "Target" not in status.inner_text()
