@@ -74,3 +74,35 @@ def test_evaluate_refuses_an_unknown_codec(tmp_path):
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: unknown codec(s) gif")
+
+
+def test_reused_curves_join_the_new_ones_and_a_mismatch_is_refused(tmp_path):
+    """--reuse takes the curves of the codecs not run now from an earlier JSON of the same images;
+    an earlier JSON of another number of images is one error line, before any work."""
+    from cycleapp import codecs as registry
+
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text(json.dumps({"images": 1, "codecs": {"jpeg": {"bpp": [0.1, 0.2, 0.4, 0.8],
+                                                                    "psnr": [25.0, 28.0, 31.0, 34.0]}}}))
+    out = tmp_path / "r.json"
+    cmd = [sys.executable, "-m", "train.evaluate", "--images", str(EXAMPLES), "--limit", "1",
+           "--codecs", "cycle", "--reuse", str(earlier), "--out", str(out)]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    codecs = json.loads(out.read_text())["codecs"]
+    assert set(codecs) == {registry.LEARNED, "jpeg"} and codecs["jpeg"]["psnr"][0] == 25.0
+    assert any(line.strip().startswith("vs jpeg") for line in result.stdout.splitlines())
+    cmd[cmd.index("--limit") + 1] = "2"
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error:") and "1 images" in result.stderr
+
+
+def test_points_between_code_sizes_are_measured(photo):
+    """Rate control in the evaluation: one point between each pair of neighbouring sizes, each file
+    within 3 % of its target."""
+    from train.evaluate import rate_control
+
+    r = rate_control([EXAMPLES / "kodim23.png"])
+    assert r["points"] == 4 and r["size_error_max"] <= 0.03
+    assert math.isfinite(r["above_line_db_mean"]) and r["above_line_db_min"] <= r["above_line_db_mean"]

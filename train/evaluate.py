@@ -20,6 +20,7 @@ from tqdm import tqdm
 from cycleapp import codecs as registry
 from cycleapp.codecs import CycleCodec
 from cycleapp.imageio import load_rgb
+from cycleapp.matching import match_learned
 from cycleapp.measure import measure
 from cycleapp.plots import rd_figure
 from train.data import image_files, kodak_dir
@@ -57,6 +58,42 @@ def evaluate(files: list[Path], names: list[str], rdoq_weight: float = registry.
         means.sort(key=lambda p: p["bpp"])
         codecs[name] = {k: [p[k] for p in means] for k in (*METRICS, "setting")}
     return {"images": len(files), "codecs": codecs}
+
+
+def earlier_curves(earlier: Path, files: list[Path]) -> dict:
+    """The curves of an earlier evaluation of the same images, to reuse for the codecs not run now.
+
+    The classical encoders are deterministic, so their curves only change when their settings do;
+    re-measuring them for every new checkpoint costs most of an evaluation's time."""
+    try:
+        old = json.loads(Path(earlier).read_text())
+        curves = old["codecs"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise SystemExit(f"error: {earlier} is not the JSON of an earlier evaluation") from None
+    if old.get("images") != len(files):
+        raise SystemExit(f"error: {earlier} has {old.get('images')} images, this evaluation {len(files)}")
+    return curves
+
+
+def rate_control(files: list[Path]) -> dict:
+    """Points of the learned codec between its code sizes: for each pair of neighbouring sizes, the
+    geometric mean of their file sizes as the target (per image), and how far the point lands from
+    the straight line joining the two sizes' points (PSNR over log-rate; positive = above it)."""
+    sizes = registry.family(registry.LEARNED)
+    gaps, misses = [], []
+    for path in files:
+        rgb = load_rgb(path)
+        pixels = rgb.shape[0] * rgb.shape[1]
+        ends = [measure(e, rgb).values(("bpp", "psnr")) for e in sizes]
+        for a, b in zip(ends, ends[1:]):
+            target = int(round(np.sqrt(a["bpp"] * b["bpp"]) * pixels / 8))
+            m = match_learned(rgb, target)
+            point = measure(registry.learned(m.variant), rgb, m.setting).values(("bpp", "psnr"))
+            t = (np.log(point["bpp"]) - np.log(a["bpp"])) / (np.log(b["bpp"]) - np.log(a["bpp"]))
+            gaps.append(point["psnr"] - (a["psnr"] + t * (b["psnr"] - a["psnr"])))
+            misses.append(abs(len(m.data) / target - 1))
+    return {"points": len(gaps), "above_line_db_mean": float(np.mean(gaps)), "above_line_db_min": float(np.min(gaps)),
+            "size_error_max": float(np.max(misses))}
 
 
 def bd_rate(anchor: dict, test: dict, metric: str = "psnr") -> float | None:
@@ -99,6 +136,11 @@ def report(results: dict) -> str:
             p, m = bd_rate(curve, cyc, "psnr"), bd_rate(curve, cyc, "ms_ssim")
             fmt = lambda v: "n/a (curves do not overlap)" if v is None else f"{v:+.1f} %"
             lines.append(f"  vs {name:9s} PSNR {fmt(p)}   MS-SSIM {fmt(m)}")
+    if "rate_control" in results:
+        r = results["rate_control"]
+        lines.append(f"rate control, {r['points']} points half-way (in bytes) between neighbouring code sizes: "
+                     f"{r['above_line_db_mean']:+.3f} dB above the line joining them on average "
+                     f"(least {r['above_line_db_min']:+.3f} dB), size within {100 * r['size_error_max']:.1f} % of the target")
     return "\n".join(lines)
 
 
@@ -112,6 +154,11 @@ def main(argv=None) -> None:
     p.add_argument("--limit", type=int, default=None, help="only the first N images")
     p.add_argument("--rdoq-weight", type=float, default=registry.DEFAULT_RDOQ_WEIGHT,
                    help="the cycle encoder's rate-distortion rounding weight (inf: plain rounding)")
+    p.add_argument("--reuse", type=Path, action="append", default=[],
+                   help="an earlier evaluation's JSON of the same images: its curves for the codecs not run "
+                        "now (repeatable; the first file that has a codec gives its curve)")
+    p.add_argument("--rate-control", action="store_true",
+                   help="also measure the learned codec's points between its code sizes (--target-bytes)")
     args = p.parse_args(argv)
     if args.images is None or not Path(args.images).is_dir():
         raise SystemExit("error: --images must be a folder of images (../shared/data/kodak is not here)")
@@ -131,7 +178,13 @@ def main(argv=None) -> None:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError:
                 raise SystemExit(f"error: cannot write {path} (cannot create the folder {path.parent})") from None
+    reused = [earlier_curves(path, files) for path in args.reuse]
     results = evaluate(files, names, args.rdoq_weight)
+    for curves in reused:
+        for name, curve in curves.items():
+            results["codecs"].setdefault(name, curve)
+    if args.rate_control:
+        results["rate_control"] = rate_control(files)
     results["report"] = report(results).splitlines()
     args.out.write_text(json.dumps(results, indent=1) + "\n")
     print(report(results))

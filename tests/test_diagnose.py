@@ -1,0 +1,33 @@
+"""train.diagnose: its bit shares add up to the real file, and its ceilings are ordered."""
+import subprocess
+import sys
+
+import numpy as np
+
+from conftest import EXAMPLES, REPO
+from train.diagnose import ACTIVITY_NAMES, diagnose, error_by_activity
+
+
+def test_shares_add_up_to_the_file_and_the_ceiling_is_above_the_file(ckpt, photo):
+    row = diagnose(ckpt, photo)
+    parts = [v for k, v in row.items() if k == "dc" or k.endswith(("anchors", "others"))]
+    assert abs(row["header"] + sum(parts) - row["bpp"]) < 0.01 * row["bpp"]  # ideal bits ~ the real payload
+    assert 0.98 < row["coder"] < 1.02
+    assert row["psnr unquantised"] > row["psnr"] > 20
+    assert 0 < row["zeros"] < 1
+
+
+def test_error_by_activity_covers_every_block(ckpt, photo):
+    classes = error_by_activity(ckpt, "jpeg2000", photo)
+    assert list(classes) == list(ACTIVITY_NAMES)
+    assert sum(n for n, _, _ in classes.values()) == (photo.shape[0] // 16) * (photo.shape[1] // 16)
+    flat, busy = classes[ACTIVITY_NAMES[0]], classes[ACTIVITY_NAMES[-1]]
+    assert busy[1] / busy[0] > flat[1] / max(flat[0], 1)  # busy blocks carry more error per block
+    assert all(np.isfinite(v).all() for v in classes.values())
+
+
+def test_bad_input_is_one_line(tmp_path):
+    for args in (["--versus", "gif", str(EXAMPLES)], [str(tmp_path)], ["--sizes", "gigantic", str(EXAMPLES)]):
+        r = subprocess.run([sys.executable, "-m", "train.diagnose", *args], cwd=REPO, capture_output=True,
+                           text=True, timeout=300)
+        assert r.returncode != 0 and "Traceback" not in r.stderr and r.stderr.strip().startswith("error:")
