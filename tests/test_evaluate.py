@@ -83,7 +83,8 @@ def test_reused_curves_join_the_new_ones_and_a_mismatch_is_refused(tmp_path):
 
     earlier = tmp_path / "earlier.json"
     earlier.write_text(json.dumps({"images": 1, "codecs": {"jpeg": {"bpp": [0.1, 0.2, 0.4, 0.8],
-                                                                    "psnr": [25.0, 28.0, 31.0, 34.0]}}}))
+                                                                    "psnr": [25.0, 28.0, 31.0, 34.0],
+                                                                    "ms_ssim": [0.9, 0.95, 0.97, 0.98]}}}))
     out = tmp_path / "r.json"
     cmd = [sys.executable, "-m", "train.evaluate", "--images", str(EXAMPLES), "--limit", "1",
            "--codecs", "cycle", "--reuse", str(earlier), "--out", str(out)]
