@@ -1,6 +1,7 @@
 """A real browser (Debian's Chromium, headless, via Playwright) uses the app as a person would:
-at a desktop size (1440x900) and a phone size (390x844). Screenshots go to tests/artifacts/ and,
-as small WebP files, to tests/screenshots/ (the README shows those)."""
+at a desktop size (1440x900) and a phone size (390x844). Screenshots go to tests/artifacts/, full
+size and as small WebP files; the README shows copies of those in tests/screenshots/ (a test run
+never changes tracked files)."""
 import re
 import shutil
 import time
@@ -15,7 +16,6 @@ from conftest import EXAMPLES, REPO
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = REPO / "tests" / "artifacts"
-SCREENSHOTS = REPO / "tests" / "screenshots"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
          "--no-first-run", "--disable-quic", "--disable-sync"]
 DESKTOP = {"width": 1440, "height": 900}
@@ -82,15 +82,14 @@ def run_and_wait(page, codecs=("cycle", "jpeg", "jpeg2000")):
 
 
 def screenshot(page, name, width):
-    """Full page to tests/artifacts/NAME.png, and a small WebP copy to tests/screenshots/."""
+    """Full page to tests/artifacts/NAME.png, and a small WebP copy beside it (for the README)."""
     ARTIFACTS.mkdir(exist_ok=True)
     png = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(png), full_page=True)
     img = Image.open(png).convert("RGB")
     if img.width > width:
         img = img.resize((width, round(img.height * width / img.width)), Image.Resampling.LANCZOS)
-    SCREENSHOTS.mkdir(exist_ok=True)
-    img.save(SCREENSHOTS / f"{name}.webp", quality=72, method=6)
+    img.save(ARTIFACTS / f"{name}.webp", quality=72, method=6)
 
 
 def regions(page):
