@@ -14,15 +14,6 @@ registry of all of them), `measure` (how we measure), `matching` (a codec at a g
 
 The names above are imported on first use, so `import cycleapp` stays light (no torch).
 """
-import os
-from pathlib import Path
-
-_HERE = Path(__file__).resolve().parent
-# Installed by pip, the checkpoints travel inside the package (pyproject.toml); in a checkout they
-# sit beside it, where `checkpoint.DEFAULT_DIR` looks. Until that default knows both places, the
-# installed copy is named through the variable the checkpoint module already reads.
-if not (_HERE.parent / "checkpoints").is_dir() and (_HERE / "checkpoints").is_dir():
-    os.environ.setdefault("CYCLECODEC_CHECKPOINTS", str(_HERE / "checkpoints"))
 
 
 def __getattr__(name):

@@ -17,7 +17,10 @@ from safetensors.torch import load_file, save_file
 from .entropy import CodingTables
 from .model import CycleModel, ModelConfig
 
-DEFAULT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
+_HERE = Path(__file__).resolve().parent
+# In a checkout the checkpoints sit beside the package; installed by pip they travel inside it.
+DEFAULT_DIR = next((d for d in (_HERE.parent / "checkpoints", _HERE / "checkpoints") if d.is_dir()),
+                   _HERE.parent / "checkpoints")
 ID_BYTES = 8
 TABLE_KEYS = ("tables.dc", "tables.laplace", "tables.index", "tables.predictor")
 
