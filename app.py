@@ -73,7 +73,7 @@ def run_compare(image_file, code_size, codecs, target_kb=None, request: gr.Reque
     cyc_path.write_bytes(results[0].data)
     original_path = ui.save_png(rgb, out_dir / f"{stem}.original.png")
     recon_paths = [ui.save_png(r.reconstruction, out_dir / f"{stem}.{r.codec}.png") for r in results]
-    rows = [r.row(rgb) for r in results]
+    rows = [r.row() for r in results]
     sources = [inspector.Source("original", "original", f"Original ({rgb.shape[1]}x{rgb.shape[0]})",
                                 "gradio_api/file=" + original_path, "image")]
     errors = []

@@ -10,7 +10,7 @@ coder), `model` (the cycle model), `checkpoint` (weights on disk), `bitstream` (
 `codec` (pixels <-> .cyc), `imageio` (reading any image), `codecs` (what a codec is, and the
 registry of all of them), `measure` (how we measure), `matching` (a codec at a given file size),
 `compare`, `sweeps`, `metrics` and `plots` (what the CLI, the app and the evaluation report),
-`api` and `pillow` (the Python API and the Pillow plug-in). `classical` keeps older names.
+`api` and `pillow` (the Python API and the Pillow plug-in).
 
 The names above are imported on first use, so `import cycleapp` stays light (no torch).
 """

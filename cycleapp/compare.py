@@ -7,7 +7,7 @@ from . import codecs as registry
 from .checkpoint import Checkpoint
 from .codecs import Codec, CycleCodec
 from .matching import match_learned, match_size
-from .measure import COLUMNS, Measurement, measure, timed  # noqa: F401  (COLUMNS, timed: for app.py)
+from .measure import COLUMNS, Measurement, measure
 
 
 def compare(rgb: np.ndarray, reference: Codec | Checkpoint | int, codecs: list[str]) -> list[Measurement]:

@@ -78,9 +78,8 @@ class Measurement:
         """The named numbers (and strings) of this measurement."""
         return {k: getattr(self, k) for k in keys}
 
-    def row(self, original: np.ndarray | None = None) -> dict:
-        """The table row (`COLUMNS`). `original` is ignored: the measurement holds it already (the
-        argument is accepted for callers written before `measure` existed)."""
+    def row(self) -> dict:
+        """The table row (`COLUMNS`)."""
         return self.values(COLUMNS)
 
 

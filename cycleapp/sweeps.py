@@ -17,17 +17,3 @@ def curve(name: str, rgb: np.ndarray, settings=None, keys=POINT) -> list[dict]:
     points = [measure(entry, rgb, s).values(keys)
               for entry in registry.family(name) for s in (settings or entry.settings)]
     return sorted(points, key=lambda p: p["bpp"])
-
-
-def classical_curve(name: str, rgb: np.ndarray, settings=None) -> list[dict]:
-    """`curve` under its older name (app.py)."""
-    return curve(name, rgb, settings)
-
-
-def cycle_curve(rgb: np.ndarray) -> list[dict]:
-    """`curve` of the learned codec, under its older name (app.py)."""
-    return curve(registry.LEARNED, rgb)
-
-
-def as_columns(points: list[dict]) -> dict[str, list]:
-    return {k: [p[k] for p in points] for k in POINT}
