@@ -87,8 +87,9 @@ class PillowCodec(Codec):
             return np.array(img.convert("RGB"), dtype=np.uint8)
 
     def describe(self, setting) -> str:
+        # A real-valued setting found by bisection: four significant digits, no 5.901e-06.
         return f"{self.setting_name} {setting:g}" if self.search.kind == "integer" \
-            else f"{self.setting_name} {setting:.4g}"
+            else f"{self.setting_name} {round(float(f'{setting:.4g}'), 4):g}"
 
 
 @dataclass(frozen=True)
