@@ -1,29 +1,125 @@
-"""Training: a few real steps, an exact resume, an export the codec can use."""
+"""Training: a few real steps, an exact resume, an export the codec can use; a run stopped by a
+signal or killed, and a damaged or foreign state file."""
+import json
+import os
+import re
+import select
+import shutil
+import signal
 import subprocess
 import sys
+import time
+import zipfile
 
+import pytest
 import torch
 
 from conftest import EXAMPLES, REPO, run_cli
+from train.state import save_state
 
 COMMON = ["--data", str(EXAMPLES), "--sizes", "tiny", "--batch-size", "2", "--patch-size", "64",
           "--val-every", "0", "--threads", "1", "--seed", "3"]
 
 
+def arguments(out, steps, *extra):
+    return ["--out", str(out), "--steps", str(steps), *COMMON, *map(str, extra)]
+
+
+def command(out, steps, *extra):
+    return [sys.executable, "-m", "train.fit", *arguments(out, steps, *extra)]
+
+
 def fit(out, steps, *extra):
-    cmd = [sys.executable, "-m", "train.fit", "--out", str(out), "--steps", str(steps), *COMMON, *extra]
-    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(command(out, steps, *extra), cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     return torch.load(out / "state.pt", weights_only=True)
 
 
-def test_resume_continues_exactly(tmp_path):
-    straight = fit(tmp_path / "a", 4)
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    """A run of 4 steps without a stop (read only: the tests compare with it and copy it)."""
+    out = tmp_path_factory.mktemp("straight")
+    fit(out, 4)
+    return out
+
+
+def assert_same_model(a, b):
+    assert a["step"] == b["step"]
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+
+
+def test_resume_continues_exactly(tmp_path, straight):
     fit(tmp_path / "b", 2)
     resumed = fit(tmp_path / "b", 4, "--resume")
-    assert straight["step"] == resumed["step"] == 4
-    for key, value in straight["model"].items():
-        assert torch.equal(value, resumed["model"][key]), key
+    assert_same_model(torch.load(straight / "state.pt", weights_only=True), resumed)
+
+
+def start(out, steps, *extra):
+    return subprocess.Popen(command(out, steps, *extra), cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+
+
+def wait_for(proc, pattern, timeout=300):
+    """Read the run's stderr (tqdm's bars) until `pattern` shows, so that a signal lands in that phase."""
+    seen, deadline = "", time.time() + timeout
+    while not re.search(pattern, seen):
+        assert time.time() < deadline and proc.poll() is None, seen[-2000:]
+        if select.select([proc.stderr], [], [], 1)[0]:
+            seen += os.read(proc.stderr.fileno(), 65536).decode(errors="replace")
+    return seen
+
+
+def test_ctrl_c_saves_the_run_and_resume_continues(tmp_path):
+    out = tmp_path / "run"
+    proc = start(out, 100_000)
+    wait_for(proc, r"\| *[1-9]\d*/100000 \[")  # training, past its first step
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0 and b"Traceback" not in stderr, stderr[-2000:]
+    saved = torch.load(out / "state.pt", weights_only=True)
+    assert 0 < saved["step"] < 100_000 and "fit" not in saved
+    assert f"SIGINT: saved {out / 'state.pt'} at step {saved['step']}" in stdout.decode()
+    assert not list(out.glob("*.tmp"))
+    resumed = fit(out, saved["step"] + 2, "--resume")
+    assert resumed["step"] == saved["step"] + 2
+    assert all(int(s["step"]) == saved["step"] + 2 for s in resumed["optimizer"]["state"].values())
+
+
+def test_sigterm_during_the_entropy_fit_saves_it_and_resume_is_exact(tmp_path, straight):
+    """The fit stops where it is (its iteration and optimiser saved) and the resumed run ends with
+    the very weights of a run that was never stopped."""
+    out = tmp_path / "run"
+    proc = start(out, 4)
+    wait_for(proc, r"fitting entropy models: *\d+%\|[^|]*\| *[1-9]\d*/300")
+    proc.terminate()
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0 and b"Traceback" not in stderr, stderr[-2000:]
+    saved = torch.load(out / "state.pt", weights_only=True)
+    assert saved["step"] == 0 and 0 < saved["fit"]["iteration"] < 300
+    assert b"SIGTERM during the entropy fit" in stdout
+    resumed = fit(out, 4, "--resume")
+    assert "fit" not in resumed
+    assert_same_model(torch.load(straight / "state.pt", weights_only=True), resumed)
+
+
+def test_resume_after_kill_logs_each_step_once(tmp_path):
+    """A run killed (kill -9) after its last save had logged steps past it, the last line torn;
+    the resumed run does those steps again and the log holds each of them once."""
+    out, light = tmp_path / "run", ["--batch-size", "1", "--beta", "0"]  # the log is what counts here
+    fit(out, 50, *light)
+    log = out / "log.jsonl"
+    first = json.loads(log.read_text())
+    assert first["step"] == 50
+    lost = [dict(first, step=100, loss=123.0), {"step": 100, "val": "tiny", "bpp": 0.5, "psnr": 30.0}]
+    val50 = {"step": 50, "val": "tiny", "bpp": 0.6, "psnr": 29.0}  # a validation before the save: kept
+    log.write_text("".join(json.dumps(e) + "\n" for e in [first, val50, *lost]) + '{"step": 1')
+    fit(out, 100, "--resume", *light)
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    steps = [e["step"] for e in entries if "val" not in e]
+    assert steps == [50, 100] and entries[1] == val50
+    assert [e for e in entries if "val" in e] == [val50]
+    assert entries[2]["loss"] != 123.0  # the resumed run's own line
 
 
 def test_torchrun_trains_and_resumes_with_two_processes(tmp_path):
@@ -44,7 +140,7 @@ def test_torchrun_trains_and_resumes_with_two_processes(tmp_path):
 
     mark = next(k for k in first["model"] if "log_steps" in k)
     first["model"][mark] = first["model"][mark] + 0.25
-    torch.save(first, tmp_path / "ddp" / "state.pt")
+    save_state(first, tmp_path / "ddp" / "state.pt")  # with the new contents' checksum
     resumed = torchrun(4, "--resume")
     assert resumed["step"] == 4
     assert torch.allclose(resumed["model"][mark], first["model"][mark], atol=0.01)  # not a fresh start
@@ -52,9 +148,84 @@ def test_torchrun_trains_and_resumes_with_two_processes(tmp_path):
     assert any(not torch.equal(first["model"][k], resumed["model"][k]) for k in first["model"])
 
 
-def test_export_gives_a_working_checkpoint(tmp_path, monkeypatch):
-    fit(tmp_path / "run", 2)
-    out = subprocess.run([sys.executable, "-m", "train.export", str(tmp_path / "run"), "--out", str(tmp_path / "ck")],
+def refused(argv) -> str:
+    """train.fit run in this process must stop with one `error:` line (what the CLI prints)."""
+    from train import fit as train_fit
+    with pytest.raises(SystemExit) as stopped:
+        train_fit.main(argv)
+    message = str(stopped.value.code)
+    assert message.startswith("error: ") and "\n" not in message, message
+    return message
+
+
+def test_resume_without_a_state_refuses_with_one_line(tmp_path):
+    result = subprocess.run(command(tmp_path / "none", 4, "--resume"), cwd=REPO, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"error: --resume: {tmp_path / 'none'} holds no state.pt to continue (leave --resume out to start a run)"]
+    assert not (tmp_path / "none").exists()
+
+
+def test_damaged_or_foreign_state_refuses_with_one_line(tmp_path, straight):
+    """--resume and --init-from: an empty, truncated, one-byte-damaged or foreign file gives one
+    `error:` line and leaves the run's files as they were (nothing saved over them)."""
+    good = (straight / "state.pt").read_bytes()
+    flipped = bytearray(good)
+    flipped[len(good) // 2] ^= 0xFF  # inside a tensor: torch.load alone reads it without a word
+    with zipfile.ZipFile(straight / "state.pt") as archive:
+        name = next(i.filename for i in archive.infolist() if i.filename.endswith("/data/0")).encode()
+        attributes = good.index(name, archive.start_dir) - 8  # in its central directory record
+    flagged = bytearray(good)
+    flagged[attributes] ^= 0x10  # the "directory" bit: every CRC holds, but torch reads garbage
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "archive.pt")
+    torch.save({"model": {}, "where": tmp_path}, tmp_path / "object.pt")  # a Path: no weights-only load
+    other = torch.load(straight / "state.pt", weights_only=True)
+    other["config"]["width"] = 32
+    torch.save(other, tmp_path / "other-model.pt")
+    cases = {"empty": b"", "truncated": good[: len(good) // 2], "flipped byte": bytes(flipped),
+             "flagged entry": bytes(flagged),
+             "an image": (EXAMPLES / "kodim23.png").read_bytes(),
+             "another archive": (tmp_path / "archive.pt").read_bytes(),
+             "an object": (tmp_path / "object.pt").read_bytes(),
+             "another model": (tmp_path / "other-model.pt").read_bytes()}
+    for name, data in cases.items():
+        run = tmp_path / name
+        run.mkdir()
+        (run / "state.pt").write_bytes(data)
+        message = refused(arguments(run, 6, "--resume"))
+        assert "damaged" in message or name not in ("flipped byte", "flagged entry"), message
+        assert (run / "state.pt").read_bytes() == data and sorted(os.listdir(run)) == ["state.pt"], name
+        if name != "another model":  # --init-from takes what fits of another model, by design
+            refused(arguments(tmp_path / f"{name}-init", 6, "--init-from", run / "state.pt"))
+            assert not (tmp_path / f"{name}-init" / "state.pt").exists(), name
+
+
+def test_fresh_run_refuses_bad_input_with_one_line(tmp_path, straight):
+    """A missing --init-from, an unknown code size, or a folder that already holds a run (a fresh
+    run would overwrite it): one `error:` line, nothing written."""
+    assert "no such file or folder" in refused(arguments(tmp_path / "a", 4, "--init-from", tmp_path / "none.pt"))
+    assert "unknown code size" in refused(arguments(tmp_path / "a", 4) + ["--sizes", "tiny,nope"])
+    assert not (tmp_path / "a").exists()
+    shutil.copytree(straight, tmp_path / "b")
+    assert "already holds a run" in refused(arguments(tmp_path / "b", 8))
+    assert (tmp_path / "b" / "state.pt").read_bytes() == (straight / "state.pt").read_bytes()
+
+
+def test_state_saved_before_checksums_still_resumes(tmp_path, straight, capsys):
+    """The runs under way when the checksum came (their states have none) go on, with a note."""
+    from train import fit as train_fit
+    old = torch.load(straight / "state.pt", weights_only=True)
+    del old["sha256"]
+    (tmp_path / "run").mkdir()
+    torch.save(old, tmp_path / "run" / "state.pt")
+    train_fit.main(arguments(tmp_path / "run", 5, "--resume"))
+    assert "holds no checksum" in capsys.readouterr().err
+    assert torch.load(tmp_path / "run" / "state.pt", weights_only=True)["step"] == 5
+
+
+def test_export_gives_a_working_checkpoint(tmp_path, monkeypatch, straight):
+    out = subprocess.run([sys.executable, "-m", "train.export", str(straight), "--out", str(tmp_path / "ck")],
                          cwd=REPO, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert (tmp_path / "ck" / "tiny.safetensors").stat().st_size < 5_000_000
@@ -65,11 +236,10 @@ def test_export_gives_a_working_checkpoint(tmp_path, monkeypatch):
     assert dec.returncode == 0, dec.stderr
 
 
-def test_packed_run_resumes_from_the_jpeg_copy(tmp_path):
+def test_packed_run_resumes_from_the_jpeg_copy(tmp_path, straight):
     """train.pack: every image as a JPEG, the Adam moments in bfloat16, and fit resumes from both."""
-    fit(tmp_path / "run", 2)
     cmd = [sys.executable, "-m", "train.pack", str(tmp_path / "pack"), "--data", str(EXAMPLES),
-           "--state", str(tmp_path / "run" / "state.pt")]
+           "--state", str(straight / "state.pt")]
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert len(list((tmp_path / "pack" / "data").glob("*.jpg"))) == len(list(EXAMPLES.glob("*.png")))
@@ -77,8 +247,8 @@ def test_packed_run_resumes_from_the_jpeg_copy(tmp_path):
     assert all(m["exp_avg_sq"].dtype == torch.bfloat16 for m in packed["optimizer"]["state"].values())
     (tmp_path / "gpu").mkdir()
     (tmp_path / "pack" / "state.pt").rename(tmp_path / "gpu" / "state.pt")
-    resumed = fit(tmp_path / "gpu", 3, "--resume", "--data", str(tmp_path / "pack" / "data"))
-    assert resumed["step"] == 3
+    resumed = fit(tmp_path / "gpu", 5, "--resume", "--data", str(tmp_path / "pack" / "data"))
+    assert resumed["step"] == 5
     assert all(m["exp_avg_sq"].dtype == torch.float32 for m in resumed["optimizer"]["state"].values())
 
 

@@ -12,12 +12,11 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-import torch
-
 from cycleapp.checkpoint import Checkpoint, checkpoint_dir, save_checkpoint
 from cycleapp.entropy import CodingTables
-from cycleapp.model import CycleModel, ModelConfig
+from cycleapp.model import CycleModel
 from train.data import REPO, kodak_dir
+from train.state import load_state, model_from_state
 
 
 def single_size(model: CycleModel, index: int) -> CycleModel:
@@ -69,10 +68,10 @@ def as_checkpoint(model: CycleModel, index: int) -> Checkpoint:
 
 
 def load_run(run_dir: Path) -> tuple[CycleModel, dict]:
-    state = torch.load(Path(run_dir) / "state.pt", map_location="cpu", weights_only=True)
-    model = CycleModel(ModelConfig.from_dict(state["config"]))
-    model.load_state_dict(state["model"])
-    return model, state
+    """A run's model and state, checked (one `error:` line for a missing or damaged state.pt)."""
+    path = Path(run_dir) / "state.pt"
+    state = load_state(path)
+    return model_from_state(state, path), state
 
 
 def main(argv=None) -> None:

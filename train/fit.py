@@ -2,6 +2,7 @@
 
 Loss = lambda * 255^2 * MSE (or 1 - MS-SSIM) + bpp + beta * cycle + gamma * sparsity,
 one code size per step in turn (a nested code: every size shares the transform).
+Ctrl-C or SIGTERM saves the state (checksummed, atomically) and stops; --resume continues exactly.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from cycleapp.layers import pad_kernel
 from cycleapp.model import CodeSize, CycleModel, ModelConfig
 from train.data import CropSampler, default_train_dir, kodak_dir, load_images
 from train.export import as_checkpoint, nested_from_checkpoints
+from train.state import first_line, load_state, model_from_state, save_state
 
 # The shipped code sizes: (name, code channels, lambda). Smaller codes for lower rates.
 SIZES = {
@@ -73,79 +75,138 @@ def learning_rate(base: float, step: int, total: int) -> float:
     return base * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * tail)))
 
 
-def save_state(path: Path, model, opt, step: int, args, sampler: CropSampler) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                "config": model.config.to_dict(), "args": {k: str(v) if isinstance(v, Path) else v
-                                                          for k, v in vars(args).items()},
-                "rng": sampler.g.get_state(), "torch_rng": torch.get_rng_state()}, tmp)
-    os.replace(tmp, path)
+class Stop:
+    """Ctrl-C (SIGINT) and SIGTERM: stop a run without losing what it has done.
+
+    Before the model exists there is nothing to save, so a signal quits at once. After, it asks the
+    run to stop at the end of the current step (or entropy-fit iteration, or validated code size),
+    save its state atomically and exit 0, so that --resume continues exactly where it stopped.
+    """
+
+    def __init__(self):
+        self.requested: str | None = None  # the signal's name, once one came
+        self.armed = False  # set once the model exists
+
+    def __enter__(self) -> "Stop":
+        self.previous = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+
+    def handle(self, signum, frame) -> None:
+        # no printing here: a handler that writes while the run is writing (tqdm) can raise
+        name = signal.Signals(signum).name
+        if not self.armed:
+            raise SystemExit(f"stopped by {name} before the model existed: nothing to save")
+        self.requested = self.requested or name
+
+
+def save_run(path: Path, model, opt, step: int, args, sampler: CropSampler, fit: dict | None = None) -> None:
+    """The run's state: weights, optimiser, step, random state (and an unfinished entropy fit)."""
+    state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+             "config": model.config.to_dict(), "args": {k: str(v) if isinstance(v, Path) else v
+                                                       for k, v in vars(args).items()},
+             "rng": sampler.g.get_state(), "torch_rng": torch.get_rng_state()}
+    if fit is not None:
+        state["fit"] = fit
+    save_state(state, path)
+
+
+def trim_log(path: Path, step: int) -> None:
+    """Keep the log's lines up to `step`, the step the run starts from.
+
+    A run killed after its last save (kill -9, a lost machine) logged steps that the resumed run
+    does again; without this they would appear twice. A line torn by the kill goes too.
+    """
+    if not path.exists():
+        return
+    lines = path.read_text(errors="replace").splitlines()
+    kept = [line for line in lines if logged_step(line) <= step]
+    if kept != lines:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(line + "\n" for line in kept))
+        os.replace(tmp, path)
+
+
+def logged_step(line: str) -> float:
+    """The step of a log line; infinity for a line that is not a complete entry (always dropped)."""
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        return math.inf
+    step = entry.get("step") if isinstance(entry, dict) else None
+    return step if isinstance(step, int) else math.inf
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    distributed = "WORLD_SIZE" in os.environ
-    if distributed:
-        dist.init_process_group("nccl" if args.device == "cuda" else "gloo")
+    with Stop() as stop:
+        distributed = "WORLD_SIZE" in os.environ
+        if distributed:
+            dist.init_process_group("nccl" if args.device == "cuda" else "gloo")
+        run(args, stop, distributed)
+        if distributed:
+            dist.destroy_process_group()
+
+
+def run(args, stop: Stop, distributed: bool) -> None:
     rank = dist.get_rank() if distributed else 0
     device = torch.device(args.device, int(os.environ.get("LOCAL_RANK", 0))) if args.device == "cuda" \
         else torch.device("cpu")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed + rank)
-    args.out.mkdir(parents=True, exist_ok=True)
     state_path = args.out / "state.pt"
+    state, source = read_inputs(args, state_path)
+    args.out.mkdir(parents=True, exist_ok=True)
 
     images = load_images(args.data, args.patch_size)
     # crops are cut where the images are (on a GPU: no batch crosses the bus)
     sampler = CropSampler([i.to(device) for i in images], args.patch_size,
                           torch.Generator().manual_seed(args.seed + rank))
-    state = torch.load(state_path, map_location="cpu", weights_only=True) \
-        if args.resume and state_path.exists() else None
     if state:
-        model = CycleModel(ModelConfig.from_dict(state["config"]))
-        model.load_state_dict(state["model"])
-        args.init_from = args.init_from or state["args"].get("init_from")  # keep the run's history
+        model = model_from_state(state, state_path)
     else:
-        sizes = [SIZES[n] for n in args.sizes.split(",")]
-        model = CycleModel(ModelConfig(width=args.width, tied=not args.untied, kernel=args.kernel, sizes=sizes))
-        model.init_orthogonal([i.float() / 255 for i in images[:64]], seed=args.seed)
-        if args.init_from:
-            source = nested_from_checkpoints(args.init_from).state_dict() if args.init_from.is_dir() \
-                else torch.load(args.init_from, map_location="cpu", weights_only=True)["model"]
-            own = model.state_dict()
-            source = {k: pad_kernel(v, own[k].shape[-1]) if k.startswith("down") and k in own else v
-                      for k, v in source.items()}  # a block transform starts a lapped one
-            reused = {k: v for k, v in source.items()
-                      if not k.startswith("densities") and k in own and own[k].shape == v.shape}
-            model.load_state_dict(reused, strict=False)
-            print(f"initialised {len(reused)} tensors from {args.init_from}")
+        model = new_model(args, images, source)
+    stop.armed = True
     model.to(device)
     entropy_params = [p for n, p in model.named_parameters() if n.startswith(("densities", "log_steps"))]
     transform_params = [p for n, p in model.named_parameters() if not n.startswith(("densities", "log_steps"))]
     opt = torch.optim.Adam([{"params": transform_params, "scale": 1.0},
                             {"params": entropy_params, "scale": 30.0}], lr=args.lr)
-    step = 0
-    if not state:
-        choose_predictors(model, sampler)
-        fit_densities(model, sampler, args, device)
+    step, fit = 0, {"iteration": 0}
     if state:
-        opt.load_state_dict(state["optimizer"])
-        step = state["step"]
-        sampler.g.set_state(state["rng"])
-        torch.set_rng_state(state["torch_rng"])
+        try:
+            opt.load_state_dict(state["optimizer"])
+            sampler.g.set_state(state["rng"])
+            torch.set_rng_state(state["torch_rng"])
+            step, fit = int(state["step"]), state.get("fit")
+            args.init_from = args.init_from or state["args"].get("init_from")  # keep the run's history
+        except Exception as e:
+            raise SystemExit(f"error: {state_path} does not fit the model it holds ({first_line(e)})")
         if rank:  # the state holds rank 0's generator; the others draw their own crops again
             sampler.g.manual_seed(args.seed + rank + 1_000_003 * step)
             torch.manual_seed(args.seed + rank + 1_000_003 * step)
+    else:
+        choose_predictors(model, sampler)
+    if rank == 0:
+        trim_log(args.out / "log.jsonl", step)
+    if fit is not None and not fit_densities(model, sampler, args, device, fit,
+                                             lambda: stopping(bool(stop.requested), distributed, device)):
+        if rank == 0:
+            save_run(state_path, model, opt, step, args, sampler, fit)
+            print(f"{stop.requested} during the entropy fit: saved {state_path} at its iteration "
+                  f"{fit['iteration']}; continue with --resume")
+        return
     net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if distributed else model
 
-    stop = {"now": False}
-    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
     log = open(args.out / "log.jsonl", "a") if rank == 0 else None
     sizes = model.config.sizes
     last_save = time.time()
     bar = tqdm(total=args.steps, initial=step, disable=rank != 0, dynamic_ncols=True)
     t0, steps_at_t0 = time.time(), step
-    while step < args.steps and not stopping(stop["now"], distributed, device):
+    while step < args.steps and not stopping(bool(stop.requested), distributed, device):
         index = step % len(sizes)
         lmbda = sizes[index].lmbda
         for g in opt.param_groups:
@@ -179,16 +240,62 @@ def main(argv=None) -> None:
                                   "lr": opt.param_groups[0]["lr"], "steps_per_hour": rate}) + "\n")
             log.flush()
         if args.val_every and step % args.val_every == 0 and kodak_dir():
-            validate(model, step, args, log)
+            validate(model, step, args, log, stop)
         if time.time() - last_save > args.save_minutes * 60:
-            save_state(state_path, model, opt, step, args, sampler)
+            save_run(state_path, model, opt, step, args, sampler)
             last_save = time.time()
     if rank == 0:
-        save_state(state_path, model, opt, step, args, sampler)
+        save_run(state_path, model, opt, step, args, sampler)
         bar.close()
-        print(f"saved {state_path} at step {step}")
-    if distributed:
-        dist.destroy_process_group()
+        log.close()
+        print((f"{stop.requested}: " if stop.requested else "") + f"saved {state_path} at step {step}"
+              + ("; continue with --resume" if step < args.steps else ""))
+
+
+def read_inputs(args, state_path: Path) -> tuple[dict | None, dict | None]:
+    """The state to resume, or the --init-from weights of a fresh run: checked before anything is
+    written or the images are loaded, so that bad input fails at once, with one line."""
+    if args.resume:
+        if not state_path.exists():
+            raise SystemExit(f"error: --resume: {args.out} holds no state.pt to continue "
+                             "(leave --resume out to start a run)")
+        return load_state(state_path), None
+    if state_path.exists():  # a fresh run would overwrite it at its first save
+        raise SystemExit(f"error: {args.out} already holds a run: add --resume to continue it, "
+                         "or choose another --out")
+    unknown = [n for n in args.sizes.split(",") if n not in SIZES]
+    if unknown:
+        raise SystemExit(f"error: unknown code size {unknown[0]!r} (choose from {', '.join(SIZES)})")
+    return None, init_source(args.init_from) if args.init_from else None
+
+
+def init_source(path: Path) -> dict:
+    """The weights --init-from names (another run's state.pt or a folder of checkpoints), read
+    before the long set-up so that a bad path fails at once."""
+    if path.is_dir():
+        try:
+            return nested_from_checkpoints(path).state_dict()
+        except Exception as e:
+            raise SystemExit(f"error: --init-from {path}: unreadable checkpoints ({first_line(e)})")
+    if not path.exists():
+        raise SystemExit(f"error: --init-from: no such file or folder: {path}")
+    return load_state(path, keys=("model",))["model"]
+
+
+def new_model(args, images: list[torch.Tensor], source: dict | None) -> CycleModel:
+    """A fresh model: an orthogonal (PCA) start, then what fits of the --init-from weights."""
+    sizes = [SIZES[n] for n in args.sizes.split(",")]
+    model = CycleModel(ModelConfig(width=args.width, tied=not args.untied, kernel=args.kernel, sizes=sizes))
+    model.init_orthogonal([i.float() / 255 for i in images[:64]], seed=args.seed)
+    if source is not None:
+        own = model.state_dict()
+        source = {k: pad_kernel(v, own[k].shape[-1]) if k.startswith("down") and k in own else v
+                  for k, v in source.items()}  # a block transform starts a lapped one
+        reused = {k: v for k, v in source.items()
+                  if not k.startswith("densities") and k in own and own[k].shape == v.shape}
+        model.load_state_dict(reused, strict=False)
+        print(f"initialised {len(reused)} tensors from {args.init_from}")
+    return model
 
 
 def stopping(requested: bool, distributed: bool, device) -> bool:
@@ -212,14 +319,24 @@ def choose_predictors(model: CycleModel, sampler: CropSampler, crops: int = 64) 
               + (", ".join(f"{c + 1} ({n})" for c, n in enumerate(named) if n != "none") or "none"))
 
 
-def fit_densities(model: CycleModel, sampler: CropSampler, args, device, iterations: int = 300) -> None:
+def fit_densities(model: CycleModel, sampler: CropSampler, args, device, fit: dict, should_stop,
+                  iterations: int = 300) -> bool:
     """Fit each entropy model to the initial code before training starts (encoder frozen, cheap).
 
     A fresh density is nearly flat, which makes the first thousands of steps pay for a badly
-    estimated rate; this fits it in about a minute.
+    estimated rate; this fits it in about a minute. `fit` holds the iteration to start from and the
+    fit's optimiser state; when `should_stop()` says so, it is updated for the saved state and the
+    fit returns False, so a resumed run finishes the fit exactly as an uninterrupted one would.
     """
     opt = torch.optim.Adam(model.densities.parameters(), lr=1e-2)
-    for it in tqdm(range(iterations * len(model.config.sizes)), desc="fitting entropy models"):
+    if "optimizer" in fit:
+        opt.load_state_dict(fit["optimizer"])
+    total = iterations * len(model.config.sizes)
+    for it in tqdm(range(fit["iteration"], total), initial=fit["iteration"], total=total,
+                   desc="fitting entropy models"):
+        if should_stop():
+            fit.update(iteration=it, optimizer=opt.state_dict())
+            return False
         index = it % len(model.config.sizes)
         with torch.no_grad():
             y = model.encode(sampler.batch(args.batch_size).to(device), index)
@@ -228,14 +345,17 @@ def fit_densities(model: CycleModel, sampler: CropSampler, args, device, iterati
         opt.zero_grad(set_to_none=True)
         bits.backward()
         opt.step()
+    return True
 
 
-def validate(model: CycleModel, step: int, args, log) -> None:
+def validate(model: CycleModel, step: int, args, log, stop: Stop) -> None:
     """Real-file bpp and PSNR on a few Kodak images, for every code size (reporting only)."""
     from train.evaluate import measure_checkpoint  # the codec stack, not needed to train
     model.eval()
     cpu = model.to("cpu") if args.device == "cuda" else model
     for i, size in enumerate(cpu.config.sizes):
+        if stop.requested:  # a signal: save and stop rather than finish the validation
+            break
         r = measure_checkpoint(as_checkpoint(cpu, i), kodak_dir(), limit=args.val_images)
         tqdm.write(f"step {step} val {size.name}: {r['bpp']:.3f} bpp (real files), {r['psnr']:.2f} dB")
         log.write(json.dumps({"step": step, "val": size.name, "bpp": r["bpp"], "psnr": r["psnr"]}) + "\n")

@@ -12,7 +12,6 @@ to runs/gpu/.
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 import torch
@@ -20,6 +19,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from train.data import default_train_dir, image_files
+from train.state import load_state, save_state
 
 QUALITY = 94
 
@@ -32,13 +32,11 @@ def pack_images(source: Path, out: Path) -> None:
 
 
 def pack_state(state_path: Path, out: Path) -> None:
-    state = torch.load(state_path, map_location="cpu", weights_only=True)
+    state = load_state(state_path)  # a damaged state must not travel
     for moments in state["optimizer"]["state"].values():
         for key in ("exp_avg", "exp_avg_sq"):
             moments[key] = moments[key].to(torch.bfloat16)
-    tmp = out.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, out)  # never a half-written state
+    save_state(state, out)  # atomic: never a half-written state
 
 
 def main(argv=None) -> None:
