@@ -231,3 +231,30 @@ def test_target_size_in_kb(desktop):
     target.fill("")
     run_and_wait(desktop)
     assert "Target" not in status.inner_text()
+
+
+def test_queue_place_shows_in_the_status(browser, desktop):
+    """While other visitors' comparisons run, the status area shows this one's place in the queue,
+    on a line of its own under the words that explain it (not over them)."""
+    from gradio_client import Client, handle_file
+    from gradio_client.utils import Status
+    from playwright.sync_api import expect
+
+    upload(desktop, EXAMPLES / "kodim23.png")
+    other = Client(browser.app_url, verbose=False)
+    jobs = [other.submit(handle_file(str(EXAMPLES / "kodim04.png")), "medium", ["jpeg", "jpeg2000"],
+                         api_name="/compare") for _ in range(2)]
+    deadline = time.time() + 60
+    while jobs[0].status().code != Status.PROCESSING and time.time() < deadline:
+        time.sleep(0.1)
+    desktop.click("#run")
+    status = desktop.locator("#status")
+    expect(status).to_contain_text(re.compile(r"queue: [1-9]\d*/\d+"), timeout=30_000)
+    expect(status).to_contain_text("your place in the queue")
+    line = desktop.locator("#status .progress-text").bounding_box()
+    words = desktop.locator("#status .status li").last.bounding_box()
+    assert line["y"] >= words["y"] + words["height"], (line, words)
+    expect(status).to_contain_text("Done in", timeout=180_000)
+    for job in jobs:
+        job.result()
+    other.close()
