@@ -71,14 +71,17 @@ def upload(page, path):
 
 
 def run_and_wait(page, codecs=("cycle", "jpeg", "jpeg2000")):
-    """Press the button; wait for the table (rows in this order) and then the plot."""
+    """Press the button; wait for this run's plot (it comes after the table), then check the table's
+    rows (in this order). The previous run's plot is marked first: until the page has cleared it,
+    the previous run's table and plot would otherwise pass for this run's."""
     from playwright.sync_api import expect
 
+    page.eval_on_selector_all("#rd-plot img", "imgs => imgs.forEach(i => i.dataset.stale = '1')")
     page.click("#run")
+    page.locator("#rd-plot img:not([data-stale])").first.wait_for(timeout=240_000)
     rows = page.locator("#results-view tbody tr")
-    expect(rows).to_have_count(len(codecs), timeout=120_000)
+    expect(rows).to_have_count(len(codecs))
     assert [rows.nth(i).get_attribute("data-codec") for i in range(len(codecs))] == list(codecs)
-    page.locator("#rd-plot img").first.wait_for(timeout=120_000)
 
 
 def screenshot(page, name, width):
