@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -22,16 +21,24 @@ import gradio as gr
 from gradio.utils import get_upload_folder
 
 from cycleapp import codecs as registry
-from cycleapp import inspector, ui
+from cycleapp import inspector, outputs, ui
 from cycleapp.compare import compare
 from cycleapp.measure import COLUMNS
-from cycleapp.rdplot import rd_plot
+from cycleapp.rdplot import rd_plot, table_marks
 
 EXAMPLES = Path(__file__).resolve().parent / "cycleapp" / "examples"
 MAX_UPLOAD = "25mb"
 DEFAULT_CODECS = ["jpeg", "jpeg2000"]
 LABELS = registry.labels()
 OUT_ROOT = Path(get_upload_folder()) / "cyclecodec"  # served by Gradio: the inspector loads these PNGs
+# How long a result lives (Gradio's delete_cache, for uploads and served files, and the run folders
+# alike), and how much the run folders may hold: about 800 runs of a 768x512 photo (2.5 MB each with
+# JPEG and JPEG 2000), or 75 of a 4-megapixel one (26 MB).
+RESULT_AGE = 3600
+OUTPUT_CAP = 2_000_000_000
+RUNS = outputs.RunFolders(OUT_ROOT, OUTPUT_CAP, min_age=60, max_age=RESULT_AGE)
+BUSY = ("The server is busy: too many results were made in the last minute to keep another. "
+        "Please try again in a minute.")
 IDLE = ui.status_html("idle", ["Upload an image (or click an example below it), pick a code size and the "
                                "codecs, then press Compress and compare."])
 log = logging.getLogger("cyclecodec")
@@ -57,23 +64,46 @@ def run_compare(image_file, code_size, codecs, target_kb=None, request: gr.Reque
         rgb, note = ui.read_upload(image_file)
         size = ui.resolve_size(code_size, target_kb)
         codecs = [c for c in (codecs or []) if c]
-        results = compare(rgb, size.reference, codecs)
-    except ui.UserError as e:
-        fail(request, str(e))
-    except ValueError as e:  # the library's own refusals (e.g. an unknown codec name)
-        fail(request, ui.clean_message(e, image_file).capitalize() + ".")
-    except Exception as e:  # a bug: the log has the traceback, the user a message without paths
-        log.exception("compare failed")
-        fail(request, "The comparison failed: " + ui.clean_message(f"{type(e).__name__}: {e}", image_file))
-    OUT_ROOT.mkdir(parents=True, exist_ok=True)
-    ui.prune_old(OUT_ROOT)
-    out_dir = Path(tempfile.mkdtemp(prefix="run-", dir=OUT_ROOT))
-    stem = ui.safe_stem(image_file)
+        with RUNS.run(run_bytes(rgb, len(codecs)), request.session_hash if request else None) as out_dir:
+            results = compare(rgb, size.reference, codecs)
+            rows = [r.row() for r in results]
+            files = write_run(out_dir, ui.safe_stem(image_file), rgb, results, rows)
+    except Exception as e:
+        fail(request, explain(e, image_file, "comparison"))
+    cyc_path, recon_paths, view = files
+    status = ui.status_html("ok", ui.success_lines(rows, note, time.perf_counter() - start, size.target_bytes))
+    return (status, ui.api_table(rows, COLUMNS), cyc_path, recon_paths, ui.results_html(rows), view,
+            ui.code_view_html(results[0].entry.code(results[0].data)))
+
+
+def explain(e: Exception, image_file, what: str) -> str:
+    """What the user is told when a run fails (called in the except block): never a server path."""
+    if isinstance(e, ui.UserError):
+        return str(e)
+    if isinstance(e, outputs.Busy):
+        log.warning("run refused: %s", e)
+        return BUSY
+    if isinstance(e, ValueError):  # the library's own refusals (e.g. an unknown codec name)
+        return ui.clean_message(e, image_file).capitalize() + "."
+    log.exception("%s failed", what)  # a bug: the log has the traceback, the user a message
+    return f"The {what} failed: " + ui.clean_message(f"{type(e).__name__}: {e}", image_file)
+
+
+def run_bytes(rgb, codecs: int) -> int:
+    """At most what write_run writes: the original and each reconstruction as RGB PNG files, an
+    error map per result (1 byte a pixel), the .cyc file (under 3 bytes a pixel); zlib adds well
+    under 1 % to data it cannot compress."""
+    pixels, results = rgb.shape[0] * rgb.shape[1], 1 + codecs
+    return int(1.01 * pixels * (3 * (1 + results) + results + 3)) + 65_536
+
+
+def write_run(out_dir: Path, stem: str, rgb, results, rows) -> tuple[str, list[str], str]:
+    """The run's files in out_dir: the .cyc file, the reconstructions (PNG), and the inspector's
+    markup, which loads the original, the reconstructions and the error maps from there."""
     cyc_path = out_dir / f"{stem}.{results[0].entry.variant}.cyc"
     cyc_path.write_bytes(results[0].data)
     original_path = ui.save_png(rgb, out_dir / f"{stem}.original.png")
     recon_paths = [ui.save_png(r.reconstruction, out_dir / f"{stem}.{r.codec}.png") for r in results]
-    rows = [r.row() for r in results]
     sources = [inspector.Source("original", "original", f"Original ({rgb.shape[1]}x{rgb.shape[0]})",
                                 "gradio_api/file=" + original_path, "image")]
     errors = []
@@ -85,40 +115,64 @@ def run_compare(image_file, code_size, codecs, target_kb=None, request: gr.Reque
         errors.append(inspector.Source(f"err-{r.codec}", f"error: {label}", f"Error map: {label}",
                                        "gradio_api/file=" + err, "error"))
     view = inspector.inspector_html(sources + errors, rgb.shape[1], rgb.shape[0], ui.detail_centre(rgb))
-    status = ui.status_html("ok", ui.success_lines(rows, note, time.perf_counter() - start, size.target_bytes))
-    return (status, ui.api_table(rows, COLUMNS), str(cyc_path), recon_paths, ui.results_html(rows), view,
-            ui.code_view_html(results[0].entry.code(results[0].data)))
+    return str(cyc_path), recon_paths, view
 
 
 def run_rd_plot(image_file, code_size, codecs, table):
-    """Rate-distortion curves of this image for every codec (the matched points starred)."""
-    rgb, _ = ui.read_upload(image_file)
-    marks = {}
-    rows = table.values.tolist() if hasattr(table, "values") else (table or {}).get("data", table) or []
-    records = [dict(zip(COLUMNS, row)) for row in rows]
-    for record in records:
-        if isinstance(record.get("psnr"), (int, float)):
-            marks[record["codec"]] = (float(record["bpp"]), float(record["psnr"]))
-    if records:  # the code size the table's file used (a target may have chosen another)
-        code_size = str(records[0]["setting"]).split(",")[0]
-    return rd_plot(rgb, codecs or [], code_size, marks)
+    """Rate-distortion curves of this image for every codec (the table's matched points starred).
+
+    Run without Gradio's preprocessing: the table arrives as sent ({"headers", "data"}), so a
+    malformed one gets a message saying what is wrong, not a failed conversion."""
+    image_file = image_file.get("path") if isinstance(image_file, dict) else image_file
+    try:
+        rgb, _ = ui.read_upload(image_file)
+        codecs = [c for c in (codecs or []) if c]
+        registry.check(codecs, registry.matchable())
+        marks, table_size = table_marks(table)
+        code_size = table_size or code_size  # the code size the table's file used (a target may choose)
+        ui.resolve_size(code_size)
+        return rd_plot(rgb, codecs, code_size, marks)
+    except Exception as e:  # the status keeps the comparison's result; the message is a toast
+        raise gr.Error(explain(e, image_file, "plot"), print_exception=False)
+
+
+# While a run waits and works, Gradio's progress line ("queue: 3/5 | 4.1/9.8s", then "processing |
+# ...") is drawn in the status area, under these words, which say how to read it.
+WORKING = ui.status_html("working", [
+    f"Waiting for a turn, then compressing with {LABELS[registry.LEARNED]} and setting each codec to the "
+    "same file size...",
+    "One comparison runs at a time. Below: \"queue: 3/5\" is your place in the queue and its length, "
+    "then the seconds so far and the time expected; \"processing\" once yours runs."])
+# Gradio's progress line as a legible line of its own at the foot of the status area (not over the
+# words, which stay at full strength while the run is pending).
+QUEUE_CSS = """
+#status .html-container.pending { opacity: 1; }
+#status .status-working { padding-bottom: 2.4em; }
+#status [data-testid="status-tracker"] { bottom: 0; }
+#status [data-testid="status-tracker"] .progress-text { top: auto; bottom: 18px; left: 27px; right: auto;
+  transform: none; padding: 0; font-size: var(--text-md); font-weight: 600; background: none; }
+"""
 
 
 def start_run():
     """Before a run: the previous results go away, the status says what is happening."""
-    return (ui.status_html("working", [f"Compressing with {LABELS[registry.LEARNED]}, then setting each "
-                                       "codec to the same file size..."]), gr.update(visible=False),
-            gr.update(visible=False), None)
+    return WORKING, gr.update(visible=False), gr.update(visible=False), None
+
+
+def page_closed(request: gr.Request):
+    """A tab closed: its latest results are no longer shown, so their folder may go first."""
+    RUNS.closed(request.session_hash if request else None)
 
 
 def show_failure(request: gr.Request):
     message = _errors.pop(request.session_hash, None) if request else None
-    return ui.status_html("error", [message or "The comparison failed."])
+    return ui.status_html("error", [message or "The comparison did not run: the server's queue may be full "
+                                               "or the connection was lost. Please try again in a minute."])
 
 
 def build() -> gr.Blocks:
     choices = ui.size_choices()
-    with gr.Blocks(title="CycleCodec") as demo:
+    with gr.Blocks(title="CycleCodec", delete_cache=(600, RESULT_AGE)) as demo:
         gr.Markdown("# CycleCodec\nA learned image codec built on cycle consistency, against JPEG, JPEG 2000 "
                     "and friends **at the same file size**. Every number comes from a real file; every "
                     "image shown is the decoded pixels, sent losslessly.")
@@ -163,13 +217,15 @@ def build() -> gr.Blocks:
         compared = (
             run.click(start_run, None, [status, *boxes, plot], queue=False, api_visibility="private")
             .then(run_compare, [image, code_size, codecs, target_kb], outputs, api_name="compare",
-                  concurrency_limit=1, concurrency_id="compare", show_progress_on=[status])
+                  concurrency_limit=1, concurrency_id="compare", show_progress_on=[status],
+                  show_progress="minimal")
         )
         compared.failure(show_failure, None, status, queue=False, api_visibility="private")
         (compared.success(lambda: [gr.update(visible=True)] * len(boxes), None, boxes, queue=False,
                           api_visibility="private")
          .success(run_rd_plot, [image, code_size, codecs, table], plot, api_name="rd_plot",
-                  concurrency_limit=1, concurrency_id="rd_plot"))
+                  concurrency_limit=1, concurrency_id="rd_plot", preprocess=False))
+        demo.unload(page_closed)
     return demo
 
 
@@ -177,5 +233,5 @@ if __name__ == "__main__":
     build().queue(max_size=20).launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
-        max_file_size=MAX_UPLOAD, css=ui.PAGE_CSS,
+        max_file_size=MAX_UPLOAD, css=ui.PAGE_CSS + QUEUE_CSS,
     )

@@ -11,6 +11,7 @@ The plot says what it was computed on.
 from __future__ import annotations
 
 import hashlib
+import math
 import threading
 from collections import OrderedDict
 
@@ -19,7 +20,7 @@ import numpy as np
 from . import codecs as registry
 from .plots import LABELS, rd_figure
 from .sweeps import curve as sweep_curve
-from .ui import downscale
+from .ui import UserError, downscale
 
 PLOT_PIXELS = 400_000  # 768x512 is 393,216: Kodak images are plotted at full size
 CACHE_SIZE = 64  # curves (one image, one codec)
@@ -53,6 +54,43 @@ def curve(name: str, rgb: np.ndarray, key: str) -> list[dict]:
         while len(_cache) > CACHE_SIZE:
             _cache.popitem(last=False)
     return points
+
+
+def table_marks(table) -> tuple[dict[str, tuple[float, float]], str | None]:
+    """The stars of a /compare table (codec -> (bpp, PSNR)) and the code size its .cyc file used
+    (None for an empty table). `table` is the table's payload, {"headers": [...], "data": [rows]},
+    as the page or an API call sends it; UserError saying what is wrong if it is not such a table."""
+    if table is None:
+        return {}, None
+    if not isinstance(table, dict):
+        raise UserError("The table must be the one that compare returned (headers and rows).")
+    rows, headers = table.get("data"), table.get("headers")
+    if not rows:
+        return {}, None
+    if not isinstance(rows, list) or not isinstance(headers, list) or not all(isinstance(h, str) for h in headers):
+        raise UserError("The table must be the one that compare returned (headers and rows).")
+    missing = [k for k in ("codec", "setting", "bpp", "psnr") if k not in (headers or [])]
+    if missing:
+        raise UserError(f"The table has no {', '.join(missing)} column: pass the table that compare returned.")
+    marks, known = {}, registry.names()
+    for i, row in enumerate(rows, 1):
+        if not isinstance(row, list) or len(row) != len(headers):
+            raise UserError(f"Row {i} of the table does not have the table's {len(headers)} columns.")
+        record = dict(zip(headers, row))
+        if record["codec"] not in known:
+            raise UserError(f"Row {i} of the table names an unknown codec ({str(record['codec'])[:40]!r}).")
+        if record["psnr"] is None:  # a metric that does not apply: no star
+            continue
+        bpp, psnr = (v if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                     else None for v in (record["bpp"], record["psnr"]))
+        if bpp is None or psnr is None or bpp < 0:
+            raise UserError(f"Row {i} of the table has no usable bpp and PSNR ({str(record['bpp'])[:20]!r}, "
+                            f"{str(record['psnr'])[:20]!r}).")
+        marks[record["codec"]] = (float(bpp), float(psnr))
+    first = dict(zip(headers, rows[0]))
+    if first["codec"] != registry.LEARNED:
+        raise UserError(f"The table's first row must be {LABELS[registry.LEARNED]}'s, as compare returns it.")
+    return marks, str(first["setting"]).split(",")[0]
 
 
 def rd_plot(rgb: np.ndarray, codecs: list[str], code_size: str,

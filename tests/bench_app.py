@@ -1,6 +1,7 @@
 """Speed benchmark of the app, measured from the API as a user's browser sees it (not a test).
 
     .venv/bin/python tests/bench_app.py [--runs 3] [--code-size medium]
+    .venv/bin/python tests/bench_app.py --clients 1,5,10,20
 
 Starts `python app.py`, then, with JPEG and JPEG 2000 (the app's defaults), prints:
 - the time to the table (/compare) and to the plot (/compare, then /rd_plot, as the page chains
@@ -9,8 +10,13 @@ Starts `python app.py`, then, with JPEG and JPEG 2000 (the app's defaults), prin
   same image at another code size shows the cached plot;
 - a second visitor's time to the table for a 768x512 photo sent while the first visitor's 4 MP
   plot is being computed (the plot has its own queue, apart from /compare's).
+
+With --clients, instead: what a visitor waits when N visitors press the button at the same moment,
+each with a 768x512 photo of their own (comparisons run one at a time, so the last waits for all
+the others): the time to the table and to the plot, median, 95th percentile and worst over the N.
 """
 import argparse
+import math
 import statistics
 import sys
 import tempfile
@@ -58,10 +64,50 @@ def visit(client, path: Path, size: str) -> tuple[float, float]:
     return table_s, time.perf_counter() - t
 
 
+def percentile(values: list[float], q: float) -> float:
+    """Nearest rank: the smallest value that q of the values are at or under."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def crowd(url: str, n: int, kodak: np.ndarray, folder: Path, size: str) -> None:
+    """n visitors at once, each with their own session and photo; prints what they waited."""
+    from gradio_client import Client
+
+    clients = [Client(url, verbose=False) for _ in range(n)]
+    paths = [variant(kodak, 1000 + 100 * n + i, folder, f"crowd{n}") for i in range(n)]
+    start, times, refused = threading.Barrier(n), [], []
+
+    def one(client, path):
+        start.wait()
+        try:
+            times.append(visit(client, path, size))
+        except Exception as e:  # e.g. the queue is full
+            refused.append(f"{type(e).__name__}: {e}"[:120])
+
+    threads = [threading.Thread(target=one, args=(c, p)) for c, p in zip(clients, paths)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    tables, plots = [t for t, _ in times], [p for _, p in times]
+    line = f"{n} visitors at once ({wall:.1f} s in all): "
+    if times:
+        line += (f"from the press to the table {statistics.median(tables):.1f} s median, "
+                 f"{percentile(tables, 0.95):.1f} s p95, {max(tables):.1f} s worst; to the plot "
+                 f"{statistics.median(plots):.1f} / {percentile(plots, 0.95):.1f} / {max(plots):.1f} s")
+    print(line + (f"; {len(refused)} refused ({refused[0]})" if refused else ""), flush=True)
+    for c in clients:
+        c.close()
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=int, default=3, help="runs per image size (each on an image new to the cache)")
     p.add_argument("--code-size", default="medium")
+    p.add_argument("--clients", help="comma-separated numbers of visitors at once, e.g. 1,5,10,20")
     args = p.parse_args()
     from gradio_client import Client
 
@@ -73,6 +119,10 @@ def main() -> None:
         print(f"app started in {time.perf_counter() - t0:.1f} s")
         client = Client(url, verbose=False)
         visit(client, variant(kodak, 99, folder, "warm"), args.code_size)  # loads every checkpoint
+        if args.clients:
+            for n in map(int, args.clients.split(",")):
+                crowd(url, n, kodak, folder, args.code_size)
+            return
         for name, rgb in [("768x512", kodak), ("2448x1632 (4 MP)", big)]:
             times = [visit(client, variant(rgb, i, folder, name[:4]), args.code_size) for i in range(args.runs)]
             tables, plots = [t for t, _ in times], [p - t for t, p in times]

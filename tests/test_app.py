@@ -195,3 +195,119 @@ def test_rd_plot_says_what_it_was_computed_on(photo):
     assert "downscaled from 1536x1024" in texts
     w, h = map(int, re.search(r"on a (\d+)x(\d+) copy", texts).groups())
     assert w * h <= PLOT_PIXELS
+
+
+# ---- bounded output: the run folders and Gradio's cache -------------------------------------
+
+def make_run(root, name, size, age):
+    import os
+    import time
+
+    folder = root / f"run-{name}"
+    folder.mkdir()
+    (folder / "f.png").write_bytes(b"x" * size)
+    t = time.time() - age
+    os.utime(folder, (t, t))
+    return folder
+
+
+def test_run_folders_oldest_first_never_young_refuse_rather_than_pass_the_cap(tmp_path):
+    from cycleapp.outputs import Busy, RunFolders
+
+    runs = RunFolders(tmp_path, cap=1000, min_age=60, max_age=3600)
+    expired = make_run(tmp_path, "expired", 10, 4000)
+    shown_old = make_run(tmp_path, "shown-old", 300, 900)
+    old = make_run(tmp_path, "old", 300, 600)
+    newer = make_run(tmp_path, "newer", 300, 300)
+    runs._shown["page"] = shown_old.name  # an open page still shows it
+    with runs.run(300) as a:  # 900 + 300 > 1000: one folder goes, the oldest not shown
+        (a / "f.png").write_bytes(b"x" * 300)
+    assert not expired.exists() and not old.exists() and shown_old.exists() and newer.exists()
+    assert runs.usage() == 900
+    with runs.run(650):  # then what a page shows; never the young one
+        pass
+    assert not newer.exists() and not shown_old.exists() and a.exists() and "page" not in runs._shown
+    # Only folders younger than min_age left: refused, and nothing deleted.
+    young = [make_run(tmp_path, f"young{i}", 300, 5) for i in range(3)]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(Busy):
+        with runs.run(400):
+            pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == before and all(y.exists() for y in young)
+    # A run that succeeds is its session's shown run until the session runs again or closes; one
+    # that fails leaves no folder.
+    runs = RunFolders(tmp_path / "other", cap=1000)
+    with runs.run(10, "page") as ok:
+        pass
+    assert runs._shown["page"] == ok.name
+    with pytest.raises(RuntimeError):
+        with runs.run(10, "page") as failed:
+            raise RuntimeError
+    assert not failed.exists() and ok.exists() and "page" not in runs._shown
+    with runs.run(10, "page") as again:
+        pass
+    runs.closed("page")
+    assert again.exists() and "page" not in runs._shown
+
+
+def test_compare_output_stays_under_its_cap(tmp_path, monkeypatch, photo):
+    """N runs through the app's own function: the folder never passes its cap, the latest results
+    are all there, the estimate of a run's size holds (on noise, which PNG cannot compress), and a
+    run that cannot fit is refused with a message."""
+    import gradio as gr
+
+    import app
+    from cycleapp.outputs import RunFolders, folder_bytes
+
+    assert app.build().delete_cache == (600, app.RESULT_AGE)  # Gradio's cache: uploads, served files
+    rng = np.random.default_rng(0)
+    images = []
+    for i in range(3):
+        path = tmp_path / f"in{i}.png"
+        Image.fromarray(photo[:96, i * 96:i * 96 + 128] if i < 2 else
+                        rng.integers(0, 256, (96, 128, 3), dtype=np.uint8)).save(path)
+        images.append(path)
+    one_run = app.run_bytes(np.zeros((96, 128, 3)), 2)
+    root = tmp_path / "out"
+    cap = one_run + 100_000  # the estimate is an upper bound: each run writes a third of it or less
+    monkeypatch.setattr(app, "RUNS", RunFolders(root, cap=cap, min_age=0))
+    request = gr.Request(session_hash="visitor")
+    written = []
+    for i in range(8):
+        out = app.run_compare(str(images[i % 3]), "tiny", ["jpeg", "webp"], None, request)
+        written.append(folder_bytes(Path(out[2]).parent))
+        assert written[-1] <= one_run
+        assert app.RUNS.usage() <= cap
+        for path in [out[2], *out[3], *re.findall(r"gradio_api/file=([^\"]+?\.png)", html.unescape(out[5]))]:
+            assert Path(path).is_file(), path
+    assert sum(written) > cap and len(list(root.iterdir())) < 8  # it had to delete, and did
+    monkeypatch.setattr(app, "RUNS", RunFolders(root, cap=one_run // 2, min_age=0))
+    with pytest.raises(gr.Error, match="busy"):
+        app.run_compare(str(images[0]), "tiny", ["jpeg", "webp"])
+
+
+def test_rd_plot_api_refuses_a_malformed_table(client, tmp_path):
+    """/rd_plot with a table that is not /compare's: a message saying what is wrong (no paths);
+    a good table still gives the plot."""
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    small = tmp_path / "small.png"
+    Image.open(EXAMPLES / "kodim23.png").convert("RGB").crop((0, 0, 128, 96)).save(small)
+    headers = ["codec", "setting", "bytes", "bpp", "psnr", "ssim", "ms_ssim", "encode_ms", "decode_ms", "note"]
+    good = ["cycle", "tiny", 400, 0.26, 30.5, 0.9, 0.95, 5.0, 5.0, ""]
+    for data, heads, expected in [([[*good[:3], "abc", *good[4:]]], headers, "Row 1 .* no usable bpp"),
+                                  ([good, ["jpeg", "q"]], headers, "Row 2 .* 10 columns"),
+                                  ([["gif", *good[1:]]], headers, "unknown codec"),
+                                  ([good], headers[:3], "no bpp, psnr column"),
+                                  ([[*good[:1], "gigantic", *good[2:]]], headers, "Unknown code size"),
+                                  ([["jpeg", *good[1:]]], headers, "first row")]:
+        with pytest.raises(AppError, match=expected) as err:
+            client.predict(handle_file(str(small)), "tiny", ["jpeg"], {"headers": heads, "data": data},
+                           api_name="/rd_plot")
+        assert "/" not in str(err.value), err.value
+    with pytest.raises(AppError, match="Unknown codec.*gif"):
+        client.predict(handle_file(str(small)), "tiny", ["gif"], None, api_name="/rd_plot")
+    plot = client.predict(handle_file(str(small)), "tiny", ["jpeg"], {"headers": headers, "data": [good]},
+                          api_name="/rd_plot")
+    assert plot and plot.get("type") == "matplotlib"

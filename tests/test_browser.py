@@ -71,14 +71,17 @@ def upload(page, path):
 
 
 def run_and_wait(page, codecs=("cycle", "jpeg", "jpeg2000")):
-    """Press the button; wait for the table (rows in this order) and then the plot."""
+    """Press the button; wait for this run's plot (it comes after the table), then check the table's
+    rows (in this order). The previous run's plot is marked first: until the page has cleared it,
+    the previous run's table and plot would otherwise pass for this run's."""
     from playwright.sync_api import expect
 
+    page.eval_on_selector_all("#rd-plot img", "imgs => imgs.forEach(i => i.dataset.stale = '1')")
     page.click("#run")
+    page.locator("#rd-plot img:not([data-stale])").first.wait_for(timeout=240_000)
     rows = page.locator("#results-view tbody tr")
-    expect(rows).to_have_count(len(codecs), timeout=120_000)
+    expect(rows).to_have_count(len(codecs))
     assert [rows.nth(i).get_attribute("data-codec") for i in range(len(codecs))] == list(codecs)
-    page.locator("#rd-plot img").first.wait_for(timeout=120_000)
 
 
 def screenshot(page, name, width):
@@ -231,3 +234,30 @@ def test_target_size_in_kb(desktop):
     target.fill("")
     run_and_wait(desktop)
     assert "Target" not in status.inner_text()
+
+
+def test_queue_place_shows_in_the_status(browser, desktop):
+    """While other visitors' comparisons run, the status area shows this one's place in the queue,
+    on a line of its own under the words that explain it (not over them)."""
+    from gradio_client import Client, handle_file
+    from gradio_client.utils import Status
+    from playwright.sync_api import expect
+
+    upload(desktop, EXAMPLES / "kodim23.png")
+    other = Client(browser.app_url, verbose=False)
+    jobs = [other.submit(handle_file(str(EXAMPLES / "kodim04.png")), "medium", ["jpeg", "jpeg2000"],
+                         api_name="/compare") for _ in range(2)]
+    deadline = time.time() + 60
+    while jobs[0].status().code != Status.PROCESSING and time.time() < deadline:
+        time.sleep(0.1)
+    desktop.click("#run")
+    status = desktop.locator("#status")
+    expect(status).to_contain_text(re.compile(r"queue: [1-9]\d*/\d+"), timeout=30_000)
+    expect(status).to_contain_text("your place in the queue")
+    line = desktop.locator("#status .progress-text").bounding_box()
+    words = desktop.locator("#status .status li").last.bounding_box()
+    assert line["y"] >= words["y"] + words["height"], (line, words)
+    expect(status).to_contain_text("Done in", timeout=180_000)
+    for job in jobs:
+        job.result()
+    other.close()

@@ -1,0 +1,122 @@
+"""The app's output folders: one per run, bounded in age and in total size.
+
+Each /compare run writes its files (the .cyc file, the PNG files that the page and the API serve)
+into a folder of its own. Left alone they would fill the disk: a 768x512 photo with JPEG and JPEG
+2000 writes about 2.5 MB, a 4-megapixel one 26 MB (53 MB for noise, 51 MB with all six codecs).
+Before each run, `RunFolders.run` makes room for the most it can write:
+
+- a folder older than `max_age` goes (Gradio's `delete_cache` removes the served files at that age
+  too, so the two agree on how long a result lives);
+- while the folders and the new run could pass the cap, the oldest folder goes first: those that
+  no open page shows any more, then those that one does (a page's latest run, until its tab
+  closes), so a page left open gives way to a new visitor rather than refuse them;
+- never a folder younger than `min_age`, nor one whose run is still writing: its run has just
+  answered and the page or API client is fetching its files (a 4 MP photo's run is 26 MB: 20 s
+  at 10 Mbit/s);
+- if that is not enough room, the run is refused (`Busy`, a message the user sees) rather than
+  the cap passed. With one comparison at a time this needs over `cap` bytes written within
+  `min_age` seconds, which is far more than the app writes on a CPU.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+PREFIX = "run-"
+
+
+class Busy(Exception):
+    """No room for a run's files without deleting results that are being fetched right now."""
+
+
+def folder_bytes(folder: Path) -> int:
+    total = 0
+    for f in folder.rglob("*"):
+        try:
+            total += f.lstat().st_size if f.is_file() else 0
+        except OSError:  # deleted meanwhile (e.g. by Gradio's delete_cache)
+            pass
+    return total
+
+
+class RunFolders:
+    """The run folders under `root`, at most `cap` bytes in all (see the module docstring)."""
+
+    def __init__(self, root: Path, cap: int, min_age: float = 60, max_age: float = 3600,
+                 sessions: int = 512):
+        self.root, self.cap, self.min_age, self.max_age = Path(root), cap, min_age, max_age
+        self._lock = threading.Lock()
+        self._writing: set[str] = set()  # folders of runs in progress
+        self._shown: OrderedDict[str, str] = OrderedDict()  # browser session -> its latest run's folder
+        self._sessions = sessions
+
+    def usage(self) -> int:
+        """Bytes under the root's run folders now."""
+        return sum(folder_bytes(d) for d in self.root.glob(PREFIX + "*"))
+
+    @contextmanager
+    def run(self, need: int, session: str | None = None) -> Iterator[Path]:
+        """A new, empty folder for a run that writes at most `need` bytes; deleted again if the run
+        fails, and shown as `session`'s latest run if it succeeds. Raises Busy if there is no room.
+        The session's previous run is no longer shown from now (the page clears it as a run starts)."""
+        with self._lock:
+            self._shown.pop(session, None)
+            self._make_room(need)
+            folder = Path(tempfile.mkdtemp(prefix=PREFIX, dir=self.root))
+            self._writing.add(folder.name)
+        try:
+            yield folder
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        finally:
+            with self._lock:
+                self._writing.discard(folder.name)
+        if session:
+            with self._lock:
+                self._shown[session] = folder.name
+                self._shown.move_to_end(session)
+                while len(self._shown) > self._sessions:
+                    self._shown.popitem(last=False)
+
+    def closed(self, session: str | None) -> None:
+        """The session's page has closed: its latest run is no longer shown."""
+        with self._lock:
+            self._shown.pop(session, None)
+
+    def _make_room(self, need: int) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        now = time.time()
+        folders = []  # (shown, modified, name, bytes)
+        shown = set(self._shown.values())
+        for d in self.root.glob(PREFIX + "*"):
+            try:
+                modified = d.stat().st_mtime  # a folder's time changes as its run adds files
+            except OSError:
+                continue
+            if d.name in self._writing:
+                folders.append((True, now, d.name, folder_bytes(d)))
+            elif now - modified > self.max_age:
+                shutil.rmtree(d, ignore_errors=True)
+            else:
+                folders.append((d.name in shown, modified, d.name, folder_bytes(d)))
+        total = sum(f[3] for f in folders)
+        victims = []
+        for _, modified, name, size in sorted(folders):  # those not shown first, then the oldest
+            if total + need <= self.cap:
+                break
+            if now - modified >= self.min_age and name not in self._writing:
+                victims.append(name)
+                total -= size
+        if total + need > self.cap:  # refused without deleting anything a page may still show
+            raise Busy(f"{need:,} bytes more would pass the cap of {self.cap:,}")
+        for name in victims:
+            shutil.rmtree(self.root / name, ignore_errors=True)
+        for session in [s for s, name in self._shown.items() if not (self.root / name).exists()]:
+            del self._shown[session]
