@@ -8,8 +8,8 @@ import sys
 from . import checkpoint as ckpts
 from . import codecs as registry
 from .api import decode, encode
-from .compare import compare, format_table
-from .imageio import load_rgb, png_bytes, write_atomic
+from .compare import LIMIT_NOTE, MAX_PIXELS as COMPARE_MAX_PIXELS, compare, format_table
+from .imageio import png_bytes, read_image, write_atomic
 
 
 def parser() -> argparse.ArgumentParser:
@@ -49,7 +49,7 @@ def main(argv=None) -> int:
             for path in paths:
                 print(ckpts.by_name(path.stem).describe())
         elif args.command == "encode":
-            rgb = load_rgb(args.input)
+            rgb = read(args.input)
             data = encode(rgb, args.code_size, args.target_bytes)  # encodes only: nothing decoded or measured
             write_atomic(args.output, data)
             print(f"{args.output}: {len(data)} bytes, {8 * len(data) / (rgb.shape[0] * rgb.shape[1]):.4f} bpp")
@@ -61,14 +61,25 @@ def main(argv=None) -> int:
                 raise ValueError(f"cannot read {args.input}: {err.strerror}") from None
             write_atomic(args.output, png_bytes(decode(data)))
         elif args.command == "compare":
-            rgb = load_rgb(args.input)
+            rgb = read(args.input, max_pixels=COMPARE_MAX_PIXELS, limit_note=LIMIT_NOTE)
             names = [n.strip() for n in args.codecs.split(",") if n.strip()]
             print(format_table([r.row() for r in compare(rgb, reference(args), names)]))
     except (ValueError, OSError) as err:
         message = err.strerror + f": {err.filename}" if isinstance(err, OSError) and err.strerror else err
         print(f"error: {message}", file=sys.stderr)
         return 1
+    except MemoryError:
+        print(f"error: not enough memory to {args.command} {args.input}", file=sys.stderr)
+        return 1
     return 0
+
+
+def read(path: str, **limits):
+    """An input image's pixels; its notes (e.g. only the first frame of an animation) on stderr."""
+    picture = read_image(path, **limits)
+    for note in picture.notes:
+        print(f"note: {path}: {note}", file=sys.stderr)
+    return picture.rgb
 
 
 def reference(args):

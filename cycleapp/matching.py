@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import codecs as registry
-from .codecs import Codec
+from .codecs import Codec, CodecError
 
 TOLERANCE = 0.03  # a match is within +-3 % of the target bytes
 
@@ -31,7 +31,8 @@ class Match:
 
 def match_size(codec: Codec, rgb: np.ndarray, target: int, max_tries: int = 24) -> Match:
     """The setting whose file size is closest to `target` bytes (bisection on the setting, or for a
-    rate setting a correction by the size error)."""
+    rate setting a correction by the size error). A codec that cannot encode the image (CodecError)
+    gives a match without a file (or the closest file it made before failing), the reason in the note."""
     tried: dict[float, bytes] = {}
 
     def size_at(s: float) -> int:
@@ -39,7 +40,29 @@ def match_size(codec: Codec, rgb: np.ndarray, target: int, max_tries: int = 24) 
             tried[s] = codec.encode(rgb, s)
         return len(tried[s])
 
-    search = codec.search
+    try:
+        _search(codec.search, size_at, tried, rgb, target, max_tries)
+        failure = ""
+    except CodecError as e:
+        failure = str(e)
+    if not tried:
+        return Match(codec.name, codec.default, b"", target, failure)
+    best = min(tried, key=lambda s: (abs(len(tried[s]) - target), s))
+    match = Match(codec.name, best, tried[best], target, failure)
+    if not match.within_tolerance and not failure:
+        search = codec.search
+        smallest = size_at(search.low)
+        if smallest > target:
+            match.note = f"cannot go below {smallest} bytes (target {target})"
+        elif size_at(search.high) < target:
+            match.note = f"largest file is {size_at(search.high)} bytes (target {target})"
+        else:
+            match.note = f"no setting within 3 % (closest {len(match.data)} bytes for target {target})"
+    return match
+
+
+def _search(search, size_at, tried: dict, rgb: np.ndarray, target: int, max_tries: int) -> None:
+    """Try settings until one is close to the target (what was tried is in `tried`)."""
     lo, hi = search.low, search.high
     close = TOLERANCE / 3 * target  # stop searching a real-valued setting once this close
     if search.kind == "rate":
@@ -62,17 +85,6 @@ def match_size(codec: Codec, rgb: np.ndarray, target: int, max_tries: int = 24) 
             lo, hi = (mid, hi) if size <= target else (lo, mid)
         if integer:
             size_at(lo), size_at(hi)  # the bracket's ends are the candidates
-    best = min(tried, key=lambda s: (abs(len(tried[s]) - target), s))
-    match = Match(codec.name, best, tried[best], target, "")
-    if not match.within_tolerance:
-        smallest = size_at(search.low)
-        if smallest > target:
-            match.note = f"cannot go below {smallest} bytes (target {target})"
-        elif size_at(search.high) < target:
-            match.note = f"largest file is {size_at(search.high)} bytes (target {target})"
-        else:
-            match.note = f"no setting within 3 % (closest {len(match.data)} bytes for target {target})"
-    return match
 
 
 def match_learned(rgb: np.ndarray, target: int) -> Match:

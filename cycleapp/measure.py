@@ -3,6 +3,8 @@
 
 It encodes once and decodes once (both timed), and keeps the file and the reconstruction; the
 quality metrics are computed when first read, so a curve that needs no SSIM does not pay for it.
+A codec that cannot encode the image (`CodecError`: a size its library refuses) gives a
+measurement with no file, every number None ('n/a') and the reason in its note.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from functools import cached_property
 
 import numpy as np
 
-from .codecs import Codec
+from .codecs import Codec, CodecError
 from .metrics import bpp, ms_ssim, psnr, ssim
 
 COLUMNS = ["codec", "setting", "bytes", "bpp", "psnr", "ssim", "ms_ssim", "encode_ms", "decode_ms", "note"]
@@ -32,47 +34,52 @@ class Measurement:
     value: object  # the setting as the codec takes it
     original: np.ndarray = field(repr=False)
     data: bytes = field(repr=False)
-    reconstruction: np.ndarray = field(repr=False)
-    encode_s: float
-    decode_s: float
-    note: str = ""  # why a match to a file size missed its tolerance, if it did
+    reconstruction: np.ndarray | None = field(repr=False)  # None: the codec could not encode the image
+    encode_s: float | None
+    decode_s: float | None
+    note: str = ""  # why a match to a file size missed its tolerance, or why there is no file
+
+    @property
+    def ok(self) -> bool:
+        """Whether the codec made a file (and read it back); if not, `note` says why."""
+        return self.reconstruction is not None
 
     @property
     def codec(self) -> str:
         return self.entry.name
 
     @property
-    def setting(self) -> str:
-        return self.entry.describe(self.value)
+    def setting(self) -> str | None:
+        return self.entry.describe(self.value) if self.ok else None
 
     @property
-    def bytes(self) -> int:
-        return len(self.data)
+    def bytes(self) -> int | None:
+        return len(self.data) if self.ok else None
 
     @property
-    def bpp(self) -> float:
+    def bpp(self) -> float | None:
         """The only bitrate we report: 8 x whole file bytes / pixels."""
-        return bpp(len(self.data), self.original.shape[1], self.original.shape[0])
+        return bpp(len(self.data), self.original.shape[1], self.original.shape[0]) if self.ok else None
 
     @cached_property
-    def psnr(self) -> float:
-        return psnr(self.original, self.reconstruction)
+    def psnr(self) -> float | None:
+        return psnr(self.original, self.reconstruction) if self.ok else None
 
     @cached_property
     def ssim(self) -> float | None:
-        return ssim(self.original, self.reconstruction)
+        return ssim(self.original, self.reconstruction) if self.ok else None
 
     @cached_property
     def ms_ssim(self) -> float | None:
-        return ms_ssim(self.original, self.reconstruction)
+        return ms_ssim(self.original, self.reconstruction) if self.ok else None
 
     @property
-    def encode_ms(self) -> float:
-        return 1000 * self.encode_s
+    def encode_ms(self) -> float | None:
+        return 1000 * self.encode_s if self.ok else None
 
     @property
-    def decode_ms(self) -> float:
-        return 1000 * self.decode_s
+    def decode_ms(self) -> float | None:
+        return 1000 * self.decode_s if self.ok else None
 
     def values(self, keys=COLUMNS) -> dict:
         """The named numbers (and strings) of this measurement."""
@@ -84,8 +91,12 @@ class Measurement:
 
 
 def measure(entry: Codec, rgb: np.ndarray, setting=None, note: str = "") -> Measurement:
-    """Encode `rgb` with a codec at a setting (its default if None), decode the bytes, time both."""
+    """Encode `rgb` with a codec at a setting (its default if None), decode the bytes, time both;
+    a CodecError becomes a measurement without a file, its reason in the note."""
     setting = entry.default if setting is None else setting
-    data, encode_s = timed(entry.encode, rgb, setting)
-    reconstruction, decode_s = timed(entry.decode, data)
+    try:
+        data, encode_s = timed(entry.encode, rgb, setting)
+        reconstruction, decode_s = timed(entry.decode, data)
+    except CodecError as e:
+        return Measurement(entry, setting, rgb, b"", None, None, None, str(e))
     return Measurement(entry, setting, rgb, data, reconstruction, encode_s, decode_s, note)

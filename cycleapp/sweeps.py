@@ -13,7 +13,8 @@ def curve(name: str, rgb: np.ndarray, settings=None, keys=POINT) -> list[dict]:
     """One point per entry and setting of a codec (the learned codec: one per code size),
     sorted by bpp; `settings` replaces the sweep of a single-entry codec. `keys` are the
     `Measurement` values each point holds: a metric not named is never computed (a PSNR plot
-    pays for no MS-SSIM)."""
-    points = [measure(entry, rgb, s).values(keys)
-              for entry in registry.family(name) for s in (settings or entry.settings)]
+    pays for no MS-SSIM). A codec that cannot encode this image (a size its library refuses) has
+    no points."""
+    measured = (measure(entry, rgb, s) for entry in registry.family(name) for s in (settings or entry.settings))
+    points = [m.values(keys) for m in measured if m.ok]
     return sorted(points, key=lambda p: p["bpp"])

@@ -18,11 +18,11 @@ from PIL import Image
 
 from . import checkpoint as ckpts
 from . import codecs as registry
-from .imageio import ImageReadError, load_rgb
+from .imageio import NOT_AN_IMAGE, ImageReadError, fit_size, read_image
 
 LABELS = registry.labels()  # every codec's label, from the registry
 
-MAX_PIXELS = 4_000_000  # larger uploads are downscaled (with a note) to keep answers fast
+MAX_PIXELS = 4_000_000  # larger uploads (up to imageio.MAX_PIXELS) are downscaled while read, with a note
 FORMATS = "PNG, JPEG, WebP, AVIF, HEIC, TIFF or BMP"
 
 
@@ -45,7 +45,8 @@ def clean_message(text: str, path: str | os.PathLike | None = None) -> str:
 
 
 def read_upload(path: str | os.PathLike | None) -> tuple[np.ndarray, str]:
-    """The uploaded image as RGB, downscaled if over MAX_PIXELS (with a note); UserError otherwise."""
+    """The uploaded image as RGB, downscaled while it is read if over MAX_PIXELS, and the notes for
+    the user (downscale, first frame of an animation); UserError otherwise."""
     if not path:
         raise UserError(f"Please upload an image ({FORMATS}) or pick an example.")
     name = Path(path).name
@@ -54,18 +55,18 @@ def read_upload(path: str | os.PathLike | None) -> tuple[np.ndarray, str]:
     if os.path.getsize(path) == 0:
         raise UserError(f"The uploaded file is empty ('{name}', 0 bytes).")
     try:
-        rgb = load_rgb(path)
+        picture = read_image(path, fit=MAX_PIXELS)
     except ImageReadError as e:
-        reason = clean_message(e, path)
-        if reason.startswith("not a readable image"):
+        reason = clean_message(e.reason, path)
+        if e.reason == NOT_AN_IMAGE:
             reason = f"it is not an image in a format we read ({FORMATS})"
         raise UserError(f"Could not read this file ('{name}') as an image: {reason}.") from None
-    h, w = rgb.shape[:2]
-    if h * w <= MAX_PIXELS:
-        return rgb, ""
-    small = downscale(rgb, MAX_PIXELS)
-    return small, (f"The image ({w}x{h}) was downscaled to {small.shape[1]}x{small.shape[0]} "
-                   f"(limit {MAX_PIXELS:,} pixels).")
+    notes = [note[0].upper() + note[1:] + "." for note in picture.notes]
+    if picture.reduced:
+        (w, h), small = picture.size, picture.rgb
+        notes.insert(0, f"The image ({w}x{h}) was downscaled to {small.shape[1]}x{small.shape[0]} "
+                        f"(limit {MAX_PIXELS:,} pixels).")
+    return picture.rgb, " ".join(notes)
 
 
 def downscale(rgb: np.ndarray, max_pixels: int) -> np.ndarray:
@@ -73,9 +74,7 @@ def downscale(rgb: np.ndarray, max_pixels: int) -> np.ndarray:
     h, w = rgb.shape[:2]
     if h * w <= max_pixels:
         return rgb
-    scale = (max_pixels / (h * w)) ** 0.5
-    size = (max(1, int(w * scale)), max(1, int(h * scale)))
-    return np.array(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS))
+    return np.array(Image.fromarray(rgb).resize(fit_size(w, h, max_pixels), Image.Resampling.LANCZOS))
 
 
 # ---- code sizes -------------------------------------------------------------------------------

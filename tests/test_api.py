@@ -69,3 +69,12 @@ def test_pillow_errors_are_pillows_usual(ckpt, photo, tmp_path):
     with pytest.raises(ValueError, match="unknown code size 'gigantic'"):
         Image.fromarray(photo).save(tmp_path / "bad.cyc", code_size="gigantic")
     assert not (tmp_path / "bad.cyc").exists()  # Pillow removes what it had started
+
+
+def test_api_refuses_sizes_over_the_limits_before_converting(ckpt):
+    with pytest.raises(ValueError, match="1,048,561x1 pixels, wider or taller than the 1,048,560"):
+        cycleapp.encode(np.zeros((1, 1_048_561, 3), np.uint8), ckpt.name)
+    with pytest.raises(ValueError, match="1x1,048,561 pixels, wider or taller"):
+        cycleapp.encode(Image.new("1", (1, 1_048_561)), ckpt.name)
+    with pytest.raises(ValueError, match="over the limit of 100,000,000"):
+        cycleapp.encode(Image.new("1", (10_001, 10_000)), ckpt.name)

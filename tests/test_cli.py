@@ -98,3 +98,54 @@ def test_outputs_follow_the_users_umask(tmp_path, ckpt):
         os.umask(old)
     modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
     assert modes == {"a.cyc": 0o644, "a.png": 0o644, "b.bin": 0o640}
+
+
+def test_hostile_images_give_one_line_naming_the_file(tmp_path, ckpt, photo):
+    """Damaged AVIF and HEIC files, a width the .cyc format cannot hold, an image too large for
+    compare: `error: cannot read FILE: reason`, exit status 1, nothing written."""
+    from test_imageio import heif_family_file, png
+
+    cases = {
+        "damaged avif": ("encode", heif_family_file(tmp_path, photo, "AVIF", "flip")),
+        "damaged heic": ("encode", heif_family_file(tmp_path, photo, "HEIF", "cut")),
+        "too wide": ("encode", png(tmp_path / "wide.png", 1_048_561, 1)),
+        "too large for compare": ("compare", png(tmp_path / "large.png", 4001, 4000)),
+    }
+    before = set(tmp_path.rglob("*"))
+    for label, (command, path) in cases.items():
+        output = [tmp_path / "out.cyc"] if command == "encode" else []
+        out = run_cli(command, path, *output, "--code-size", ckpt.name)
+        err = out.stderr.strip()
+        assert out.returncode == 1 and "Traceback" not in out.stderr, (label, out.stderr)
+        assert len(err.splitlines()) == 1 and err.startswith(f"error: cannot read {path}: "), (label, err)
+    assert set(tmp_path.rglob("*")) == before
+    assert "over the limit of 16,000,000 for compare (encode takes up to 100,000,000)" in err
+
+
+def test_compare_reports_sizes_a_codec_refuses_in_the_table(tmp_path, ckpt, noise_image):
+    """x265 cannot encode a 5000x1 picture: the HEIF row says so in its note; JPEG of a 2x5000
+    picture is matched with nothing printed by libjpeg."""
+    Image.fromarray(noise_image(1, 5000)).save(tmp_path / "row.png")
+    out = run_cli("compare", tmp_path / "row.png", "--code-size", ckpt.name, "--codecs", "heif,jpeg")
+    assert out.returncode == 0 and out.stderr == "", out.stderr
+    rows = {line.split()[0]: line for line in out.stdout.splitlines()[1:]}
+    assert rows["heif"].split()[1:9] == ["n/a"] * 8 and "cannot encode a 5000x1 image" in rows["heif"]
+    assert "n/a" not in rows["jpeg"].split()[2:5]
+    Image.fromarray(noise_image(5000, 2)).save(tmp_path / "column.png")
+    out = run_cli("compare", tmp_path / "column.png", "--code-size", ckpt.name, "--codecs", "jpeg")
+    assert out.returncode == 0 and out.stderr == "", out.stderr
+
+
+def test_notes_and_silence_on_stderr(tmp_path, ckpt):
+    """An animated GIF: its first frame is encoded and one `note:` line says so. A float TIFF with
+    NaN and infinities: encoded with nothing on stderr (no numpy warning)."""
+    frames = [Image.new("RGB", (24, 16), c) for c in ((255, 0, 0), (0, 0, 255))]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    out = run_cli("encode", tmp_path / "anim.gif", tmp_path / "anim.cyc", "--code-size", ckpt.name)
+    assert out.returncode == 0 and out.stderr.splitlines() == [
+        f"note: {tmp_path / 'anim.gif'}: the file is animated or has several pages; only its first frame is used"]
+    values = np.linspace(0, 1, 24 * 16, dtype=np.float32).reshape(16, 24)
+    values[0, :3] = np.nan, np.inf, -np.inf
+    Image.fromarray(values, "F").save(tmp_path / "float.tif")
+    out = run_cli("encode", tmp_path / "float.tif", tmp_path / "float.cyc", "--code-size", ckpt.name)
+    assert out.returncode == 0 and out.stderr == "", out.stderr

@@ -109,3 +109,56 @@ def test_a_new_codec_is_one_entry(ckpt, photo, monkeypatch):
     results = compare(np.ascontiguousarray(photo[:64, :64]), CycleCodec(ckpt), ["png8"])
     assert [r.codec for r in results] == [registry.LEARNED, "png8"]
     assert results[1].setting.startswith("bits ")
+
+
+def test_a_size_a_codec_refuses_is_a_note_not_an_error(ckpt, noise_image):
+    """x265 refuses a 5000x16 picture: HEIF gets a row without a file, the reason in its note, in
+    matching, measuring, compare and the RD sweeps; the other codecs are measured as usual."""
+    from cycleapp.codecs import CodecError
+    from cycleapp.compare import format_table
+    from cycleapp.matching import match_size
+
+    rgb = noise_image(16, 5000)
+    heif = registry.get("heif")
+    with pytest.raises(CodecError, match="cannot encode a 5000x16 image .*x265"):
+        heif.encode(rgb, 50)
+    m = match_size(heif, rgb, 5000)
+    assert m.data == b"" and "x265" in m.note
+    failed = measure(heif, rgb)
+    assert not failed.ok and "x265" in failed.note
+    assert {k: v for k, v in failed.row().items() if v is not None} == {
+        "codec": "heif", "note": failed.note}
+    results = compare(rgb, CycleCodec(ckpt), ["heif", "jpeg"])
+    assert [r.ok for r in results] == [True, False, True]
+    heif_line = format_table([r.row() for r in results]).splitlines()[2]
+    assert heif_line.split()[:9] == ["heif"] + ["n/a"] * 8 and "x265" in heif_line
+    assert sweeps.curve("heif", rgb) == []
+    assert len(sweeps.curve("jpeg", rgb, (10, 50))) == 2
+
+
+@pytest.mark.parametrize("name,width,side", [("jpeg", 65_501, "65,500"), ("webp", 16_384, "16,383"),
+                                             ("avif", 32_769, "32,768")])
+def test_sides_a_library_cannot_write_or_read_back_are_refused_up_front(name, width, side):
+    """libjpeg would print 'Maximum supported image dimension' to stderr, libavif writes a file its
+    decoder refuses: these are checked before encoding."""
+    from cycleapp.codecs import CodecError
+
+    with pytest.raises(CodecError, match=f"cannot encode a {width}x1 image .width and height at most {side}"):
+        registry.get(name).encode(np.zeros((1, width, 3), np.uint8), 50)
+
+
+def test_jpeg_of_a_narrow_image_at_any_quality(noise_image, capfd):
+    """libjpeg writes an optimised file in one piece: a 2-pixel-wide image padded to 16-pixel
+    blocks needs a larger buffer than Pillow gives (libjpeg printed 'Suspension not allowed here')."""
+    for rgb in (noise_image(5000, 2), noise_image(2, 5000)):
+        data = registry.get("jpeg").encode(rgb, 100)
+        assert registry.get("jpeg").decode(data).shape == rgb.shape
+    assert capfd.readouterr().err == ""
+
+
+def test_compare_refuses_an_image_over_its_limit(ckpt):
+    from cycleapp import compare as comparing
+
+    with pytest.raises(ValueError, match="over the limit of 16,000,000 for compare .encode takes up to 100,000,000"):
+        compare(np.zeros((4001, 4000, 3), np.uint8), CycleCodec(ckpt), ["jpeg"])
+    assert comparing.MAX_PIXELS == 16_000_000
