@@ -64,10 +64,10 @@ def run_compare(image_file, code_size, codecs, target_kb=None, request: gr.Reque
         rgb, note = ui.read_upload(image_file)
         size = ui.resolve_size(code_size, target_kb)
         codecs = [c for c in (codecs or []) if c]
-        with RUNS.run(run_bytes(rgb, len(codecs)), request.session_hash if request else None) as out_dir:
+        with RUNS.run(outputs.run_bytes(rgb, len(codecs)), request.session_hash if request else None) as out_dir:
             results = compare(rgb, size.reference, codecs)
             rows = [r.row() for r in results]
-            files = write_run(out_dir, ui.safe_stem(image_file), rgb, results, rows)
+            files = outputs.write_run(out_dir, ui.safe_stem(image_file), rgb, results, rows, LABELS)
     except Exception as e:
         fail(request, explain(e, image_file, "comparison"))
     cyc_path, recon_paths, view = files
@@ -87,35 +87,6 @@ def explain(e: Exception, image_file, what: str) -> str:
         return ui.clean_message(e, image_file).capitalize() + "."
     log.exception("%s failed", what)  # a bug: the log has the traceback, the user a message
     return f"The {what} failed: " + ui.clean_message(f"{type(e).__name__}: {e}", image_file)
-
-
-def run_bytes(rgb, codecs: int) -> int:
-    """At most what write_run writes: the original and each reconstruction as RGB PNG files, an
-    error map per result (1 byte a pixel), the .cyc file (under 3 bytes a pixel); zlib adds well
-    under 1 % to data it cannot compress."""
-    pixels, results = rgb.shape[0] * rgb.shape[1], 1 + codecs
-    return int(1.01 * pixels * (3 * (1 + results) + results + 3)) + 65_536
-
-
-def write_run(out_dir: Path, stem: str, rgb, results, rows) -> tuple[str, list[str], str]:
-    """The run's files in out_dir: the .cyc file, the reconstructions (PNG), and the inspector's
-    markup, which loads the original, the reconstructions and the error maps from there."""
-    cyc_path = out_dir / f"{stem}.{results[0].entry.variant}.cyc"
-    cyc_path.write_bytes(results[0].data)
-    original_path = ui.save_png(rgb, out_dir / f"{stem}.original.png")
-    recon_paths = [ui.save_png(r.reconstruction, out_dir / f"{stem}.{r.codec}.png") for r in results]
-    sources = [inspector.Source("original", "original", f"Original ({rgb.shape[1]}x{rgb.shape[0]})",
-                                "gradio_api/file=" + original_path, "image")]
-    errors = []
-    for r, row, path in zip(results, rows, recon_paths):
-        label, quality = LABELS[r.codec], ui.cell_text("psnr", row["psnr"], 2)
-        sources.append(inspector.Source(r.codec, label, f"{label}: {row['bytes']:,} bytes, {quality} dB",
-                                        "gradio_api/file=" + path, "image"))
-        err = inspector.save_error_map(rgb, r.reconstruction, out_dir / f"{stem}.{r.codec}.error.png")
-        errors.append(inspector.Source(f"err-{r.codec}", f"error: {label}", f"Error map: {label}",
-                                       "gradio_api/file=" + err, "error"))
-    view = inspector.inspector_html(sources + errors, rgb.shape[1], rgb.shape[0], ui.detail_centre(rgb))
-    return str(cyc_path), recon_paths, view
 
 
 def run_rd_plot(image_file, code_size, codecs, table):

@@ -1,4 +1,4 @@
-"""The app's output folders: one per run, bounded in age and in total size.
+"""The app's output: a folder per run (and what a run writes there), bounded in age and in total size.
 
 Each /compare run writes its files (the .cyc file, the PNG files that the page and the API serve)
 into a folder of its own. Left alone they would fill the disk: a 768x512 photo with JPEG and JPEG
@@ -27,6 +27,8 @@ from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+from . import inspector, ui
 
 PREFIX = "run-"
 
@@ -120,3 +122,34 @@ class RunFolders:
             shutil.rmtree(self.root / name, ignore_errors=True)
         for session in [s for s, name in self._shown.items() if not (self.root / name).exists()]:
             del self._shown[session]
+
+
+def run_bytes(rgb, codecs: int) -> int:
+    """At most what write_run writes: the original and each reconstruction as RGB PNG files, an
+    error map per result (1 byte a pixel), the .cyc file (under 3 bytes a pixel); zlib adds well
+    under 1 % to data it cannot compress."""
+    pixels, results = rgb.shape[0] * rgb.shape[1], 1 + codecs
+    return int(1.01 * pixels * (3 * (1 + results) + results + 3)) + 65_536
+
+
+def write_run(out_dir: Path, stem: str, rgb, results, rows, labels: dict[str, str]) -> tuple[str, list[str], str]:
+    """The run's files in out_dir: the .cyc file, the reconstructions (PNG), and the inspector's
+    markup, which loads the original, the reconstructions and the error maps from there. A codec
+    that could not encode this image (a result that is not ok: its row says why) has no files."""
+    cyc_path = out_dir / f"{stem}.{results[0].entry.variant}.cyc"
+    cyc_path.write_bytes(results[0].data)
+    original_path = ui.save_png(rgb, out_dir / f"{stem}.original.png")
+    done = [(r, row) for r, row in zip(results, rows) if r.ok]
+    recon_paths = [ui.save_png(r.reconstruction, out_dir / f"{stem}.{r.codec}.png") for r, _ in done]
+    sources = [inspector.Source("original", "original", f"Original ({rgb.shape[1]}x{rgb.shape[0]})",
+                                "gradio_api/file=" + original_path, "image")]
+    errors = []
+    for (r, row), path in zip(done, recon_paths):
+        label, quality = labels[r.codec], ui.cell_text("psnr", row["psnr"], 2)
+        sources.append(inspector.Source(r.codec, label, f"{label}: {row['bytes']:,} bytes, {quality} dB",
+                                        "gradio_api/file=" + path, "image"))
+        err = inspector.save_error_map(rgb, r.reconstruction, out_dir / f"{stem}.{r.codec}.error.png")
+        errors.append(inspector.Source(f"err-{r.codec}", f"error: {label}", f"Error map: {label}",
+                                       "gradio_api/file=" + err, "error"))
+    view = inspector.inspector_html(sources + errors, rgb.shape[1], rgb.shape[0], ui.detail_centre(rgb))
+    return str(cyc_path), recon_paths, view

@@ -308,20 +308,6 @@ def safe_stem(path: str | os.PathLike) -> str:
     return stem or "image"
 
 
-def prune_old(root: Path, max_age_s: float = 3600) -> None:
-    """Remove runs older than max_age_s under root (the app's output folders), quietly."""
-    import shutil
-    import time
-
-    now = time.time()
-    for d in root.glob("run-*"):
-        try:
-            if now - d.stat().st_mtime > max_age_s:
-                shutil.rmtree(d, ignore_errors=True)
-        except OSError:
-            pass
-
-
 DETAIL_SIDE = 128  # side of the square searched for the most detailed region, in image pixels
 
 

@@ -63,6 +63,20 @@ def test_compare_api_matched_sizes_and_pixel_exact(client, middle_size, tmp_path
         assert path.endswith(f"{r['codec']}.png")
 
 
+def test_a_codec_that_cannot_encode_the_size_is_a_row_not_a_failure(client, tmp_path):
+    """x265 refuses 5000x16: the comparison still answers, HEIF's row says why, and only the
+    codecs that made a file have a reconstruction and an inspector view."""
+    path = tmp_path / "strip.png"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (16, 5000, 3), dtype=np.uint8)).save(path)
+    status, table, cyc_path, recon_paths, _, view = call(client, path, "tiny", ["jpeg", "heif"])[:6]
+    rows = {r[0]: dict(zip(table["headers"], r)) for r in table["data"]}
+    assert rows["heif"]["bytes"] == "n/a" and rows["heif"]["note"], rows["heif"]
+    assert rows["jpeg"]["bytes"] > 0
+    assert [Path(p).name.split(".")[-2] for p in recon_paths] == ["cycle", "jpeg"]
+    assert "heif.png" not in html.unescape(view) and "jpeg.png" in html.unescape(view)
+
+
 def test_compare_api_rejects_bad_input(client, ckpt, tmp_path):
     from gradio_client.exceptions import AppError
 
@@ -257,7 +271,7 @@ def test_compare_output_stays_under_its_cap(tmp_path, monkeypatch, photo):
     import gradio as gr
 
     import app
-    from cycleapp.outputs import RunFolders, folder_bytes
+    from cycleapp.outputs import RunFolders, folder_bytes, run_bytes
 
     assert app.build().delete_cache == (600, app.RESULT_AGE)  # Gradio's cache: uploads, served files
     rng = np.random.default_rng(0)
@@ -267,7 +281,7 @@ def test_compare_output_stays_under_its_cap(tmp_path, monkeypatch, photo):
         Image.fromarray(photo[:96, i * 96:i * 96 + 128] if i < 2 else
                         rng.integers(0, 256, (96, 128, 3), dtype=np.uint8)).save(path)
         images.append(path)
-    one_run = app.run_bytes(np.zeros((96, 128, 3)), 2)
+    one_run = run_bytes(np.zeros((96, 128, 3)), 2)
     root = tmp_path / "out"
     cap = one_run + 100_000  # the estimate is an upper bound: each run writes a third of it or less
     monkeypatch.setattr(app, "RUNS", RunFolders(root, cap=cap, min_age=0))
