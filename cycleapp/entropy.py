@@ -381,7 +381,7 @@ class CodingTables:
             # the group's own sum is read at anchors only, where the decoder has it after its first pass
             own = np.abs(symbols).sum(0, dtype=np.int32)
             for where, chunks in reversed(passes):
-                ctx = context_from_sums(torch.from_numpy(lower)[None], torch.from_numpy(own)[None])[0].numpy()[where]
+                ctx = _contexts(lower, own, where)
                 for lo, hi in reversed(chunks):
                     values = symbols[lo - start:hi - start, where].ravel().astype(np.int32) + AC_CLAMP
                     for k, positions in reversed(list(self._batches(ctx, lo, hi))):
@@ -417,7 +417,7 @@ class CodingTables:
         for start, end, passes in self._order(c_total, h, w):
             own = np.zeros_like(lower)
             for where, chunks in passes:
-                ctx = context_from_sums(torch.from_numpy(lower)[None], torch.from_numpy(own)[None])[0].numpy()[where]
+                ctx = _contexts(lower, own, where)
                 for lo, hi in chunks:  # this pass's contexts are now known
                     values = np.empty((hi - lo) * len(ctx), np.int16)
                     for k, positions in self._batches(ctx, lo, hi):
@@ -446,6 +446,11 @@ class CodingTables:
                 raise ValueError("decoded code outside the range any encoder writes")
             symbols[c] = plane
         return symbols
+
+
+def _contexts(lower: np.ndarray, own: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """`context_from_sums` for numpy (H, W) sums, at the positions `where`."""
+    return context_from_sums(torch.from_numpy(lower)[None], torch.from_numpy(own)[None])[0].numpy()[where]
 
 
 def _words(seal: int) -> np.ndarray:

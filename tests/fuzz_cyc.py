@@ -59,9 +59,8 @@ def with_payload(data: bytes, payload: bytes) -> bytes:
 
 
 def mutant(data: bytes, rng: np.random.Generator) -> tuple[str, bytes]:
-    """One malformed variant of a real file: (kind, bytes); it differs from the file (or, for a
-    "size" edit, may not). Kinds "dry" and "leftover" are payloads that certainly run out before
-    the last symbol or leave words after it."""
+    """One malformed variant of a real file: (kind, bytes), never the file itself. Kinds "dry" and
+    "leftover" are payloads that certainly run out before the last symbol or leave words after it."""
     payload = data[HEADER:-4]
     words = len(payload) // 4
     r = lambda n: rng.bytes(int(n))  # noqa: E731
@@ -84,6 +83,8 @@ def mutant(data: bytes, rng: np.random.Generator) -> tuple[str, bytes]:
                          for _ in range(2))
         if width * height > 100_000_000:
             height = max(1, 100_000_000 // width)
+        if (width, height) == (cyc.width, cyc.height):
+            width += 1 if width < MAX_SIDE else -1
         cyc.width, cyc.height = width, height
         cyc.code_shape = code_shape(cyc.code_shape[0], width, height)
         return kind, cyc.to_bytes()
@@ -164,7 +165,8 @@ def run(cases: int, seed: int = 0) -> dict:
 
 
 def summary(result: dict, cases: int, seconds: float) -> str:
-    decoded = collections.Counter({kind: n for (kind, outcome), n in result["outcomes"].items() if outcome == "decoded"})
+    decoded = collections.Counter({kind: n for (kind, outcome), n in result["outcomes"].items()
+                                   if outcome == "decoded"})
     which = ", ".join(f"{kind} {n}" for kind, n in decoded.most_common())
     return (f"{cases} malformed .cyc files: {cases - sum(decoded.values())} refused with a clear error, "
             f"{sum(decoded.values())} decoded to their stated size{f' ({which})' if which else ''}, "

@@ -74,8 +74,9 @@ def test_inconsistent_predictors_are_refused():
 
 
 def small_tables(channels=20):
+    """Coding tables of a fresh entropy model: every predictor in turn, random Laplace scales."""
     density = EntropyModel(channels)
-    density.predictor.copy_(torch.tensor([PLANAR] + [0, 1, 2, PLANAR] * ((channels - 1) // 4) + [0] * ((channels - 1) % 4)))
+    density.predictor.copy_(torch.tensor([PLANAR] + [k % len(PREDICTORS) for k in range(channels - 1)]))
     with torch.no_grad():
         density.log_scale.copy_(torch.randn(density.log_scale.shape, generator=torch.Generator().manual_seed(0)))
     return CodingTables(*density.tables())
