@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from . import checkpoint as ckpts
-from .bitstream import BitstreamError, CycFile
+from .bitstream import BitstreamError, CycFile, code_shape, size_problem
 from .checkpoint import Checkpoint
 from .entropy import GRID_RATIO
 from .model import FACTOR
@@ -19,13 +19,43 @@ def to_tensor(rgb: np.ndarray) -> torch.Tensor:
 
 def to_pixels(x: torch.Tensor) -> np.ndarray:
     """(1, 3, H, W) float -> (H, W, 3) uint8, rounded and clipped."""
-    return (x[0].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    return x[0].clamp(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).numpy()
 
 
 def _pad(x: torch.Tensor) -> torch.Tensor:
     """Replicate-pad to a multiple of 16 on the bottom/right (works down to 1x1)."""
     h, w = x.shape[-2:]
     return F.pad(x, (0, -w % FACTOR, 0, -h % FACTOR), mode="replicate")
+
+
+# The transform runs on tiles, each with the model's halo of context around it, so that memory
+# does not grow with the image beyond the code and the pixels themselves: a code up to WHOLE
+# positions a side (2048 x 2048 pixels, most photographs) is one tile, a larger one is cut into
+# tiles of TILE positions (1024 pixels; a tile's temporaries: about 200 MB). Never according to the
+# memory at hand: a convolution's float results can depend in their last bits on the size of its
+# input, so the tiling must depend on the image size alone for the output to be the same anywhere.
+WHOLE, TILE = 128, 64
+
+
+def tile_size(height: int, width: int) -> int:
+    """The side of the tiles of a (height, width) code, in code positions."""
+    return max(height, width) if max(height, width) <= WHOLE else TILE
+
+
+def tiles(height: int, width: int, tile: int):
+    """Code rows [top, bottom) and columns [left, right) of each tile of a (height, width) code."""
+    for top in range(0, height, tile):
+        for left in range(0, width, tile):
+            yield top, min(top + tile, height), left, min(left + tile, width)
+
+
+def _padded_window(rgb: np.ndarray, top: int, bottom: int, left: int, right: int) -> torch.Tensor:
+    """Pixel rows [top, bottom) and columns [left, right) of the image replicate-padded on the
+    bottom and the right (to whole 16x16 blocks), as a float tensor (1, 3, h, w)."""
+    h, w = rgb.shape[:2]
+    rows = np.minimum(np.arange(top, bottom), h - 1) if bottom > h else slice(top, bottom)
+    cols = np.minimum(np.arange(left, right), w - 1) if right > w else slice(left, right)
+    return to_tensor(rgb[rows][:, cols])
 
 
 # Weight of the squared code error against bits in the encoder's rounding decisions, relative to
@@ -58,26 +88,56 @@ def check_step_shift(step_shift: int) -> None:
 
 @torch.no_grad()
 def quantized_code(ckpt: Checkpoint, rgb: np.ndarray, rdoq_weight: float = RDOQ_WEIGHT,
-                   step_shift: int = 0) -> torch.Tensor:
-    """The integer code the file stores: rate-distortion optimised rounding, within the tables' range.
+                   step_shift: int = 0, tile: int | None = None) -> torch.Tensor:
+    """The integer code the file stores, int16 (1, C, H/16, W/16): rate-distortion optimised
+    rounding, within the tables' range; computed tile by tile (tiles of `tile_size` unless given).
 
     A code error e in channel c costs about steps[c]^2 * e^2 / 3 of MSE per pixel (the decoder is
-    close to orthonormal), and the training loss weighs MSE by lambda * 255^2 against bits.
+    close to orthonormal), and the training loss weighs MSE by lambda * 255^2 against bits. The
+    rounding of a value reads its neighbours up to 2 positions away (contexts of prediction
+    residuals), so each tile is rounded with that much more of the code around it, and the code
+    there with the model's halo of pixels around it.
     """
     model = ckpt.model
     scales = step_scales(ckpt, step_shift)
-    y = model.encode(_pad(to_tensor(rgb)), 0) / scales.float().view(1, -1, 1, 1)
     steps = model.log_steps[0].exp().double() * scales
     weight = rdoq_weight * model.config.sizes[0].lmbda * 255 ** 2 / 3 * steps ** 2
-    return ckpt.tables.shifted(table_shift(step_shift)).quantize(y, weight)
+    tables = ckpt.tables.shifted(table_shift(step_shift))
+    shape = code_shape(ckpt.channels, rgb.shape[1], rgb.shape[0])
+    code = torch.empty((1, *shape), dtype=torch.int16)
+    rounding, halo = 2, model.halo() + 2
+    for top, bottom, left, right in tiles(*shape[1:], tile or tile_size(*shape[1:])):
+        (t, b), (l, r) = _around(top, bottom, shape[1], halo), _around(left, right, shape[2], halo)
+        x = _padded_window(rgb, FACTOR * t, FACTOR * b, FACTOR * l, FACTOR * r)
+        y = model.encode(x, 0) / scales.float().view(1, -1, 1, 1)
+        (qt, qb), (ql, qr) = _around(top, bottom, shape[1], rounding), _around(left, right, shape[2], rounding)
+        q = tables.quantize(y[..., qt - t:qb - t, ql - l:qr - l], weight)
+        code[..., top:bottom, left:right] = q[..., top - qt:bottom - qt, left - ql:right - ql].to(torch.int16)
+    return code
+
+
+def _around(start: int, end: int, size: int, margin: int) -> tuple[int, int]:
+    """[start, end) widened by a margin on both sides, within [0, size)."""
+    return max(0, start - margin), min(size, end + margin)
 
 
 @torch.no_grad()
 def reconstruct_from_code(ckpt: Checkpoint, code: torch.Tensor, height: int, width: int,
-                          step_shift: int = 0) -> np.ndarray:
+                          step_shift: int = 0, tile: int | None = None) -> np.ndarray:
+    """The (height, width, 3) uint8 pixels of an integer code (1, C, H/16, W/16), tile by tile
+    (tiles of `tile_size` unless given), each decoded with the model's halo of code around it."""
     scales = step_scales(ckpt, step_shift).float().view(1, -1, 1, 1)
-    x_hat = ckpt.model.decode(code.float() * scales, 0)
-    return to_pixels(x_hat[..., :height, :width])
+    out = np.empty((height, width, 3), np.uint8)
+    h, w = code.shape[-2:]
+    halo = ckpt.model.halo()
+    for top, bottom, left, right in tiles(h, w, tile or tile_size(h, w)):
+        (t, b), (l, r) = _around(top, bottom, h, halo), _around(left, right, w, halo)
+        x_hat = ckpt.model.decode(code[..., t:b, l:r].float() * scales, 0)
+        rows = slice(FACTOR * top, min(FACTOR * bottom, height))
+        cols = slice(FACTOR * left, min(FACTOR * right, width))
+        out[rows, cols] = to_pixels(x_hat[..., rows.start - FACTOR * t:rows.stop - FACTOR * t,
+                                          cols.start - FACTOR * l:cols.stop - FACTOR * l])
+    return out
 
 
 def reconstruct(ckpt: Checkpoint, rgb: np.ndarray, rdoq_weight: float = RDOQ_WEIGHT,
@@ -94,25 +154,31 @@ def encode(ckpt: Checkpoint, rgb: np.ndarray, rdoq_weight: float = RDOQ_WEIGHT, 
     steps GRID_RATIO ** (step_shift / 8) times the checkpoint's (positive: a smaller file)."""
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8 or min(rgb.shape[:2]) < 1:
         raise ValueError("expected an RGB image of shape (H, W, 3), uint8, at least 1x1")
+    if problem := size_problem(rgb.shape[1], rgb.shape[0]):
+        raise ValueError(f"cannot encode this image: {problem}")
     check_step_shift(step_shift)
-    code = quantized_code(ckpt, rgb, rdoq_weight, step_shift)[0].to(torch.int64).numpy()
-    payload = ckpt.tables.shifted(table_shift(step_shift)).encode(code)
-    return CycFile(ckpt.id, rgb.shape[1], rgb.shape[0], code.shape, payload, int(step_shift)).to_bytes()
+    code = quantized_code(ckpt, rgb, rdoq_weight, step_shift)[0].numpy()
+    cyc = CycFile(ckpt.id, rgb.shape[1], rgb.shape[0], code.shape, b"", int(step_shift))
+    cyc.payload = ckpt.tables.shifted(table_shift(step_shift)).encode(code, cyc.seal)
+    return cyc.to_bytes()
 
 
 def decode(data: bytes, ckpt: Checkpoint | None = None) -> np.ndarray:
-    """Decompress .cyc bytes to (H, W, 3) uint8 pixels; finds the checkpoint by its id if not given."""
+    """Decompress .cyc bytes to (H, W, 3) uint8 pixels; finds the checkpoint by its id if not given.
+
+    Whatever the file says, memory stays bounded: the container caps the image size, the payload's
+    size must fit the code's (checked before decoding) and the transform runs in tiles."""
     cyc = CycFile.from_bytes(data)
     if ckpt is None:
         ckpt = ckpts.by_id(cyc.checkpoint_id)
     elif ckpt.id != cyc.checkpoint_id:
         raise ValueError(f"this file was made by checkpoint {cyc.checkpoint_id.hex()}, "
                          f"not by '{ckpt.name}' ({ckpt.id.hex()})")
-    expected = (ckpt.channels, -(-cyc.height // FACTOR), -(-cyc.width // FACTOR))
+    expected = code_shape(ckpt.channels, cyc.width, cyc.height)
     if cyc.code_shape != expected:
         raise BitstreamError(f"corrupted .cyc file (code shape {cyc.code_shape}, expected {expected})")
     try:
-        code = ckpt.tables.shifted(table_shift(cyc.step_shift)).decode(cyc.payload, cyc.code_shape)
-    except Exception as e:  # constriction reports malformed streams in several ways
+        code = ckpt.tables.shifted(table_shift(cyc.step_shift)).decode(cyc.payload, cyc.code_shape, cyc.seal)
+    except ValueError as e:
         raise BitstreamError(f"corrupted .cyc payload ({e})") from None
     return reconstruct_from_code(ckpt, torch.from_numpy(code)[None], cyc.height, cyc.width, cyc.step_shift)

@@ -22,6 +22,12 @@ For coding, the learned scales are snapped to a fixed grid of SCALES log-spaced 
 (channel, context) stores the index of its table. The tables are computed once, at checkpoint
 export, and stored with the weights; the encoder and the decoder hand exactly those numbers to
 `constriction`, so encode and decode never recompute them differently.
+
+The stream is one constriction ANS stack started from a "seal" (a state in [2^32, 2^33) that the
+container derives from its header) instead of an empty coder: the decoder must consume the payload
+exactly, ending in that very state, so a payload that runs dry, one with data left over, or one
+under a header it was not written for is refused rather than decoded to some image. Memory stays
+bounded: the coder keeps int16 symbols and per-group magnitude sums, not every channel's contexts.
 """
 from __future__ import annotations
 
@@ -44,6 +50,9 @@ AC_CLAMP = 512  # every other channel is clipped to [-AC_CLAMP, AC_CLAMP]
 SCALES = 64  # Laplace scales of the coding tables, log-spaced in [SCALE_MIN, SCALE_MAX]
 SCALE_MIN, SCALE_MAX = 0.05, 128.0
 GRID_RATIO = (SCALE_MAX / SCALE_MIN) ** (1 / (SCALES - 1))  # from one table's scale to the next
+PRECISION = 24  # constriction's Categorical models: probabilities in units of 2^-24
+DEFAULT_SEAL = 1 << 32  # the coder's initial state when the caller has no header to bind it to
+CHUNK = 16  # channels whose symbols the coder sorts by table together
 
 
 def bucket(x: torch.Tensor, buckets: int) -> torch.Tensor:
@@ -125,12 +134,19 @@ def group_context(mag: torch.Tensor, start: int, end: int) -> torch.Tensor:
     It reads the channels below the group (in a 3x3 neighbourhood) and, at a non-anchor position,
     the group itself at the four anchor neighbours: exactly what the decoder holds by then.
     """
-    h, w = mag.shape[-2:]
-    lower = F.pad(mag[:, :start].sum(1), (1, 1, 1, 1))
+    return context_from_sums(mag[:, :start].sum(1), mag[:, start:end].sum(1))
+
+
+def context_from_sums(lower: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
+    """`group_context` from the magnitudes summed over the channels below the group (lower) and over
+    the group itself (own, read at anchor positions only), integer (B, H, W) each: what the coder
+    keeps instead of every channel's magnitudes."""
+    h, w = lower.shape[-2:]
+    lower = F.pad(lower, (1, 1, 1, 1))
     activity = bucket(sum(lower[:, i:i + h, j:j + w] for i in range(3) for j in range(3)), ACTIVITY_BUCKETS)
-    own = F.pad(mag[:, start:end].sum(1), (1, 1, 1, 1))
+    own = F.pad(own, (1, 1, 1, 1))
     cross = own[:, :-2, 1:-1] + own[:, 2:, 1:-1] + own[:, 1:-1, :-2] + own[:, 1:-1, 2:]
-    neighbours = torch.where(anchors(h, w, mag.device), 0, 1 + bucket(cross, NEIGHBOUR_STATES - 1))
+    neighbours = torch.where(anchors(h, w, lower.device), 0, 1 + bucket(cross, NEIGHBOUR_STATES - 1))
     return activity * NEIGHBOUR_STATES + neighbours
 
 
@@ -245,6 +261,7 @@ class CodingTables:
     def __init__(self, dc: torch.Tensor, laplace: torch.Tensor, index: torch.Tensor, predictor: torch.Tensor):
         if dc.shape != (8 * DC_CLAMP + 1,) or laplace.shape != (SCALES, 2 * AC_CLAMP + 1) \
                 or index.ndim != 2 or index.shape[1] != CONTEXTS or predictor.shape != (index.shape[0] + 1,) \
+                or not ((index >= 0) & (index < SCALES)).all() \
                 or not ((predictor >= 0) & (predictor < len(PREDICTORS))).all() or predictor[0] != PLANAR:
             raise ValueError("coding tables are inconsistent")
         self.index = index.numpy().astype(np.int64)  # (channels - 1, CONTEXTS)
@@ -253,6 +270,8 @@ class CodingTables:
         self.dc_probabilities = dc.numpy().astype(np.float64)
         self.laplace_probabilities = laplace.numpy().astype(np.float64)
         self.laplace_bits = -torch.from_numpy(self.laplace_probabilities).clamp_min(1e-300).log2()
+        self.dc_least_bits = -math.log2(self.dc_probabilities.max())  # of its most probable symbol
+        self.laplace_least_bits = self.laplace_bits.min(1).values.numpy()  # (SCALES,)
         self.dc_model = constriction.stream.model.Categorical(self.dc_probabilities, perfect=False)
         self.models = [constriction.stream.model.Categorical(p, perfect=False) for p in self.laplace_probabilities]
 
@@ -300,57 +319,147 @@ class CodingTables:
         q[:, 1:] = torch.where((gain < 0) & free, toward_zero, near)
         return q
 
-    def _passes(self, c_total: int, h: int, w: int):
-        """The decoding order after the DC: each group's anchors, then its other positions."""
+    def payload_bits(self, shape: tuple[int, int, int]) -> tuple[float, int]:
+        """Bounds on the payload bits of any code of this shape (C, H, W), from the tables alone.
+
+        At least: every symbol costs at least -log2 of the highest probability in any table it may
+        be coded with (its channel's narrowest table over all contexts); half of that sum, a wide
+        margin for constriction's rounding of the probabilities. At most: PRECISION bits a symbol
+        (no probability is below 2^-PRECISION), plus one, plus the sealed coder's two words."""
+        c, h, w = shape
+        per_position = self.dc_least_bits + self.laplace_least_bits[self.index].min(1).sum()
+        return 0.5 * h * w * per_position, (PRECISION + 1) * c * h * w + 64
+
+    def _symbols(self, code: np.ndarray, start: int, end: int) -> np.ndarray:
+        """The symbols of channels [start, end) of an integer code (C, H, W), as int16, a few channels
+        at a time so that the temporaries stay small; ValueError if one is outside the tables."""
+        out = np.empty((end - start, *code.shape[1:]), np.int16)
+        for lo in range(start, end, 8):
+            hi = min(lo + 8, end)
+            part = torch.from_numpy(np.asarray(code[lo:hi], dtype=np.int32))[None]
+            symbols = residuals(part, self.predictor[lo:hi])[0].numpy()
+            radius = 4 * DC_CLAMP if lo == 0 else AC_CLAMP
+            if symbols.size and np.abs(symbols).max() > radius:
+                raise ValueError("code outside the coding tables' range (clamp it first)")
+            out[lo - start:hi - start] = symbols
+        return out
+
+    def _batches(self, ctx: np.ndarray, start: int, end: int):
+        """Split the symbols of channels [start, end) at some positions into runs that share a table:
+        (table, flat positions), tables in increasing order, positions in order within each.
+        ctx: the contexts at those positions."""
+        table = self.index[start - 1:end - 1].astype(np.int16)[:, ctx].ravel()
+        order = np.argsort(table, kind="stable")
+        counts = np.bincount(table, minlength=SCALES)
+        ends = np.cumsum(counts)
+        for k in np.flatnonzero(counts):
+            yield int(k), order[ends[k] - counts[k]:ends[k]]
+
+    def _order(self, c_total: int, h: int, w: int):
+        """The coding order after the DC, as (group [start, end), positions, chunks): each channel
+        group's anchors, then its other positions, CHUNK channels at a time (each chunk's symbols
+        in runs of one table, `_batches`: few calls to constriction, bounded temporaries)."""
         first = anchors(h, w).numpy()
         for start, end in groups(c_total):
-            for where in (first, ~first):
-                yield start, end, where
+            yield start, end, [(where, [(lo, min(lo + CHUNK, end)) for lo in range(start, end, CHUNK)])
+                               for where in (first, ~first)]
 
-    def _batches(self, ctx: np.ndarray, start: int, end: int, where: np.ndarray):
-        """Split one pass into runs of symbols that share a table: (table, flat positions).
-        ctx: the group's (H, W) context map."""
-        table = self.index[start - 1:end - 1][:, ctx[where]].ravel()
-        order = np.argsort(table, kind="stable")
-        kinds, starts = np.unique(table[order], return_index=True)
-        for k, lo, hi in zip(kinds, starts, list(starts[1:]) + [len(order)]):
-            yield int(k), order[lo:hi]
+    def encode(self, code: np.ndarray, seal: int = DEFAULT_SEAL) -> bytes:
+        """code: int array (C, H, W), already clamped -> compressed bytes.
 
-    def encode(self, code: np.ndarray) -> bytes:
-        """code: int array (C, H, W), already clamped -> compressed bytes."""
+        The coder starts from the state `seal` (see `decode`). A stack codes in the reverse of the
+        decoding order (`_order`), so the groups are visited from the last, each with the magnitudes
+        summed over the channels below it."""
         c_total, h, w = code.shape
-        symbols = self.symbols(torch.from_numpy(code)[None])
-        mag = symbols.abs()
-        symbols = symbols[0].numpy()
-        chunks = [((symbols[0] + 4 * DC_CLAMP).ravel(), self.dc_model)]
-        for start, end, where in self._passes(c_total, h, w):
-            ctx = group_context(mag, start, end)[0].numpy()
-            values = symbols[start:end, where].ravel() + AC_CLAMP
-            chunks += [(values[positions], self.models[k]) for k, positions in self._batches(ctx, start, end, where)]
-        coder = constriction.stream.stack.AnsCoder()
-        for values, model in reversed(chunks):  # a stack: encode in the exact reverse of decoding
-            coder.encode_reverse(values.astype(np.int32), model)
+        dc = self._symbols(code, 0, 1)[0]
+        below = [np.abs(dc).astype(np.int32)]  # magnitudes summed over the channels below each group
+        for start, end in groups(c_total)[:-1]:
+            below.append(below[-1] + np.abs(self._symbols(code, start, end)).sum(0, dtype=np.int32))
+        coder = constriction.stream.stack.AnsCoder(_words(seal))
+        for (start, end, passes), lower in reversed(list(zip(self._order(c_total, h, w), below))):
+            symbols = self._symbols(code, start, end)
+            # the group's own sum is read at anchors only, where the decoder has it after its first pass
+            own = np.abs(symbols).sum(0, dtype=np.int32)
+            for where, chunks in reversed(passes):
+                ctx = _contexts(lower, own, where)
+                for lo, hi in reversed(chunks):
+                    values = symbols[lo - start:hi - start, where].ravel().astype(np.int32) + AC_CLAMP
+                    for k, positions in reversed(list(self._batches(ctx, lo, hi))):
+                        coder.encode_reverse(values[positions], self.models[k])
+        coder.encode_reverse(dc.ravel().astype(np.int32) + 4 * DC_CLAMP, self.dc_model)
         return coder.get_compressed().astype("<u4").tobytes()
 
-    def decode(self, payload: bytes, shape: tuple[int, int, int]) -> np.ndarray:
-        """Inverse of encode; raises ValueError when the payload does not decode cleanly."""
+    def decode(self, payload, shape: tuple[int, int, int], seal: int | None = None) -> np.ndarray:
+        """Inverse of encode: the int16 code (C, H, W) of a payload (bytes or a buffer).
+
+        Raises ValueError unless the payload is exactly the encoding of a code within the tables'
+        range: its size within `payload_bits`, checked before anything is allocated; never running
+        dry (in a sealed stream the coder's state never drops below 2^32, and once it has, it never
+        climbs back); ending in exactly the `seal` the encoder started from, nothing left (None:
+        any seal, for a reader without the header)."""
         c_total, h, w = shape
-        if len(payload) % 4:
-            raise ValueError("payload length is not a multiple of 4")
         if c_total != self.channels:
             raise ValueError(f"code has {c_total} channels, the tables {self.channels}")
-        coder = constriction.stream.stack.AnsCoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
-        out = np.zeros((c_total, h, w), dtype=np.int64)  # the symbols, then the code
-        out[0] = (coder.decode(self.dc_model, h * w).astype(np.int64) - 4 * DC_CLAMP).reshape(h, w)
-        mag = torch.zeros((1, c_total, h, w), dtype=torch.int64)  # magnitudes of what is decoded so far
-        mag[0, 0] = torch.from_numpy(np.abs(out[0]))
-        for start, end, where in self._passes(c_total, h, w):
-            ctx = group_context(mag, start, end)[0].numpy()  # this pass's contexts are now known
-            values = np.zeros((end - start) * int(where.sum()), dtype=np.int64)
-            for k, positions in self._batches(ctx, start, end, where):
-                values[positions] = coder.decode(self.models[k], len(positions)).astype(np.int64) - AC_CLAMP
-            out[start:end, where] = values.reshape(end - start, -1)
-            mag[0, start:end, torch.from_numpy(where)] = torch.from_numpy(np.abs(out[start:end, where]))
-        if not coder.is_empty():
-            raise ValueError("payload has trailing data")
-        return from_residuals(out, self.predictor.numpy())
+        if len(payload) % 4:
+            raise ValueError("payload length is not a multiple of 4")
+        least, most = self.payload_bits(shape)
+        if not least <= 8 * len(payload) <= most:
+            raise ValueError(f"a payload of {len(payload)} bytes cannot hold a {c_total}x{h}x{w} code "
+                             f"({math.ceil(least / 8)} to {most // 8} bytes)")
+        words = np.frombuffer(payload, dtype="<u4").astype(np.uint32, copy=False)
+        if len(words) < 2 or words[-1] == 0:
+            raise ValueError("payload does not end in a coder state")
+        coder = constriction.stream.stack.AnsCoder(words)
+        symbols = np.zeros((c_total, h, w), np.int16)  # then the code, in place
+        symbols[0] = (coder.decode(self.dc_model, h * w) - 4 * DC_CLAMP).reshape(h, w)
+        _check_not_dry(coder)
+        lower = np.abs(symbols[0]).astype(np.int32)
+        for start, end, passes in self._order(c_total, h, w):
+            own = np.zeros_like(lower)
+            for where, chunks in passes:
+                ctx = _contexts(lower, own, where)
+                for lo, hi in chunks:  # this pass's contexts are now known
+                    values = np.empty((hi - lo) * len(ctx), np.int16)
+                    for k, positions in self._batches(ctx, lo, hi):
+                        decoded = coder.decode(self.models[k], len(positions))
+                        decoded -= AC_CLAMP
+                        values[positions] = decoded
+                    symbols[lo:hi, where] = values.reshape(hi - lo, -1)
+                _check_not_dry(coder)
+                own = sum(np.abs(symbols[lo:hi]).sum(0, dtype=np.int32) for lo, hi in chunks)
+            lower += own
+        if coder.num_words() != 2:
+            raise ValueError("payload has data left after the last symbol")
+        low, high = (int(word) for word in coder.get_compressed())
+        if not (low | high << 32 == seal if seal is not None else high == 1):
+            raise ValueError("payload does not end where its encoder began (data left over, or "
+                             "a header it was not written for)")
+        return self._to_code(symbols)
+
+    def _to_code(self, symbols: np.ndarray) -> np.ndarray:
+        """Undo the prediction in place, a channel at a time; ValueError for a value outside the
+        range every encoder clamps to."""
+        predictor, limits = self.predictor.numpy(), self.limits.view(-1).numpy()
+        for c in range(len(symbols)):
+            plane = from_residuals(symbols[c:c + 1].astype(np.int64), predictor[c:c + 1])[0]
+            if plane.size and np.abs(plane).max() > limits[c]:
+                raise ValueError("decoded code outside the range any encoder writes")
+            symbols[c] = plane
+        return symbols
+
+
+def _contexts(lower: np.ndarray, own: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """`context_from_sums` for numpy (H, W) sums, at the positions `where`."""
+    return context_from_sums(torch.from_numpy(lower)[None], torch.from_numpy(own)[None])[0].numpy()[where]
+
+
+def _words(seal: int) -> np.ndarray:
+    """A coder state in [2^32, 2^64) as the two words constriction reads it from (low, high)."""
+    return np.array([seal & 0xFFFFFFFF, seal >> 32], dtype=np.uint32)
+
+
+def _check_not_dry(coder) -> None:
+    """In a stream sealed with a state >= 2^32 the state stays >= 2^32 while there are symbols to
+    decode; once the data runs out it falls below and stays there (constriction keeps decoding)."""
+    if coder.num_valid_bits() < 32:
+        raise ValueError("payload ran out before the last symbol")

@@ -52,6 +52,18 @@ def initial_step(lmbda: float) -> float:
     return 0.015 / lmbda ** 0.5
 
 
+def _conv_reads(lo: int, hi: int, layer: PatchConv) -> tuple[int, int]:
+    """The input rows a PatchConv's output rows lo..hi (inclusive) read."""
+    kernel = layer.weight.shape[-1]
+    return layer.stride * lo - layer.padding, layer.stride * hi - layer.padding + kernel - 1
+
+
+def _transposed_reads(lo: int, hi: int, layer: PatchConv) -> tuple[int, int]:
+    """The input rows that write a PatchConv's transposed output rows lo..hi (inclusive)."""
+    kernel = layer.weight.shape[-1]
+    return -((kernel - 1 - layer.padding - lo) // layer.stride), (hi + layer.padding) // layer.stride
+
+
 class CycleModel(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -126,6 +138,22 @@ class CycleModel(nn.Module):
         h = self.down2.transpose(h, d("down2"))
         h = self.res1.transpose(h, d("res1_a"), d("res1_b"))
         return self.down1.transpose(h, d("down1")) + 0.5
+
+    def halo(self) -> int:
+        """Code rows (and columns) of context a tile of the code needs on each side for the transform
+        of the tile to be the whole image's transform there: the layers' receptive field, the wider
+        of the two directions, in whole code blocks (6 for the shipped lapped models)."""
+        quarter = 2 * self.res1.pad  # a ResBlock is two convolutions of radius `pad`
+        code = 2 * self.res2.pad + 2 * self.res3.pad
+        # analysis: code rows 0..0 read down2's output rows -code..code, which read ... pixels lo..hi
+        lo, hi = _conv_reads(-code, code, self.down2)
+        lo, hi = _conv_reads(lo - quarter, hi + quarter, self.down1)
+        analysis = max(-lo, hi - (FACTOR - 1))  # pixels beyond the block's own 16
+        # synthesis: pixel rows 0..15 are written by quarter rows lo..hi, which are written by ... code rows
+        lo, hi = _transposed_reads(0, FACTOR - 1, self.down1)
+        lo, hi = _transposed_reads(lo - quarter, hi + quarter, self.down2)
+        synthesis = max(-lo, hi) + code  # code blocks beyond the block
+        return max(-(-analysis // FACTOR), synthesis)
 
     # -- training --------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, size: int, cycle: bool = True) -> dict[str, torch.Tensor]:

@@ -152,3 +152,40 @@ def test_rdoq_saves_bytes_for_little_distortion(ckpt, photo):
     plain = codec.encode(ckpt, photo, rdoq_weight=float("inf"))
     assert len(rdoq) < 0.98 * len(plain)
     assert psnr(photo, codec.decode(rdoq, ckpt)) > psnr(photo, codec.decode(plain, ckpt)) - 0.4
+
+
+def test_too_large_an_image_is_refused_before_any_work(ckpt):
+    """A side over 1,048,560 pixels (the code's side is stored as u16) is a clear ValueError at once."""
+    import time
+
+    start = time.perf_counter()
+    for shape in [(1, 1_048_561, 3), (1_048_561, 1, 3)]:
+        with pytest.raises(ValueError, match="out of range"):
+            codec.encode(ckpt, np.zeros(shape, np.uint8))
+    assert time.perf_counter() - start < 0.5
+
+
+def test_older_format_versions_are_a_clear_error(ckpt, noise_image):
+    import struct
+    import zlib
+
+    data = bytearray(codec.encode(ckpt, noise_image(20, 30)))
+    data[3] = 2  # version 2 files: before the sealed coder
+    body = bytes(data[:-4])
+    with pytest.raises(BitstreamError, match="version 2 is from an older CycleCodec.*encode the image again"):
+        codec.decode(body + struct.pack("<I", zlib.crc32(body)), ckpt)
+
+
+def test_header_edits_with_a_recomputed_checksum_are_refused(ckpt, photo):
+    """The payload is bound to its header: a width or a step shift edited (the code shape still
+    consistent, the CRC recomputed) no longer decodes as a crop or with other steps."""
+    cyc = CycFile.from_bytes(codec.encode(ckpt, np.ascontiguousarray(photo[:64, :96])))
+    for field, value in [("width", 90), ("height", 50), ("step_shift", 1)]:
+        edited = CycFile.from_bytes(cyc.to_bytes())
+        setattr(edited, field, value)
+        with pytest.raises(BitstreamError, match="does not end where its encoder began"):
+            codec.decode(edited.to_bytes(), ckpt)
+    inconsistent = CycFile.from_bytes(cyc.to_bytes())
+    inconsistent.width = 200  # 13 code columns, the header says 6
+    with pytest.raises(BitstreamError, match="code shape"):
+        codec.decode(inconsistent.to_bytes(), ckpt)

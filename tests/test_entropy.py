@@ -71,3 +71,60 @@ def test_inconsistent_predictors_are_refused():
         CodingTables(dc, laplace, index, torch.tensor([0, 0, 0, 0], dtype=torch.int16))
     with pytest.raises(ValueError, match="inconsistent"):
         CodingTables(dc, laplace, index, predictor[:3])
+
+
+def small_tables(channels=20):
+    """Coding tables of a fresh entropy model: every predictor in turn, random Laplace scales."""
+    density = EntropyModel(channels)
+    density.predictor.copy_(torch.tensor([PLANAR] + [k % len(PREDICTORS) for k in range(channels - 1)]))
+    with torch.no_grad():
+        density.log_scale.copy_(torch.randn(density.log_scale.shape, generator=torch.Generator().manual_seed(0)))
+    return CodingTables(*density.tables())
+
+
+def test_a_payload_must_be_consumed_exactly():
+    """The coder is sealed: a payload whose first words (the last it reads) are missing runs dry, one
+    with words before them leaves data, one decoded under another seal (another header) ends in
+    the wrong state; each is refused as such, never decoded to some code."""
+    tables = small_tables()
+    code = tables.clamp(random_code(channels=20, h=9, w=11, spread=6))[0].numpy()
+    payload = tables.encode(code, seal=(1 << 32) + 12345)
+    assert np.array_equal(tables.decode(payload, code.shape, seal=(1 << 32) + 12345), code)
+    assert np.array_equal(tables.decode(payload, code.shape), code)  # no header: any seal
+    with pytest.raises(ValueError, match="ran out"):
+        tables.decode(payload[4:], code.shape)
+    with pytest.raises(ValueError, match="left after the last symbol"):
+        tables.decode(b"\x07\x00\x00\x00" + payload, code.shape)
+    with pytest.raises(ValueError, match="does not end where its encoder began"):
+        tables.decode(payload, code.shape, seal=(1 << 32) + 12346)
+    for shape in [(20, 9, 12), (20, 9, 10)]:  # a position more or less than was coded: garbage
+        with pytest.raises(ValueError, match="ran out|left after|does not end"):
+            tables.decode(payload, shape)
+
+
+def test_a_code_outside_the_clamp_range_is_refused():
+    """Symbols within the tables can still add up (through the predictors) to code values no encoder
+    writes: the decoder refuses them."""
+    tables = small_tables()
+    code = np.zeros((20, 3, 4), np.int64)
+    code[0, 0] = [0, 1000, 2000, 3000]  # DC residuals of 1000 each: within the tables, the code is not
+    with pytest.raises(ValueError, match="outside the range"):
+        tables.decode(tables.encode(code), code.shape)
+
+
+@pytest.mark.parametrize("shift", [-16, 0, 16])
+def test_payload_size_bounds_hold_for_extreme_codes(shift):
+    """`payload_bits` is honest for every shipped checkpoint: an all-zero code (the cheapest there is)
+    is above its lower bound and a code at the clamp limits (the dearest) below its upper bound."""
+    from cycleapp import checkpoint
+
+    for path in checkpoint.available():
+        tables = checkpoint.by_name(path.stem).tables.shifted(shift)
+        shape = (tables.channels, 6, 7)
+        least, most = tables.payload_bits(shape)
+        cheapest = tables.encode(np.zeros(shape, np.int64))
+        extreme = tables.clamp(torch.full((1, *shape), 10 ** 4))[0]
+        extreme[:, ::2] *= -1
+        dearest = tables.encode(extreme.numpy())
+        assert least <= 8 * len(cheapest) and 8 * len(dearest) <= most
+        assert 8 * len(dearest) > 0.5 * most  # and not absurdly loose

@@ -97,3 +97,38 @@ def test_contexts_are_integer_and_use_only_decoded_symbols():
         later[:, end:] = torch.randint(-50, 51, later[:, end:].shape, generator=g)
         later[:, start:end, ~first] = torch.randint(-50, 51, later[:, start:end, ~first].shape, generator=g)
         assert torch.equal(contexts(later)[:, start:end], ctx[:, start:end])
+
+
+@pytest.mark.parametrize("kernel", [4, 8])
+def test_halo_covers_the_receptive_field(kernel):
+    """Code tiles transformed with `halo()` positions of context on each side give the whole image's
+    result (to float error), in both directions; one position less does not. Random weights in every
+    layer, so that every tap of every kernel counts."""
+    from cycleapp.codec import _around, tiles
+
+    model = make(kernel=kernel)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.encoder_weights().values():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+    halo = model.halo()
+    y = torch.randn(1, 32, 11, 13, generator=g)
+    x = torch.rand(1, 3, 16 * 11, 16 * 13, generator=g)
+
+    def tiled(margin, decode):
+        """The transform of y (decode) or x (encode), tile by tile: code positions are 16 pixels."""
+        source, unit_in, unit_out = (y, 1, 16) if decode else (x, 16, 1)
+        out = torch.zeros_like(x if decode else y)
+        for top, bottom, left, right in tiles(11, 13, 4):
+            (t, b), (l, r) = _around(top, bottom, 11, margin), _around(left, right, 13, margin)
+            window = source[..., unit_in * t:unit_in * b, unit_in * l:unit_in * r]
+            part = model.decode(window, 0) if decode else model.encode(window, 0)
+            out[..., unit_out * top:unit_out * bottom, unit_out * left:unit_out * right] = part[
+                ..., unit_out * (top - t):unit_out * (bottom - t), unit_out * (left - l):unit_out * (right - l)]
+        return out
+
+    with torch.no_grad():
+        for decode, whole in ((True, model.decode(y, 0)), (False, model.encode(x, 0))):
+            scale = whole.abs().max()
+            assert (tiled(halo, decode) - whole).abs().max() < 1e-5 * scale
+            assert (tiled(halo - 1, decode) - whole).abs().max() > 1e-3 * scale

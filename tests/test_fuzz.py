@@ -1,0 +1,101 @@
+"""Hostile .cyc files and long runs: malformed files are refused (or decode to their stated size),
+absurd sizes are refused at once, and large images are coded in bounded memory."""
+import subprocess
+import sys
+import time
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+from cycleapp import checkpoint, codec
+from cycleapp.bitstream import BitstreamError, CycFile, code_shape
+from fuzz_cyc import EXPECTED, run
+
+
+def test_fuzzed_files_are_refused_or_decoded_to_their_stated_size():
+    """3000 mutants of real files (about 20 s on one core; tests/fuzz_cyc.py runs more): `run`
+    fails on any other exception, on a decode to another size, on a case slower than 5 s, and on a
+    payload that runs dry or leaves data but is not refused as such."""
+    result = run(3000, seed=1)
+    outcomes = result["outcomes"]
+    assert sum(outcomes.values()) == 3000
+    kinds = {kind for kind, _ in outcomes}
+    assert {"field", "size", "checkpoint", "truncate", "extend", "flip", "payload flip", "payload cut",
+            "payload add", "random payload", "dry", "leftover", "garbage"} <= kinds
+    for kind in EXPECTED:  # every payload that runs dry or leaves data is among the errors
+        assert outcomes[kind, "refused"] > 100 and outcomes[kind, "decoded"] == 0
+    # The seal binds the payload to the header: no header edit decodes (CRC recomputed or not).
+    for kind in ("field", "size", "checkpoint", "truncate", "extend", "flip"):
+        assert outcomes[kind, "decoded"] == 0, kind
+    assert result["peak_mb"] < 1500
+
+
+@pytest.mark.parametrize("name", ["tiny", "huge"])
+@pytest.mark.parametrize("payload", [b"", bytes(8), b"\x00\x00\x00\x00\x01\x00\x00\x00", bytes(range(256)) * 40])
+def test_a_100_megapixel_header_over_a_small_payload_is_refused_at_once(name, payload):
+    """The file of the issue (a 10000x10000 header, an empty payload, a correct CRC) and
+    its cousins with the coder's 8-byte final state alone or 10 kB of data: refused within a
+    second, before anything the size of the image is allocated."""
+    ckpt = checkpoint.by_name(name)
+    data = CycFile(ckpt.id, 10_000, 10_000, code_shape(ckpt.channels, 10_000, 10_000), payload).to_bytes()
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        with pytest.raises(BitstreamError, match="payload"):
+            codec.decode(data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert time.perf_counter() - start < 1.0
+    assert peak < 10_000_000
+
+
+def test_a_4096x4096_image_codes_in_bounded_memory():
+    """Encode and decode 16.8 megapixels in a fresh process: its peak resident memory (interpreter,
+    PyTorch and the checkpoint included) stays under 1.5 GB, the result as `reconstruct` gives it."""
+    script = """
+import resource, sys
+import numpy as np, torch
+sys.path.insert(0, sys.argv[1])
+from cycleapp import checkpoint, codec
+torch.set_num_threads(1)
+ckpt = checkpoint.by_name("tiny")
+ramp = (np.arange(4096) % 256).astype(np.uint8)
+rgb = np.empty((4096, 4096, 3), np.uint8)
+for c in range(3):
+    rgb[..., c] = ramp[:, None] // 2 + ramp[None, :] // (c + 2)
+data = codec.encode(ckpt, rgb)
+pixels = codec.decode(data)
+assert pixels.shape == rgb.shape and np.abs(pixels.astype(int) - rgb).mean() < 8
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+    done = subprocess.run([sys.executable, "-c", script, str(REPO)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout.split()[-1]) < 1500  # MB
+
+
+def test_tile_seams_are_invisible(ckpt, photo):
+    """The transform runs in tiles fixed by the image size alone (`codec.tile_size`), so the result
+    never depends on memory. Tiles of 4 x 4 code positions against one tile for the whole image:
+    the code is the same but for the rounding of a rare value that the float error moved across a
+    half, and the pixels of the same code are within one level of each other (float error only: the
+    halo covers the receptive field, tests/test_model.py)."""
+    rgb = np.ascontiguousarray(photo[:200, :300])
+    whole, tiled = codec.quantized_code(ckpt, rgb, tile=19), codec.quantized_code(ckpt, rgb, tile=4)
+    assert whole.shape == tiled.shape == (1, ckpt.channels, 13, 19)
+    assert (whole != tiled).float().mean() < 1e-3 and (whole - tiled).abs().max() <= 1
+    pixels = codec.reconstruct_from_code(ckpt, whole, 200, 300, tile=19)
+    seams = codec.reconstruct_from_code(ckpt, whole, 200, 300, tile=4)
+    assert np.abs(pixels.astype(int) - seams).max() <= 1
+    assert (pixels != seams).mean() < 1e-3
+    assert np.array_equal(pixels, codec.reconstruct_from_code(ckpt, whole, 200, 300))  # one tile by default
+
+
+def test_tiles_depend_on_the_image_size_alone():
+    """Up to 2048 x 2048 pixels the whole image is one tile (the speed of the untiled transform);
+    beyond, tiles of 1024 x 1024 pixels (bounded memory)."""
+    assert codec.tile_size(86, 128) == 128 and codec.tile_size(1, 1) == 1
+    assert codec.tile_size(129, 1) == codec.tile_size(625, 625) == codec.TILE == 64
+    assert list(codec.tiles(3, 130, 64)) == [(0, 3, 0, 64), (0, 3, 64, 128), (0, 3, 128, 130)]
