@@ -163,11 +163,9 @@ def encode(ckpt: Checkpoint, rgb: np.ndarray, rdoq_weight: float = RDOQ_WEIGHT, 
     return cyc.to_bytes()
 
 
-def decode(data: bytes, ckpt: Checkpoint | None = None) -> np.ndarray:
-    """Decompress .cyc bytes to (H, W, 3) uint8 pixels; finds the checkpoint by its id if not given.
-
-    Whatever the file says, memory stays bounded: the container caps the image size, the payload's
-    size must fit the code's (checked before decoding) and the transform runs in tiles."""
+def read_code(data: bytes, ckpt: Checkpoint | None = None) -> tuple[CycFile, Checkpoint, np.ndarray]:
+    """The container, its checkpoint (found by its id if not given) and the integer code of .cyc
+    bytes: everything decode does but the transform (a view of the code needs no more)."""
     cyc = CycFile.from_bytes(data)
     if ckpt is None:
         ckpt = ckpts.by_id(cyc.checkpoint_id)
@@ -181,4 +179,13 @@ def decode(data: bytes, ckpt: Checkpoint | None = None) -> np.ndarray:
         code = ckpt.tables.shifted(table_shift(cyc.step_shift)).decode(cyc.payload, cyc.code_shape, cyc.seal)
     except ValueError as e:
         raise BitstreamError(f"corrupted .cyc payload ({e})") from None
+    return cyc, ckpt, code
+
+
+def decode(data: bytes, ckpt: Checkpoint | None = None) -> np.ndarray:
+    """Decompress .cyc bytes to (H, W, 3) uint8 pixels; finds the checkpoint by its id if not given.
+
+    Whatever the file says, memory stays bounded: the container caps the image size, the payload's
+    size must fit the code's (checked before decoding) and the transform runs in tiles."""
+    cyc, ckpt, code = read_code(data, ckpt)
     return reconstruct_from_code(ckpt, torch.from_numpy(code)[None], cyc.height, cyc.width, cyc.step_shift)

@@ -24,7 +24,6 @@ from PIL import Image, ImageFile
 from . import checkpoint as ckpts
 from . import codec
 from . import imageio  # noqa: F401  (registers the HEIF and JPEG XL plug-ins)
-from .bitstream import CycFile
 from .checkpoint import Checkpoint
 
 LEARNED = "cycle"  # the name of the learned codec's entries: the codec this project is about
@@ -176,8 +175,7 @@ class CycleCodec(Codec):
     def code(self, data: bytes) -> np.ndarray:
         """The integer code (C, H/16, W/16) stored in a .cyc file: entropy decoding only, so a view
         of the code needs no second encode."""
-        cyc = CycFile.from_bytes(data)
-        return self.checkpoint.tables.shifted(codec.table_shift(cyc.step_shift)).decode(cyc.payload, cyc.code_shape)
+        return codec.read_code(data, self.checkpoint)[2]
 
 
 def _jpeg2000(bpp: float) -> dict:

@@ -1,6 +1,5 @@
 """The command line as a user meets it: real files, and one clear line for every bad input."""
 import numpy as np
-import pytest
 from PIL import Image
 
 from conftest import EXAMPLES, run_cli
