@@ -7,7 +7,7 @@ pixels, sent as PNG (lossless), so the comparison is honest to the byte and to t
 This file is layout and wiring; the codecs, their names and labels come from the registry
 (cycleapp/codecs.py), the measuring from cycleapp/compare.py, and the app's logic is in cycleapp/
 (ui.py: uploads, sizes, table, status, code view; inspector.py: the synchronised zoom/pan viewer and
-error maps; rdplot.py: the plot).
+error maps; rdplot.py: the plot; outputs.py: the run folders and what a run writes).
 """
 from __future__ import annotations
 

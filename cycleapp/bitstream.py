@@ -32,11 +32,11 @@ class BitstreamError(ValueError):
     """A .cyc file that is truncated, corrupted or not a .cyc file at all."""
 
 
-def size_problem(width: int, height: int) -> str | None:
+def unstorable_size(width: int, height: int) -> str | None:
     """What is wrong with an image size for a .cyc file, if anything: a side the header cannot
     hold, or more pixels than any decoder should be asked to make."""
     if width < 1 or height < 1 or width > MAX_SIDE or height > MAX_SIDE or width * height > MAX_PIXELS:
-        return (f"image size {width}x{height} out of range: each side 1 to {MAX_SIDE} pixels, "
+        return (f"image size {width}x{height} out of range: each side 1 to {MAX_SIDE:,} pixels, "
                 f"at most {MAX_PIXELS:,} pixels")
     return None
 
@@ -93,7 +93,7 @@ class CycFile:
         (crc,) = _CRC.unpack_from(data, len(data) - _CRC.size)
         if zlib.crc32(view[:-_CRC.size]) != crc:
             raise BitstreamError("corrupted .cyc file (checksum mismatch)")
-        if problem := size_problem(width, height):
+        if problem := unstorable_size(width, height):
             raise BitstreamError(f"corrupted .cyc file ({problem})")
         if c < 1 or (c, h, w) != code_shape(c, width, height):
             raise BitstreamError(f"corrupted .cyc file (code shape {(c, h, w)} for a {width}x{height} image)")

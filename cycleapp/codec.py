@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from . import checkpoint as ckpts
-from .bitstream import BitstreamError, CycFile, code_shape, size_problem
+from .bitstream import BitstreamError, CycFile, code_shape, unstorable_size
 from .checkpoint import Checkpoint
 from .entropy import GRID_RATIO
 from .model import FACTOR
@@ -20,12 +19,6 @@ def to_tensor(rgb: np.ndarray) -> torch.Tensor:
 def to_pixels(x: torch.Tensor) -> np.ndarray:
     """(1, 3, H, W) float -> (H, W, 3) uint8, rounded and clipped."""
     return x[0].clamp(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).numpy()
-
-
-def _pad(x: torch.Tensor) -> torch.Tensor:
-    """Replicate-pad to a multiple of 16 on the bottom/right (works down to 1x1)."""
-    h, w = x.shape[-2:]
-    return F.pad(x, (0, -w % FACTOR, 0, -h % FACTOR), mode="replicate")
 
 
 # The transform runs on tiles, each with the model's halo of context around it, so that memory
@@ -154,7 +147,7 @@ def encode(ckpt: Checkpoint, rgb: np.ndarray, rdoq_weight: float = RDOQ_WEIGHT, 
     steps GRID_RATIO ** (step_shift / 8) times the checkpoint's (positive: a smaller file)."""
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8 or min(rgb.shape[:2]) < 1:
         raise ValueError("expected an RGB image of shape (H, W, 3), uint8, at least 1x1")
-    if problem := size_problem(rgb.shape[1], rgb.shape[0]):
+    if problem := unstorable_size(rgb.shape[1], rgb.shape[0]):
         raise ValueError(f"cannot encode this image: {problem}")
     check_step_shift(step_shift)
     code = quantized_code(ckpt, rgb, rdoq_weight, step_shift)[0].numpy()

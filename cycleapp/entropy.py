@@ -406,7 +406,8 @@ class CodingTables:
         if not least <= 8 * len(payload) <= most:
             raise ValueError(f"a payload of {len(payload)} bytes cannot hold a {c_total}x{h}x{w} code "
                              f"({math.ceil(least / 8)} to {most // 8} bytes)")
-        words = np.frombuffer(payload, dtype="<u4").astype(np.uint32, copy=False)
+        # a copy: the payload sits at an odd offset in the file, and constriction needs aligned words
+        words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
         if len(words) < 2 or words[-1] == 0:
             raise ValueError("payload does not end in a coder state")
         coder = constriction.stream.stack.AnsCoder(words)

@@ -34,10 +34,10 @@ from PIL import Image, UnidentifiedImageError
 import pillow_jxl  # noqa: F401  (registers JPEG XL with Pillow: input, and output for the classical codecs)
 from pillow_heif import register_heif_opener
 
+from .bitstream import MAX_PIXELS, MAX_SIDE  # what a .cyc file can hold is what we read
+
 register_heif_opener()  # HEIC / HEIF input (and HEIF output for the classical codecs)
 
-MAX_PIXELS = 100_000_000
-MAX_SIDE = 65_535 * 16
 STRIPE_PIXELS = 1 << 20  # pixels converted at a time (a few MB of float32 scratch)
 REDUCING_GAP = 2.0  # Pillow's thumbnail default: box-reduce while at least 2x the final size remains
 NOT_AN_IMAGE = "not a readable image"

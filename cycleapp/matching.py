@@ -48,7 +48,8 @@ def match_size(codec: Codec, rgb: np.ndarray, target: int, max_tries: int = 24) 
     if not tried:
         return Match(codec.name, codec.default, b"", target, failure)
     best = min(tried, key=lambda s: (abs(len(tried[s]) - target), s))
-    match = Match(codec.name, best, tried[best], target, failure)
+    match = Match(codec.name, best, tried[best], target,
+                  f"the search stopped early: {failure}" if failure else "")
     if not match.within_tolerance and not failure:
         search = codec.search
         smallest = size_at(search.low)

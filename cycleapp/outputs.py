@@ -126,8 +126,9 @@ class RunFolders:
 
 def run_bytes(rgb, codecs: int) -> int:
     """At most what write_run writes: the original and each reconstruction as RGB PNG files, an
-    error map per result (1 byte a pixel), the .cyc file (under 3 bytes a pixel); zlib adds well
-    under 1 % to data it cannot compress."""
+    error map per result (1 byte a pixel), the .cyc file (3 bytes a pixel, more than any code size
+    spends on a photo; the slack of the rest covers the format's worst case); zlib adds well under
+    1 % to data it cannot compress."""
     pixels, results = rgb.shape[0] * rgb.shape[1], 1 + codecs
     return int(1.01 * pixels * (3 * (1 + results) + results + 3)) + 65_536
 

@@ -79,7 +79,7 @@ def table_marks(table) -> tuple[dict[str, tuple[float, float]], str | None]:
         record = dict(zip(headers, row))
         if record["codec"] not in known:
             raise UserError(f"Row {i} of the table names an unknown codec ({str(record['codec'])[:40]!r}).")
-        if record["psnr"] is None:  # a metric that does not apply: no star
+        if record["psnr"] in (None, "n/a"):  # a metric that does not apply, or no file: no star
             continue
         bpp, psnr = (v if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
                      else None for v in (record["bpp"], record["psnr"]))

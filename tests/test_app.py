@@ -64,8 +64,8 @@ def test_compare_api_matched_sizes_and_pixel_exact(client, middle_size, tmp_path
 
 
 def test_a_codec_that_cannot_encode_the_size_is_a_row_not_a_failure(client, tmp_path):
-    """x265 refuses 5000x16: the comparison still answers, HEIF's row says why, and only the
-    codecs that made a file have a reconstruction and an inspector view."""
+    """x265 refuses 5000x16: the comparison still answers, HEIF's row says why, only the codecs
+    that made a file have a reconstruction and an inspector view, and the plot still draws."""
     path = tmp_path / "strip.png"
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 256, (16, 5000, 3), dtype=np.uint8)).save(path)
@@ -75,6 +75,11 @@ def test_a_codec_that_cannot_encode_the_size_is_a_row_not_a_failure(client, tmp_
     assert rows["jpeg"]["bytes"] > 0
     assert [Path(p).name.split(".")[-2] for p in recon_paths] == ["cycle", "jpeg"]
     assert "heif.png" not in html.unescape(view) and "jpeg.png" in html.unescape(view)
+    # The plot the page asks for next takes that table (HEIF's row has no star, and no curve).
+    from gradio_client import handle_file
+
+    plot = client.predict(handle_file(str(path)), "tiny", ["jpeg", "heif"], table, api_name="/rd_plot")
+    assert plot and plot.get("type") == "matplotlib"
 
 
 def test_compare_api_rejects_bad_input(client, ckpt, tmp_path):

@@ -1,5 +1,7 @@
 """Hostile .cyc files and long runs: malformed files are refused (or decode to their stated size),
 absurd sizes are refused at once, and large images are coded in bounded memory."""
+import collections
+import json
 import subprocess
 import sys
 import time
@@ -11,15 +13,27 @@ import pytest
 from conftest import REPO
 from cycleapp import checkpoint, codec
 from cycleapp.bitstream import BitstreamError, CycFile, code_shape
-from fuzz_cyc import EXPECTED, run
+from fuzz_cyc import EXPECTED
 
 
 def test_fuzzed_files_are_refused_or_decoded_to_their_stated_size():
     """3000 mutants of real files (about 20 s on one core; tests/fuzz_cyc.py runs more): `run`
     fails on any other exception, on a decode to another size, on a case slower than 5 s, and on a
     payload that runs dry or leaves data but is not refused as such."""
-    result = run(3000, seed=1)
-    outcomes = result["outcomes"]
+    script = """
+import json, sys
+sys.path[:0] = [sys.argv[1], sys.argv[1] + "/tests"]
+import torch
+torch.set_num_threads(1)
+from fuzz_cyc import run
+result = run(3000, seed=1)
+print(json.dumps({"outcomes": [[k, o, n] for (k, o), n in result["outcomes"].items()],
+                  "peak_mb": result["peak_mb"]}))
+"""
+    done = subprocess.run([sys.executable, "-c", script, str(REPO)], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.splitlines()[-1])
+    outcomes = collections.Counter({(k, o): n for k, o, n in result["outcomes"]})
     assert sum(outcomes.values()) == 3000
     kinds = {kind for kind, _ in outcomes}
     assert {"field", "size", "checkpoint", "truncate", "extend", "flip", "payload flip", "payload cut",
@@ -29,7 +43,7 @@ def test_fuzzed_files_are_refused_or_decoded_to_their_stated_size():
     # The seal binds the payload to the header: no header edit decodes (CRC recomputed or not).
     for kind in ("field", "size", "checkpoint", "truncate", "extend", "flip"):
         assert outcomes[kind, "decoded"] == 0, kind
-    assert result["peak_mb"] < 1500
+    assert result["peak_mb"] < 1500  # the whole process's peak (fresh: this run's alone)
 
 
 @pytest.mark.parametrize("name", ["tiny", "huge"])
@@ -53,8 +67,8 @@ def test_a_100_megapixel_header_over_a_small_payload_is_refused_at_once(name, pa
 
 
 def test_a_4096x4096_image_codes_in_bounded_memory():
-    """Encode and decode 16.8 megapixels in a fresh process: its peak resident memory (interpreter,
-    PyTorch and the checkpoint included) stays under 1.5 GB, the result as `reconstruct` gives it."""
+    """Encode and decode 16.8 megapixels (4x4 tiles) in a fresh process: its peak resident memory
+    (interpreter, PyTorch and the checkpoint included) stays under 1 GB (the README says 0.8)."""
     script = """
 import resource, sys
 import numpy as np, torch
@@ -68,12 +82,22 @@ for c in range(3):
     rgb[..., c] = ramp[:, None] // 2 + ramp[None, :] // (c + 2)
 data = codec.encode(ckpt, rgb)
 pixels = codec.decode(data)
-assert pixels.shape == rgb.shape and np.abs(pixels.astype(int) - rgb).mean() < 8
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024  # before the check's own copies
+assert pixels.shape == rgb.shape and np.abs(pixels[::7].astype(np.int16) - rgb[::7]).mean() < 8
+print(peak)
 """
     done = subprocess.run([sys.executable, "-c", script, str(REPO)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert int(done.stdout.split()[-1]) < 1500  # MB
+    assert int(done.stdout.split()[-1]) < 1000  # MB
+
+
+@pytest.mark.parametrize("height, width", [(1, 2049), (2049, 17), (2048, 16)])
+def test_decode_is_the_model_s_own_pass_across_the_tile_boundary(ckpt, height, width):
+    """Just over and at the one-tile limit (2048 px), the decoder still reproduces the encoder's own
+    quantised forward pass bit for bit."""
+    rng = np.random.default_rng(height + width)
+    rgb = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    assert np.array_equal(codec.decode(codec.encode(ckpt, rgb)), codec.reconstruct(ckpt, rgb))
 
 
 def test_tile_seams_are_invisible(ckpt, photo):

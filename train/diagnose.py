@@ -29,6 +29,7 @@ from cycleapp.entropy import AC_CLAMP, DC_CLAMP, anchors, contexts, groups
 from cycleapp.imageio import load_rgb
 from cycleapp.matching import match_size
 from cycleapp.metrics import psnr
+from cycleapp.model import FACTOR
 from train.data import image_files
 
 
@@ -56,7 +57,8 @@ def diagnose(ckpt, rgb: np.ndarray) -> dict:
         row[f"{start}-{end - 1} others"] = float(part[:, ~first].sum()) / pixels
     ideal = sum(v for k, v in row.items() if k not in ("bpp", "header"))
     row["coder"] = (row["bpp"] - row["header"]) / ideal
-    y = ckpt.model.encode(codec._pad(codec.to_tensor(rgb)), 0)
+    padded = np.pad(rgb, ((0, -h % FACTOR), (0, -w % FACTOR), (0, 0)), mode="edge")  # whole blocks
+    y = ckpt.model.encode(codec.to_tensor(padded), 0)  # one pass: diagnosis images are photo-sized
     row["psnr unquantised"] = psnr(rgb, codec.to_pixels(ckpt.model.decode(y, 0)[..., :h, :w]))
     row["psnr"] = psnr(rgb, codec.reconstruct_from_code(ckpt, q[None], h, w))
     row["zeros"] = float((q[1:] == 0).double().mean())
