@@ -1,7 +1,8 @@
 """A Pillow plug-in for .cyc files, as pillow-heif is for HEIF.
 
 After `cycleapp.register()` (or `import cycleapp.pillow`), `Image.open("photo.cyc")` decodes a
-.cyc file and `img.save("photo.cyc", code_size="medium")` writes one. Errors are the ones Pillow
+.cyc file and `img.save("photo.cyc", code_size="medium")` (or `target_bytes=20000`, as
+`cycleapp.encode` takes them) writes one. Errors are the ones Pillow
 users expect: `UnidentifiedImageError` for a file that is not an image, `OSError` for a damaged
 .cyc file or one whose checkpoint is not installed, `ValueError` for an unknown code size.
 """
@@ -48,7 +49,8 @@ class CycImageFile(ImageFile.ImageFile):
 def _save(im: Image.Image, fp, filename) -> None:
     from .api import DEFAULT_CODE_SIZE, encode
 
-    fp.write(encode(im, im.encoderinfo.get("code_size", DEFAULT_CODE_SIZE)))
+    info = im.encoderinfo
+    fp.write(encode(im, info.get("code_size", DEFAULT_CODE_SIZE), info.get("target_bytes")))
 
 
 def register() -> None:

@@ -44,6 +44,9 @@ def test_pillow_opens_and_saves_cyc(ckpt, photo, tmp_path):
     assert Image.open(path).convert("L").size == (768, 512)  # the usual Pillow operations work
     Image.fromarray(photo).save(tmp_path / "default.cyc")  # code_size defaults to "medium"
     assert Image.open(tmp_path / "default.cyc").size == (768, 512)
+    Image.fromarray(photo).save(tmp_path / "target.cyc", target_bytes=12_000)  # as cycleapp.encode
+    assert (tmp_path / "target.cyc").read_bytes() == cycleapp.encode(photo, target_bytes=12_000)
+    assert abs((tmp_path / "target.cyc").stat().st_size - 12_000) <= 0.03 * 12_000
 
 
 def test_pillow_errors_are_pillows_usual(ckpt, photo, tmp_path):
