@@ -35,7 +35,7 @@ def compare(rgb: np.ndarray, reference: Codec | Checkpoint | int, codecs: list[s
         reference = CycleCodec(reference)
     if isinstance(reference, int):
         m = match_learned(rgb, reference)
-        first = measure(registry.learned(m.variant), rgb, m.setting, m.note)
+        first = measure(registry.learned(m.variant), rgb, m.setting, m.note, m.encoded)
     else:
         first = measure(reference, rgb)
     if not first.ok:
@@ -44,7 +44,7 @@ def compare(rgb: np.ndarray, reference: Codec | Checkpoint | int, codecs: list[s
     for name in codecs:
         entry = registry.get(name)
         m = match_size(entry, rgb, len(first.data))
-        results.append(measure(entry, rgb, m.setting, m.note))  # timed at the chosen setting
+        results.append(measure(entry, rgb, m.setting, m.note, m.encoded))
     return results
 
 

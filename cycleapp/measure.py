@@ -90,12 +90,16 @@ class Measurement:
         return self.values(COLUMNS)
 
 
-def measure(entry: Codec, rgb: np.ndarray, setting=None, note: str = "") -> Measurement:
+def measure(entry: Codec, rgb: np.ndarray, setting=None, note: str = "",
+            encoded: tuple[bytes, float] | None = None) -> Measurement:
     """Encode `rgb` with a codec at a setting (its default if None), decode the bytes, time both;
-    a CodecError becomes a measurement without a file, its reason in the note."""
+    a CodecError becomes a measurement without a file, its reason in the note.
+
+    encoded: the file and its encode time when the caller already made it at this setting (a size
+    match, `matching.Match.encoded`), so that it is not encoded twice."""
     setting = entry.default if setting is None else setting
     try:
-        data, encode_s = timed(entry.encode, rgb, setting)
+        data, encode_s = encoded or timed(entry.encode, rgb, setting)
         reconstruction, decode_s = timed(entry.decode, data)
     except CodecError as e:
         return Measurement(entry, setting, rgb, b"", None, None, None, str(e))

@@ -88,7 +88,7 @@ def rate_control(files: list[Path]) -> dict:
         for a, b in zip(ends, ends[1:]):
             target = int(round(np.sqrt(a["bpp"] * b["bpp"]) * pixels / 8))
             m = match_learned(rgb, target)
-            point = measure(registry.learned(m.variant), rgb, m.setting).values(("bpp", "psnr"))
+            point = measure(registry.learned(m.variant), rgb, m.setting, encoded=m.encoded).values(("bpp", "psnr"))
             t = (np.log(point["bpp"]) - np.log(a["bpp"])) / (np.log(b["bpp"]) - np.log(a["bpp"]))
             gaps.append(point["psnr"] - (a["psnr"] + t * (b["psnr"] - a["psnr"])))
             misses.append(abs(len(m.data) / target - 1))
