@@ -1,18 +1,21 @@
-"""Checkpoints: one code size per file pair, `NAME.safetensors` (float16 weights, float32
-coding tables, int16 table indices and predictors, no pickle) and `NAME.json` (metadata). The short id of a
-checkpoint is a hash of its weights file, written into every `.cyc` so a file is never decoded
-with the wrong weights.
+"""Checkpoints. The code sizes share one transform (a nested code), so a checkpoint folder stores it
+once, `transform.safetensors` (the float16 weights of every layer, the code layer at its widest),
+and for each code size the parts it has of its own: `NAME.safetensors` (its quantisation steps and
+entropy model in float16, float32 coding tables, int16 table indices and predictors; no pickle) and
+`NAME.json` (metadata, with the SHA-256 of the transform it was exported with). A code size's short
+id is a hash of both files, written into every `.cyc` so a file is never decoded with the wrong weights.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import safetensors.torch
 import torch
-from safetensors.torch import load_file, save_file
 
 from .entropy import CodingTables
 from .model import CycleModel, ModelConfig
@@ -23,6 +26,8 @@ DEFAULT_DIR = next((d for d in (_HERE.parent / "checkpoints", _HERE / "checkpoin
                    _HERE.parent / "checkpoints")
 ID_BYTES = 8
 TABLE_KEYS = ("tables.dc", "tables.laplace", "tables.index", "tables.predictor")
+TRANSFORM = "transform.safetensors"
+OWN = ("log_steps", "densities")  # the state-dict entries each code size has of its own, by size index
 
 
 def checkpoint_dir() -> Path:
@@ -48,39 +53,71 @@ class Checkpoint:
         return f"{self.name}\tcode {self.channels} x H/16 x W/16\t{bpp}"
 
 
-def save_checkpoint(model: CycleModel, meta: dict, directory: Path, name: str) -> Path:
-    """Write NAME.safetensors + NAME.json atomically; the model must hold exactly one code size."""
-    assert len(model.config.sizes) == 1, "a checkpoint holds one code size"
+def save_checkpoints(model: CycleModel, metas: list[dict], directory: Path) -> list[Path]:
+    """Write the transform of `model` once, then each of its code sizes (NAME.safetensors + NAME.json,
+    `metas` in the order of `model.config.sizes`), every file atomically; the code sizes' paths.
+
+    Weights are stored (and therefore used by the codec) in float16, half the size; a rounded copy of
+    the model tabulates the coding tables, so they come from exactly the stored density."""
+    config = model.config
     directory.mkdir(parents=True, exist_ok=True)
-    # Weights are stored (and therefore used by the codec) in float16: half the size. The model
-    # is rounded first, so the tables are tabulated from exactly the stored density.
-    tensors = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
-    model.load_state_dict({k: v.float() for k, v in tensors.items()})
-    tensors.update(zip(TABLE_KEYS, model.densities[0].tables()))
-    weights = directory / f"{name}.safetensors"
-    tmp = weights.with_suffix(".tmp")
-    save_file(tensors, str(tmp))
-    os.replace(tmp, weights)
-    meta = dict(meta, name=name, config=model.config.to_dict(), id=file_id(weights).hex())
-    tmp = directory / f"{name}.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=2) + "\n")
-    os.replace(tmp, directory / f"{name}.json")
-    return weights
+    state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
+    rounded = copy.deepcopy(model)
+    rounded.load_state_dict({k: v.float() for k, v in state.items()})
+    transform = safetensors.torch.save({k: v for k, v in state.items() if k.split(".")[0] not in OWN})
+    _write(directory / TRANSFORM, transform)
+    paths = []
+    for i, (size, meta) in enumerate(zip(config.sizes, metas, strict=True)):
+        assert size.name != Path(TRANSFORM).stem, "a code size cannot be called 'transform'"
+        own = {_as_first(k): v for k, v in state.items() if k.split(".")[0] in OWN and k.split(".")[1] == str(i)}
+        own.update(zip(TABLE_KEYS, rounded.densities[i].tables()))
+        data = safetensors.torch.save(own)
+        path = directory / f"{size.name}.safetensors"
+        _write(path, data)
+        meta = dict(meta, name=size.name, config=replace(config, sizes=[size]).to_dict(),
+                    transform_sha256=hashlib.sha256(transform).hexdigest(), id=_id(transform, data).hex())
+        _write(path.with_suffix(".json"), (json.dumps(meta, indent=2) + "\n").encode())
+        paths.append(path)
+    return paths
 
 
-def file_id(path: Path) -> bytes:
-    return hashlib.sha256(path.read_bytes()).digest()[:ID_BYTES]
+def _as_first(key: str) -> str:
+    """A code size's own state-dict key, renumbered as the only size of a single-size model."""
+    parts = key.split(".")
+    return ".".join([parts[0], "0", *parts[2:]])
+
+
+def _write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _id(transform: bytes, own: bytes) -> bytes:
+    return hashlib.sha256(transform + own).digest()[:ID_BYTES]
 
 
 def load_checkpoint(path: Path) -> Checkpoint:
+    """One code size: its own file and the folder's transform, which must be the one it was exported
+    with (ValueError otherwise)."""
     path = Path(path)
     meta = json.loads(path.with_suffix(".json").read_text())
-    tensors = load_file(str(path))
+    transform_path = path.with_name(TRANSFORM)
+    if not transform_path.is_file():
+        raise ValueError(f"checkpoint '{path.stem}' has no {TRANSFORM} beside it (export the run again)")
+    transform, own = transform_path.read_bytes(), path.read_bytes()
+    if hashlib.sha256(transform).hexdigest() != meta.get("transform_sha256"):
+        raise ValueError(f"checkpoint '{path.stem}' was exported with another {TRANSFORM} (export the run again)")
+    tensors = safetensors.torch.load(own)
     tables = CodingTables(*(tensors.pop(k) for k in TABLE_KEYS))
-    model = CycleModel(ModelConfig.from_dict(meta["config"]))
+    config = ModelConfig.from_dict(meta["config"])
+    channels = config.sizes[0].channels
+    for key, value in safetensors.torch.load(transform).items():
+        tensors[key] = value[:channels] if key.split(".")[-1] == "code" else value
+    model = CycleModel(config)
     model.load_state_dict({k: v.float() for k, v in tensors.items()})
     model.eval().requires_grad_(False)
-    return Checkpoint(path.stem, model, tables, meta, file_id(path))
+    return Checkpoint(path.stem, model, tables, meta, _id(transform, own))
 
 
 def available(directory: Path | None = None) -> list[Path]:

@@ -229,7 +229,10 @@ def test_export_gives_a_working_checkpoint(tmp_path, monkeypatch, straight):
     out = subprocess.run([sys.executable, "-m", "train.export", str(straight), "--out", str(tmp_path / "ck")],
                          cwd=REPO, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert (tmp_path / "ck" / "tiny.safetensors").stat().st_size < 5_000_000
+    files = {p.name: p.stat().st_size for p in (tmp_path / "ck").iterdir()}
+    transform = files.pop("transform.safetensors")  # the code sizes share it: stored once
+    assert transform > 1_000_000 and sorted(files) == ["tiny.json", "tiny.safetensors"]
+    assert files["tiny.safetensors"] < 1_000_000
     monkeypatch.setenv("CYCLECODEC_CHECKPOINTS", str(tmp_path / "ck"))
     enc = run_cli("encode", EXAMPLES / "kodim23.png", tmp_path / "x.cyc", "--code-size", "tiny")
     assert enc.returncode == 0, enc.stderr

@@ -13,10 +13,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cycleapp.checkpoint import load_checkpoint, save_checkpoint
+from cycleapp.checkpoint import load_checkpoint, save_checkpoints
 from train.data import kodak_dir
 from train.evaluate import measure_checkpoint
-from train.export import load_run, single_size
+from train.export import load_run
 from train.fit import SIZES
 
 VARIANTS = {
@@ -49,7 +49,7 @@ def main(argv=None) -> None:
             cmd.append("--resume")
         subprocess.run(cmd, check=True)
         model, state = load_run(run)
-        path = save_checkpoint(single_size(model, 0), {"steps": state["step"]}, run / "export", args.size)
+        path, = save_checkpoints(model, [{"steps": state["step"]}], run / "export")
         r = measure_checkpoint(load_checkpoint(path), kodak_dir())
         r["rd_loss"] = lmbda * 255 ** 2 * 10 ** (-r["psnr"] / 10) + r["bpp"]  # lambda * 255^2 * MSE(mean PSNR) + bpp
         r["parameters"] = sum(v.numel() for k, v in model.state_dict().items() if not k.startswith("densities"))

@@ -1,8 +1,8 @@
 """Export a training run to the shipped checkpoint files: `python -m train.export RUN_DIR`.
 
-Each code size becomes a standalone NAME.safetensors + NAME.json holding the shared transform,
-that size's quantisation steps and entropy model, its fixed coding tables, and the Kodak
-bpp/PSNR measured on the exported file format at export time.
+The shared transform is written once (transform.safetensors); each code size becomes NAME.safetensors
++ NAME.json holding that size's quantisation steps and entropy model, its fixed coding tables, and
+the Kodak bpp/PSNR measured on the exported file format at export time.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from cycleapp.checkpoint import Checkpoint, checkpoint_dir, save_checkpoint
+from cycleapp.checkpoint import Checkpoint, checkpoint_dir, load_checkpoint, save_checkpoints
 from cycleapp.entropy import CodingTables
 from cycleapp.model import CycleModel
 from train.data import REPO, kodak_dir
@@ -44,7 +44,7 @@ def nested_from_checkpoints(directory: Path) -> CycleModel:
     Runs do not outlive a machine; the checkpoints do, so a new run can start from them
     (`train.fit --init-from checkpoints`). The widest checkpoint gives the shared transform.
     """
-    from cycleapp.checkpoint import available, load_checkpoint
+    from cycleapp.checkpoint import available
     singles = [load_checkpoint(p).model for p in available(directory)]
     if not singles:
         raise SystemExit(f"error: no checkpoints in {directory}")
@@ -82,12 +82,10 @@ def main(argv=None) -> None:
     p.add_argument("--out", type=Path, default=checkpoint_dir())
     args = p.parse_args(argv)
     model, state = load_run(args.run)
-    for i, size in enumerate(model.config.sizes):
-        meta = {"steps": state["step"], "lambda": size.lmbda,
-                "train_data": os.path.relpath(state["args"]["data"], REPO), "train_args": state["args"]}
-        path = save_checkpoint(single_size(model, i), meta, args.out, size.name)
+    metas = [{"steps": state["step"], "lambda": size.lmbda, "train_data": os.path.relpath(state["args"]["data"], REPO),
+              "train_args": state["args"]} for size in model.config.sizes]
+    for size, path in zip(model.config.sizes, save_checkpoints(model, metas, args.out)):
         if kodak_dir():
-            from cycleapp.checkpoint import load_checkpoint
             result = measure_checkpoint(load_checkpoint(path), kodak_dir())
             meta_path = path.with_suffix(".json")
             full = json.loads(meta_path.read_text())
