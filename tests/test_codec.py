@@ -134,6 +134,27 @@ def test_shipped_checkpoints_cover_the_range_in_little_space():
     assert bpp == sorted(bpp) and bpp[0] < 0.15 and bpp[-1] > 0.8
 
 
+def test_a_code_size_needs_the_transform_it_was_exported_with(tmp_path):
+    """The shared transform is a separate file: a code size without it, or beside another one, is
+    refused with a clear error instead of decoding with the wrong weights."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from cycleapp import checkpoint
+
+    source = checkpoint.available()[0]
+    shutil.copy(source, tmp_path)
+    shutil.copy(source.with_suffix(".json"), tmp_path)
+    with pytest.raises(ValueError, match="has no transform.safetensors"):
+        checkpoint.load_checkpoint(tmp_path / source.name)
+    transform = load_file(str(source.with_name(checkpoint.TRANSFORM)))
+    transform["down1.weight"] = transform["down1.weight"] * 0.5
+    save_file(transform, str(tmp_path / checkpoint.TRANSFORM))
+    with pytest.raises(ValueError, match="exported with another transform"):
+        checkpoint.load_checkpoint(tmp_path / source.name)
+
+
 def test_rdoq_only_moves_values_toward_zero(ckpt):
     """The encoder's rounding: each value is round(y) or one step toward zero; the DC is plain;
     an infinite distortion weight gives back plain rounding."""
