@@ -109,6 +109,8 @@ def save_run(path: Path, model, opt, step: int, args, sampler: CropSampler, fit:
              "config": model.config.to_dict(), "args": {k: str(v) if isinstance(v, Path) else v
                                                        for k, v in vars(args).items()},
              "rng": sampler.g.get_state(), "torch_rng": torch.get_rng_state()}
+    if args.device == "cuda":  # the training noise is drawn on the GPU, from its own generator
+        state["cuda_rng"] = torch.cuda.get_rng_state(next(model.parameters()).device)
     if fit is not None:
         state["fit"] = fit
     save_state(state, path)
@@ -181,6 +183,8 @@ def run(args, stop: Stop, distributed: bool) -> None:
             opt.load_state_dict(state["optimizer"])
             sampler.g.set_state(state["rng"])
             torch.set_rng_state(state["torch_rng"])
+            if device.type == "cuda" and "cuda_rng" in state:
+                torch.cuda.set_rng_state(state["cuda_rng"], device)
             step, fit = int(state["step"]), state.get("fit")
             args.init_from = args.init_from or state["args"].get("init_from")  # keep the run's history
         except Exception as e:
