@@ -58,9 +58,14 @@ def save_checkpoints(model: CycleModel, metas: list[dict], directory: Path) -> l
     `metas` in the order of `model.config.sizes`), every file atomically; the code sizes' paths.
 
     Weights are stored (and therefore used by the codec) in float16, half the size; a rounded copy of
-    the model tabulates the coding tables, so they come from exactly the stored density."""
+    the model tabulates the coding tables, so they come from exactly the stored density. A folder
+    holds one export: the code sizes of an earlier one that this model lacks are removed, since they
+    could not load beside the new transform."""
     config = model.config
     directory.mkdir(parents=True, exist_ok=True)
+    for stale in set(available(directory)) - {directory / f"{s.name}.safetensors" for s in config.sizes}:
+        stale.with_suffix(".json").unlink()
+        stale.unlink()
     state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
     rounded = copy.deepcopy(model)
     rounded.load_state_dict({k: v.float() for k, v in state.items()})
@@ -68,14 +73,15 @@ def save_checkpoints(model: CycleModel, metas: list[dict], directory: Path) -> l
     _write(directory / TRANSFORM, transform)
     paths = []
     for i, (size, meta) in enumerate(zip(config.sizes, metas, strict=True)):
-        assert size.name != Path(TRANSFORM).stem, "a code size cannot be called 'transform'"
+        if size.name == Path(TRANSFORM).stem:
+            raise ValueError(f"a code size cannot be called '{size.name}'")
         own = {_as_first(k): v for k, v in state.items() if k.split(".")[0] in OWN and k.split(".")[1] == str(i)}
         own.update(zip(TABLE_KEYS, rounded.densities[i].tables()))
         data = safetensors.torch.save(own)
         path = directory / f"{size.name}.safetensors"
         _write(path, data)
         meta = dict(meta, name=size.name, config=replace(config, sizes=[size]).to_dict(),
-                    transform_sha256=hashlib.sha256(transform).hexdigest(), id=_id(transform, data).hex())
+                    transform_sha256=hashlib.sha256(transform).hexdigest(), id=checkpoint_id(transform, data).hex())
         _write(path.with_suffix(".json"), (json.dumps(meta, indent=2) + "\n").encode())
         paths.append(path)
     return paths
@@ -93,31 +99,39 @@ def _write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _id(transform: bytes, own: bytes) -> bytes:
+def checkpoint_id(transform: bytes, own: bytes) -> bytes:
+    """The id a .cyc file names its code size by: a hash of the transform and of the size's own file."""
     return hashlib.sha256(transform + own).digest()[:ID_BYTES]
 
 
 def load_checkpoint(path: Path) -> Checkpoint:
-    """One code size: its own file and the folder's transform, which must be the one it was exported
-    with (ValueError otherwise)."""
+    """One code size: its own file and the folder's transform, exactly as exported together (their
+    hash must be the id in its JSON); ValueError for a missing, foreign or damaged file."""
     path = Path(path)
-    meta = json.loads(path.with_suffix(".json").read_text())
     transform_path = path.with_name(TRANSFORM)
     if not transform_path.is_file():
         raise ValueError(f"checkpoint '{path.stem}' has no {TRANSFORM} beside it (export the run again)")
-    transform, own = transform_path.read_bytes(), path.read_bytes()
-    if hashlib.sha256(transform).hexdigest() != meta.get("transform_sha256"):
-        raise ValueError(f"checkpoint '{path.stem}' was exported with another {TRANSFORM} (export the run again)")
-    tensors = safetensors.torch.load(own)
-    tables = CodingTables(*(tensors.pop(k) for k in TABLE_KEYS))
-    config = ModelConfig.from_dict(meta["config"])
-    channels = config.sizes[0].channels
-    for key, value in safetensors.torch.load(transform).items():
-        tensors[key] = value[:channels] if key.split(".")[-1] == "code" else value
-    model = CycleModel(config)
-    model.load_state_dict({k: v.float() for k, v in tensors.items()})
+    try:
+        meta = json.loads(path.with_suffix(".json").read_text())
+        transform, own = transform_path.read_bytes(), path.read_bytes()
+        if hashlib.sha256(transform).hexdigest() != meta.get("transform_sha256"):
+            raise ValueError(f"checkpoint '{path.stem}' was exported with another {TRANSFORM} (export the run again)")
+        if checkpoint_id(transform, own).hex() != meta.get("id"):
+            raise ValueError(f"checkpoint '{path.stem}' is damaged or not the file its JSON describes")
+        tensors = safetensors.torch.load(own)
+        tables = CodingTables(*(tensors.pop(k) for k in TABLE_KEYS))
+        config = ModelConfig.from_dict(meta["config"])
+        channels = config.sizes[0].channels
+        for key, value in safetensors.torch.load(transform).items():
+            tensors[key] = value[:channels] if key.split(".")[-1] == "code" else value
+        model = CycleModel(config)
+        model.load_state_dict({k: v.float() for k, v in tensors.items()})
+    except ValueError:
+        raise
+    except Exception as e:  # a JSON edited by hand: a missing key, a config the weights do not fit
+        raise ValueError(f"checkpoint '{path.stem}' is damaged ({type(e).__name__})") from None
     model.eval().requires_grad_(False)
-    return Checkpoint(path.stem, model, tables, meta, _id(transform, own))
+    return Checkpoint(path.stem, model, tables, meta, checkpoint_id(transform, own))
 
 
 def available(directory: Path | None = None) -> list[Path]:

@@ -29,7 +29,7 @@ class Match:
     @property
     def encoded(self) -> tuple[bytes, float] | None:
         """The file and its encode time, for `measure` (None when the codec made no file)."""
-        return (self.data, self.encode_s) if self.data else None
+        return (self.data, self.encode_s) if self.data and self.encode_s is not None else None
 
     @property
     def within_tolerance(self) -> bool:

@@ -1,8 +1,9 @@
 """How we measure: one function, `measure`, for the CLI table, the app, the RD curves and
 `train.evaluate`, so no two of them can disagree about a number.
 
-It encodes once and decodes once (both timed), and keeps the file and the reconstruction; the
-quality metrics are computed when first read, so a curve that needs no SSIM does not pay for it.
+It encodes once (or takes the file a size match already made, with its time) and decodes once, both
+timed, and keeps the file and the reconstruction; the quality metrics are computed when first read,
+so a curve that needs no SSIM does not pay for it.
 A codec that cannot encode the image (`CodecError`: a size its library refuses) gives a
 measurement with no file, every number None ('n/a') and the reason in its note.
 """

@@ -83,6 +83,7 @@ def test_tables_are_stored_not_recomputed(ckpt, photo, tmp_path):
     """Coding uses the exported tables: they match what the density gives (to float32), and a copy
     of the checkpoint whose stored table choices differ, with the same weights, codes differently,
     while recomputing tables from the density is never called."""
+    import json
     import shutil
 
     import torch
@@ -101,8 +102,11 @@ def test_tables_are_stored_not_recomputed(ckpt, photo, tmp_path):
     tensors = load_file(str(source))
     tensors["tables.index"] = (tensors["tables.index"] + 1).clamp(max=int(tensors["tables.index"].max()))
     save_file(tensors, str(tmp_path / "other.safetensors"))
-    shutil.copy(source.with_suffix(".json"), tmp_path / "other.json")
     shutil.copy(source.with_name(checkpoint.TRANSFORM), tmp_path)
+    meta = json.loads(source.with_suffix(".json").read_text())
+    meta["id"] = checkpoint.checkpoint_id((tmp_path / checkpoint.TRANSFORM).read_bytes(),
+                                          (tmp_path / "other.safetensors").read_bytes()).hex()
+    (tmp_path / "other.json").write_text(json.dumps(meta))
     other = checkpoint.load_checkpoint(tmp_path / "other.safetensors")
     for density in (ckpt.model.densities[0], other.model.densities[0]):
         density.tables = lambda: pytest.fail("coding tables were recomputed from the density")
@@ -152,6 +156,12 @@ def test_a_code_size_needs_the_transform_it_was_exported_with(tmp_path):
     transform["down1.weight"] = transform["down1.weight"] * 0.5
     save_file(transform, str(tmp_path / checkpoint.TRANSFORM))
     with pytest.raises(ValueError, match="exported with another transform"):
+        checkpoint.load_checkpoint(tmp_path / source.name)
+    shutil.copy(source.with_name(checkpoint.TRANSFORM), tmp_path)
+    checkpoint.load_checkpoint(tmp_path / source.name)  # the pair as exported loads
+    other = checkpoint.available()[-1]
+    shutil.copy(other, tmp_path / source.name)  # another size's file under this size's JSON
+    with pytest.raises(ValueError, match="damaged or not the file its JSON describes"):
         checkpoint.load_checkpoint(tmp_path / source.name)
 
 

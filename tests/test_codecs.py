@@ -162,3 +162,47 @@ def test_compare_refuses_an_image_over_its_limit(ckpt):
     with pytest.raises(ValueError, match="over the limit of 16,000,000 for compare .encode takes up to 100,000,000"):
         compare(np.zeros((4001, 4000, 3), np.uint8), CycleCodec(ckpt), ["jpeg"])
     assert comparing.MAX_PIXELS == 16_000_000
+
+
+class _Sized(registry.Codec):
+    """A stand-in learned code size whose file at step offset s is `natural * 1.1 ** s` bytes, and
+    which records every encode."""
+    name, search, settings = registry.LEARNED, Search(-20, 20, "integer"), (0,)
+
+    def __init__(self, variant: str, natural: int, calls: list):
+        self.variant, self.natural, self.calls = variant, natural, calls
+
+    def encode(self, rgb, setting=None):
+        self.calls.append((self.variant, setting))
+        return bytes(max(1, round(self.natural * 1.1 ** setting)))
+
+
+@pytest.mark.parametrize("naturals", [[500], [500, 900], [300, 500, 900, 1600, 2800]])
+@pytest.mark.parametrize("target", [1, 320, 700, 1000, 2100, 10 ** 6])
+def test_match_learned_bisects_the_code_sizes_and_encodes_nothing_twice(naturals, target, monkeypatch):
+    """Files grow with the code size, so bisection finds the size nearest the target in ratio (the
+    one an encode of every size would pick) with at most 3 of 5 such encodes, and the step search
+    starts from that size's file: no (size, setting) is encoded twice."""
+    from cycleapp import matching
+
+    calls = []
+    entries = [_Sized(f"s{i}", n, calls) for i, n in enumerate(naturals)]
+    monkeypatch.setattr(registry, "family", lambda name: entries)
+    m = matching.match_learned(np.zeros((4, 4, 3), np.uint8), target)
+    nearest = min(range(len(naturals)), key=lambda i: abs(np.log(naturals[i] / target)))
+    assert m.variant == f"s{nearest}"
+    assert len(calls) == len(set(calls))
+    assert sum(setting == 0 for _, setting in calls) <= min(len(naturals), 3)
+    assert m.encoded == (m.data, m.encode_s) and m.encode_s is not None
+
+
+def test_compare_encodes_a_matched_codec_only_in_its_search(ckpt, photo, monkeypatch):
+    """compare measures the file the size search chose, with the time that encode took: no setting
+    of a matched codec is encoded twice."""
+    calls = []
+    encode = PillowCodec.encode
+    monkeypatch.setattr(PillowCodec, "encode", lambda self, rgb, s=None: calls.append(s) or encode(self, rgb, s))
+    results = compare(photo, CycleCodec(ckpt), ["jpeg"])
+    assert calls and len(calls) == len(set(calls)) and results[1].value in calls
+    assert results[1].data == encode(registry.get("jpeg"), photo, results[1].value)
+    assert results[1].encode_s is not None and results[1].ok

@@ -50,7 +50,8 @@ def test_pip_install_gives_the_package_the_checkpoints_and_the_command(tmp_path,
     where = run([py, "-c", "import cycleapp, cycleapp.checkpoint as c; print(cycleapp.__file__); "
                  "print(c.checkpoint_dir())"], work).stdout.split()
     assert where[0].startswith(str(src if editable else env_dir)), where
-    assert len(list(Path(where[1]).glob("*.safetensors"))) >= 5, where
+    assert len(list(Path(where[1]).glob("*.safetensors"))) >= 6, where  # five code sizes and their transform
+    assert (Path(where[1]) / "transform.safetensors").is_file(), where
 
     cyclecodec = bin_dir / "cyclecodec"
     assert "tiny" in run([cyclecodec, "sizes"], work).stdout

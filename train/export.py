@@ -42,7 +42,8 @@ def nested_from_checkpoints(directory: Path) -> CycleModel:
     """The nested model that the shipped checkpoints were cut from (the inverse of single_size).
 
     Runs do not outlive a machine; the checkpoints do, so a new run can start from them
-    (`train.fit --init-from checkpoints`). The widest checkpoint gives the shared transform.
+    (`train.fit --init-from checkpoints`). The widest code size gives the shared transform with
+    its whole code layer.
     """
     from cycleapp.checkpoint import available
     singles = [load_checkpoint(p).model for p in available(directory)]

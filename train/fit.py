@@ -110,7 +110,7 @@ def save_run(path: Path, model, opt, step: int, args, sampler: CropSampler, fit:
                                                        for k, v in vars(args).items()},
              "rng": sampler.g.get_state(), "torch_rng": torch.get_rng_state()}
     if args.device == "cuda":  # the training noise is drawn on the GPU, from its own generator
-        state["cuda_rng"] = torch.cuda.get_rng_state(next(model.parameters()).device)
+        state["cuda_rng"] = torch.cuda.get_rng_state(next(model.parameters()).device)  # this rank's GPU
     if fit is not None:
         state["fit"] = fit
     save_state(state, path)
