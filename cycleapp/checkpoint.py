@@ -62,6 +62,8 @@ def save_checkpoints(model: CycleModel, metas: list[dict], directory: Path) -> l
     holds one export: the code sizes of an earlier one that this model lacks are removed, since they
     could not load beside the new transform."""
     config = model.config
+    if any(size.name == Path(TRANSFORM).stem for size in config.sizes):
+        raise ValueError(f"a code size cannot be called '{Path(TRANSFORM).stem}'")
     directory.mkdir(parents=True, exist_ok=True)
     for stale in set(available(directory)) - {directory / f"{s.name}.safetensors" for s in config.sizes}:
         stale.with_suffix(".json").unlink()
@@ -73,8 +75,6 @@ def save_checkpoints(model: CycleModel, metas: list[dict], directory: Path) -> l
     _write(directory / TRANSFORM, transform)
     paths = []
     for i, (size, meta) in enumerate(zip(config.sizes, metas, strict=True)):
-        if size.name == Path(TRANSFORM).stem:
-            raise ValueError(f"a code size cannot be called '{size.name}'")
         own = {_as_first(k): v for k, v in state.items() if k.split(".")[0] in OWN and k.split(".")[1] == str(i)}
         own.update(zip(TABLE_KEYS, rounded.densities[i].tables()))
         data = safetensors.torch.save(own)
