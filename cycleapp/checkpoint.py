@@ -71,11 +71,11 @@ def save_checkpoints(model: CycleModel, metas: list[dict], directory: Path) -> l
     state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
     rounded = copy.deepcopy(model)
     rounded.load_state_dict({k: v.float() for k, v in state.items()})
-    transform = safetensors.torch.save({k: v for k, v in state.items() if k.split(".")[0] not in OWN})
+    transform = safetensors.torch.save({k: v for k, v in state.items() if not is_own(k)})
     _write(directory / TRANSFORM, transform)
     paths = []
     for i, (size, meta) in enumerate(zip(config.sizes, metas, strict=True)):
-        own = {_as_first(k): v for k, v in state.items() if k.split(".")[0] in OWN and k.split(".")[1] == str(i)}
+        own = {k: v for k, v in size_state(state, i, size.channels).items() if is_own(k)}
         own.update(zip(TABLE_KEYS, rounded.densities[i].tables()))
         data = safetensors.torch.save(own)
         path = directory / f"{size.name}.safetensors"
@@ -87,10 +87,25 @@ def save_checkpoints(model: CycleModel, metas: list[dict], directory: Path) -> l
     return paths
 
 
-def _as_first(key: str) -> str:
-    """A code size's own state-dict key, renumbered as the only size of a single-size model."""
-    parts = key.split(".")
-    return ".".join([parts[0], "0", *parts[2:]])
+def is_own(key: str) -> bool:
+    """Whether a state-dict entry belongs to one code size (its steps, its entropy model)."""
+    return key.split(".")[0] in OWN
+
+
+def size_state(state: dict, index: int, channels: int) -> dict:
+    """The state of a single-size model holding code size `index` (of `channels` channels) of a
+    nested model's state: that size's own entries, renumbered as size 0, and the shared transform
+    with its code layer cut to the size's channels. Export, the checkpoint files and validation
+    during training all cut a size this one way."""
+    out = {}
+    for key, value in state.items():
+        parts = key.split(".")
+        if is_own(key):
+            if int(parts[1]) == index:
+                out[".".join([parts[0], "0", *parts[2:]])] = value
+        else:
+            out[key] = value[:channels] if parts[-1] == "code" else value
+    return out
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -121,11 +136,9 @@ def load_checkpoint(path: Path) -> Checkpoint:
         tensors = safetensors.torch.load(own)
         tables = CodingTables(*(tensors.pop(k) for k in TABLE_KEYS))
         config = ModelConfig.from_dict(meta["config"])
-        channels = config.sizes[0].channels
-        for key, value in safetensors.torch.load(transform).items():
-            tensors[key] = value[:channels] if key.split(".")[-1] == "code" else value
+        state = size_state({**safetensors.torch.load(transform), **tensors}, 0, config.sizes[0].channels)
         model = CycleModel(config)
-        model.load_state_dict({k: v.float() for k, v in tensors.items()})
+        model.load_state_dict({k: v.float() for k, v in state.items()})
     except ValueError:
         raise
     except Exception as e:  # a JSON edited by hand: a missing key, a config the weights do not fit

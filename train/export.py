@@ -12,7 +12,7 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from cycleapp.checkpoint import Checkpoint, checkpoint_dir, load_checkpoint, save_checkpoints
+from cycleapp.checkpoint import Checkpoint, checkpoint_dir, load_checkpoint, save_checkpoints, size_state
 from cycleapp.entropy import CodingTables
 from cycleapp.model import CycleModel
 from train.data import REPO, kodak_dir
@@ -21,20 +21,9 @@ from train.state import load_state, model_from_state
 
 def single_size(model: CycleModel, index: int) -> CycleModel:
     """A model holding only code size `index` of a nested model (code layer cut to its channels)."""
-    cfg = model.config
-    size = cfg.sizes[index]
-    single = CycleModel(replace(cfg, sizes=[size]))
-    state = {}
-    for key, value in model.state_dict().items():
-        parts = key.split(".")
-        if parts[0] in ("log_steps", "densities"):
-            if int(parts[1]) != index:
-                continue
-            key = ".".join([parts[0], "0", *parts[2:]])
-        elif parts[-1] == "code":
-            value = value[: size.channels]
-        state[key] = value.clone()
-    single.load_state_dict(state)
+    size = model.config.sizes[index]
+    single = CycleModel(replace(model.config, sizes=[size]))
+    single.load_state_dict(size_state(model.state_dict(), index, size.channels))
     return single.eval().requires_grad_(False)
 
 
@@ -45,16 +34,16 @@ def nested_from_checkpoints(directory: Path) -> CycleModel:
     (`train.fit --init-from checkpoints`). The widest code size gives the shared transform with
     its whole code layer.
     """
-    from cycleapp.checkpoint import available
+    from cycleapp.checkpoint import available, is_own
     singles = [load_checkpoint(p).model for p in available(directory)]
     if not singles:
         raise SystemExit(f"error: no checkpoints in {directory}")
     widest = max(singles, key=lambda m: m.config.sizes[0].channels)
     model = CycleModel(replace(widest.config, sizes=[m.config.sizes[0] for m in singles]))
-    state = {k: v for k, v in widest.state_dict().items() if not k.startswith(("log_steps", "densities"))}
+    state = {k: v for k, v in widest.state_dict().items() if not is_own(k)}
     for i, single in enumerate(singles):
         for key, value in single.state_dict().items():
-            if key.startswith(("log_steps", "densities")):
+            if is_own(key):
                 parts = key.split(".")
                 state[".".join([parts[0], str(i), *parts[2:]])] = value
     model.load_state_dict(state)
