@@ -3,6 +3,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from contextlib import contextmanager
@@ -19,9 +20,12 @@ def free_port() -> int:
 
 @contextmanager
 def running_app(timeout: float = 120):
+    """The app on a free port, with a Gradio folder of its own (uploads, cache, run folders): another
+    app on the same machine, which shares /tmp/gradio by default, cannot touch its files."""
     port = free_port()
+    gradio_dir = tempfile.TemporaryDirectory(prefix="cyclecodec-test-gradio-")
     env = dict(os.environ, GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1",
-               GRADIO_ANALYTICS_ENABLED="False", PYTHONPATH=str(REPO))
+               GRADIO_ANALYTICS_ENABLED="False", GRADIO_TEMP_DIR=gradio_dir.name, PYTHONPATH=str(REPO))
     log = open(REPO / "tests" / f".app-{port}.log", "w+")
     proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
@@ -45,3 +49,4 @@ def running_app(timeout: float = 120):
             proc.kill()
         log.close()
         os.unlink(log.name)
+        gradio_dir.cleanup()
