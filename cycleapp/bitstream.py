@@ -12,6 +12,9 @@ The seal (format version 3): the entropy coder starts from a state derived from 
 (`CycFile.seal`) instead of an empty one, and the decoder must end in exactly that state. So a
 payload that runs dry, one that leaves data behind, and a payload under an edited header (with its
 CRC recomputed) are all refused instead of decoding to some image.
+
+The DC row by row (format version 4): the payload codes the DC residuals a row at a time, each under
+the density of its context from the row above (`entropy.dc_contexts`); the container is unchanged.
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ import zlib
 from dataclasses import dataclass
 
 MAGIC = b"CYC"
-VERSION = 3
+VERSION = 4
 _HEADER = struct.Struct("<3sB8sIIHHHbI")
 _CRC = struct.Struct("<I")
 MAX_PIXELS = 100_000_000  # the same bound as for input images

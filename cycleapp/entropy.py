@@ -3,10 +3,14 @@
 What is coded is not the integer code itself but its symbols: for each channel, the code minus an
 integer prediction from the decoded neighbours in the same channel (PREDICTORS: none, the left
 value, the one above, or the planar left + up - up-left of lossless image coders). Channel 0, the
-DC of each 16x16 block, always uses the planar predictor and its residual is coded with a learned
-factorised density (Balle et al. 2018, appendix 6.1). The other channels' predictors are chosen
-per channel from the data (`choose_predictors`): on clean photographs the chroma DCs of the
-blocks are as smooth as the luma DC, and coding their differences saves a fifth of their bits.
+DC of each 16x16 block, always uses the planar predictor and its residual is coded with one of
+DC_CONTEXTS learned factorised densities (Balle et al. 2018, appendix 6.1), chosen by the summed
+magnitudes of the three residuals above it (`dc_contexts`): on clean photographs a smooth sky's
+residuals are near zero and an edge's are not, and a density per context saves a ninth of the
+DC's bits on modern photographs. The decoder gets the DC a row at a time, each row's contexts known
+from the one above. The other channels' predictors are chosen per channel from the data
+(`choose_predictors`): on clean photographs the chroma DCs of the blocks are as smooth as the luma
+DC, and coding their differences saves a fifth of their bits.
 The decoder gets every symbol first, then undoes the prediction with cumulative sums.
 
 Every channel after the DC uses a zero-mean Laplace density whose scale depends on an integer context
@@ -45,6 +49,7 @@ GROUP_EDGES = (1, 8, 16, 32, 64, 96, 128, 160, 192, 224, 256, 320)  # channel gr
 ACTIVITY_BUCKETS = 12  # floor(log2(1 + activity)), capped
 NEIGHBOUR_STATES = 6  # anchor, then 5 buckets of the four decoded neighbours' magnitudes
 CONTEXTS = ACTIVITY_BUCKETS * NEIGHBOUR_STATES
+DC_CONTEXTS = 6  # floor(log2(1 + the three DC residual magnitudes above)), capped
 DC_CLAMP = 1024  # the DC is clipped to [-DC_CLAMP, DC_CLAMP], so its residual fits 4 * DC_CLAMP
 AC_CLAMP = 512  # every other channel is clipped to [-AC_CLAMP, AC_CLAMP]
 SCALES = 64  # Laplace scales of the coding tables, log-spaced in [SCALE_MIN, SCALE_MAX]
@@ -150,6 +155,15 @@ def context_from_sums(lower: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
     return activity * NEIGHBOUR_STATES + neighbours
 
 
+def dc_contexts(dc: torch.Tensor) -> torch.Tensor:
+    """Context of every DC residual of integer (..., H, W) residuals: a bucket of the summed
+    magnitudes of the three above it (up-left, up, up-right; zeros outside), so row r's contexts
+    read row r - 1 only and a decoder knows them once it has the row above."""
+    h, w = dc.shape[-2:]
+    above = F.pad(dc.abs(), (1, 1, 1, 0))
+    return bucket(above[..., :h, :w] + above[..., :h, 1:w + 1] + above[..., :h, 2:], DC_CONTEXTS)
+
+
 def contexts(symbols: torch.Tensor) -> torch.Tensor:
     """Context of every integer symbol (B, C, H, W) -> int64 (B, C, H, W); 0 for the DC."""
     mag = symbols.to(torch.int64).abs()
@@ -210,19 +224,20 @@ class FactorizedDensity(nn.Module):
 
     @torch.no_grad()
     def table(self, radius: int) -> torch.Tensor:
-        """Probabilities of the integers -radius .. radius under channel 0's density (float32)."""
+        """Probabilities of the integers -radius .. radius under each channel's density, float32
+        (channels, 2 * radius + 1)."""
         v = torch.arange(-radius, radius + 1, dtype=torch.float32).view(1, 1, -1)
         pmf = torch.sigmoid(self.logits_cdf(v + 0.5).double()) - torch.sigmoid(self.logits_cdf(v - 0.5).double())
-        return pmf.clamp_min(0).view(-1).float()
+        return pmf.clamp_min(0)[:, 0].float()
 
 
 class EntropyModel(nn.Module):
-    """Factorised density of the DC residual; context-conditional Laplace for the other channels."""
+    """Context-conditional densities: factorised ones for the DC residual, Laplace for the others."""
 
     def __init__(self, channels: int):
         super().__init__()
         self.channels = channels
-        self.dc = FactorizedDensity(1)
+        self.dc = FactorizedDensity(DC_CONTEXTS)  # one density per DC context
         self.log_scale = nn.Parameter(torch.zeros(channels - 1, CONTEXTS))
         predictor = torch.zeros(channels, dtype=torch.int64)
         predictor[0] = PLANAR
@@ -234,17 +249,20 @@ class EntropyModel(nn.Module):
         gradient; the others are the noisy code itself."""
         straight = residuals(code + (y - y.detach()), self.predictor)
         symbols = torch.where(self.predictor.view(1, -1, 1, 1) > 0, straight, y)
-        p = self.dc.likelihood(symbols[:, :1])
+        integer = residuals(code, self.predictor)
+        every_dc_density = self.dc.likelihood(symbols[:, :1].expand(-1, DC_CONTEXTS, -1, -1))
+        p = every_dc_density.gather(1, dc_contexts(integer[:, 0].long())[:, None])
         if self.channels == 1:
             return p
-        ctx = contexts(residuals(code, self.predictor))[:, 1:]
+        ctx = contexts(integer)[:, 1:]
         rows = torch.arange(self.channels - 1, device=y.device).view(1, -1, 1, 1)
         scale = self.log_scale.exp()[rows, ctx]
         return torch.cat([p, laplace_likelihood(symbols[:, 1:], scale)], dim=1)
 
     @torch.no_grad()
     def tables(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Coding tables: the DC residual's probabilities (8 * DC_CLAMP + 1,), the Laplace tables on
+        """Coding tables: the DC residual's probabilities per DC context (DC_CONTEXTS, 8 * DC_CLAMP + 1),
+        the Laplace tables on
         the scale grid (SCALES, 2 * AC_CLAMP + 1), each (channel, context)'s table index and each
         channel's predictor."""
         support = torch.arange(-AC_CLAMP, AC_CLAMP + 1, dtype=torch.float64)
@@ -259,7 +277,7 @@ class CodingTables:
     """The fixed probability tables of one checkpoint, ready for constriction."""
 
     def __init__(self, dc: torch.Tensor, laplace: torch.Tensor, index: torch.Tensor, predictor: torch.Tensor):
-        if dc.shape != (8 * DC_CLAMP + 1,) or laplace.shape != (SCALES, 2 * AC_CLAMP + 1) \
+        if dc.shape != (DC_CONTEXTS, 8 * DC_CLAMP + 1) or laplace.shape != (SCALES, 2 * AC_CLAMP + 1) \
                 or index.ndim != 2 or index.shape[1] != CONTEXTS or predictor.shape != (index.shape[0] + 1,) \
                 or not ((index >= 0) & (index < SCALES)).all() \
                 or not ((predictor >= 0) & (predictor < len(PREDICTORS))).all() or predictor[0] != PLANAR:
@@ -267,12 +285,12 @@ class CodingTables:
         self.index = index.numpy().astype(np.int64)  # (channels - 1, CONTEXTS)
         self.predictor = predictor.to(torch.int64)  # (channels,)
         self.limits = code_limits(self.predictor).view(1, -1, 1, 1)
-        self.dc_probabilities = dc.numpy().astype(np.float64)
+        self.dc_probabilities = dc.numpy().astype(np.float64)  # (DC_CONTEXTS, symbols)
         self.laplace_probabilities = laplace.numpy().astype(np.float64)
         self.laplace_bits = -torch.from_numpy(self.laplace_probabilities).clamp_min(1e-300).log2()
-        self.dc_least_bits = -math.log2(self.dc_probabilities.max())  # of its most probable symbol
+        self.dc_least_bits = -math.log2(self.dc_probabilities.max())  # of the most probable symbol of any
         self.laplace_least_bits = self.laplace_bits.min(1).values.numpy()  # (SCALES,)
-        self.dc_model = constriction.stream.model.Categorical(self.dc_probabilities, perfect=False)
+        self.dc_models = [constriction.stream.model.Categorical(p, perfect=False) for p in self.dc_probabilities]
         self.models = [constriction.stream.model.Categorical(p, perfect=False) for p in self.laplace_probabilities]
 
     @property
@@ -345,15 +363,9 @@ class CodingTables:
         return out
 
     def _batches(self, ctx: np.ndarray, start: int, end: int):
-        """Split the symbols of channels [start, end) at some positions into runs that share a table:
-        (table, flat positions), tables in increasing order, positions in order within each.
-        ctx: the contexts at those positions."""
-        table = self.index[start - 1:end - 1].astype(np.int16)[:, ctx].ravel()
-        order = np.argsort(table, kind="stable")
-        counts = np.bincount(table, minlength=SCALES)
-        ends = np.cumsum(counts)
-        for k in np.flatnonzero(counts):
-            yield int(k), order[ends[k] - counts[k]:ends[k]]
+        """Split the symbols of channels [start, end) at some positions into runs that share a table
+        (`_runs`). ctx: the contexts at those positions."""
+        return _runs(self.index[start - 1:end - 1].astype(np.int16)[:, ctx].ravel())
 
     def _order(self, c_total: int, h: int, w: int):
         """The coding order after the DC, as (group [start, end), positions, chunks): each channel
@@ -386,7 +398,11 @@ class CodingTables:
                     values = symbols[lo - start:hi - start, where].ravel().astype(np.int32) + AC_CLAMP
                     for k, positions in reversed(list(self._batches(ctx, lo, hi))):
                         coder.encode_reverse(values[positions], self.models[k])
-        coder.encode_reverse(dc.ravel().astype(np.int32) + 4 * DC_CLAMP, self.dc_model)
+        dc_ctx = dc_contexts(torch.from_numpy(dc.astype(np.int64))).numpy()
+        for row in reversed(range(h)):
+            values = dc[row].astype(np.int32) + 4 * DC_CLAMP
+            for k, positions in reversed(list(_runs(dc_ctx[row]))):
+                coder.encode_reverse(values[positions], self.dc_models[k])
         return coder.get_compressed().astype("<u4").tobytes()
 
     def decode(self, payload, shape: tuple[int, int, int], seal: int | None = None) -> np.ndarray:
@@ -412,7 +428,10 @@ class CodingTables:
             raise ValueError("payload does not end in a coder state")
         coder = constriction.stream.stack.AnsCoder(words)
         symbols = np.zeros((c_total, h, w), np.int16)  # then the code, in place
-        symbols[0] = (coder.decode(self.dc_model, h * w) - 4 * DC_CLAMP).reshape(h, w)
+        for row in range(h):  # the DC a row at a time: its contexts read the row above
+            ctx = dc_contexts(torch.from_numpy(symbols[0, max(row - 1, 0):row + 1].astype(np.int64)))[-1].numpy()
+            for k, positions in _runs(ctx):
+                symbols[0, row, positions] = coder.decode(self.dc_models[k], len(positions)) - 4 * DC_CLAMP
         _check_not_dry(coder)
         lower = np.abs(symbols[0]).astype(np.int32)
         for start, end, passes in self._order(c_total, h, w):
@@ -447,6 +466,17 @@ class CodingTables:
                 raise ValueError("decoded code outside the range any encoder writes")
             symbols[c] = plane
         return symbols
+
+
+def _runs(table: np.ndarray):
+    """Positions of a flat array of table indices grouped into runs that share a table: (table,
+    positions), tables in increasing order, positions in order within each (one constriction call
+    per run)."""
+    order = np.argsort(table, kind="stable")
+    counts = np.bincount(table, minlength=max(SCALES, DC_CONTEXTS))
+    ends = np.cumsum(counts)
+    for k in np.flatnonzero(counts):
+        yield int(k), order[ends[k] - counts[k]:ends[k]]
 
 
 def _contexts(lower: np.ndarray, own: np.ndarray, where: np.ndarray) -> np.ndarray:

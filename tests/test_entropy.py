@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from cycleapp.entropy import (AC_CLAMP, PLANAR, PREDICTORS, CodingTables, EntropyModel, choose_predictors,
-                              from_residuals, residuals)
+from cycleapp.entropy import (AC_CLAMP, DC_CLAMP, DC_CONTEXTS, PLANAR, PREDICTORS, CodingTables, EntropyModel,
+                              choose_predictors, dc_contexts, from_residuals, residuals)
 
 
 def random_code(channels=6, h=7, w=9, spread=20, seed=0):
@@ -34,6 +34,40 @@ def test_a_symbol_reads_only_its_left_and_upper_neighbours(kind):
     assert [3, 4] in diff
     assert all(i in (3, 4) and j in (4, 5) for i, j in diff)
     assert not (residuals(changed, predictor) != residuals(code, predictor))[0, 0].any()
+
+
+
+def test_a_dc_context_reads_only_the_row_above():
+    """Changing one DC residual changes the contexts of the three positions below it and nothing
+    else; a row's contexts from the rows decoded so far are its contexts in the whole code."""
+    dc = random_code(channels=1, h=8, w=10, spread=2)[0, 0]
+    changed = dc.clone()
+    changed[3, 4] += 300
+    diff = (dc_contexts(changed) != dc_contexts(dc)).nonzero().tolist()
+    assert diff and all(i == 4 and j in (3, 4, 5) for i, j in diff)
+    whole = dc_contexts(dc)
+    for row in range(dc.shape[0]):
+        assert torch.equal(dc_contexts(dc[max(row - 1, 0):row + 1])[-1], whole[row])
+    assert int(whole[0].max()) == 0 and int(dc_contexts(changed).max()) == DC_CONTEXTS - 1
+
+
+def test_the_dc_is_coded_under_its_context():
+    """With a narrow DC density for the quiet context and wide ones elsewhere, a code whose DC is flat
+    but for one busy row round-trips exactly and costs less than under the wide density everywhere."""
+    density = EntropyModel(3)
+    dc, laplace, index, predictor = density.tables()
+    symbols = torch.arange(-4 * DC_CLAMP, 4 * DC_CLAMP + 1, dtype=torch.float64)
+    narrow, wide = (torch.exp(-symbols.abs() / s) for s in (0.3, 30.0))
+    tables = {name: CodingTables(torch.stack([first] + [wide] * (DC_CONTEXTS - 1)).float(), laplace, index, predictor)
+              for name, first in (("context", narrow / narrow.sum()), ("wide", wide / wide.sum()))}
+    code = np.zeros((3, 12, 16), np.int64)
+    code[0, 6] = np.random.default_rng(0).integers(-200, 200, 16)  # a busy row in a flat DC
+    sizes = {}
+    for name, t in tables.items():
+        data = t.encode(code)
+        assert np.array_equal(t.decode(data, code.shape), code)
+        sizes[name] = len(data)
+    assert sizes["context"] < 0.8 * sizes["wide"]
 
 
 def test_predictors_are_chosen_where_they_pay():

@@ -25,7 +25,7 @@ import torch
 from cycleapp import checkpoint as ckpts
 from cycleapp import codec
 from cycleapp import codecs as registry
-from cycleapp.entropy import AC_CLAMP, DC_CLAMP, anchors, contexts, groups
+from cycleapp.entropy import AC_CLAMP, DC_CLAMP, anchors, contexts, dc_contexts, groups
 from cycleapp.imageio import load_rgb
 from cycleapp.matching import match_size
 from cycleapp.metrics import psnr
@@ -36,7 +36,8 @@ from train.data import image_files
 def ideal_bits(tables, q: torch.Tensor) -> tuple[float, torch.Tensor]:
     """Bits of the DC, and of every AC symbol (C - 1, H, W), under the coding tables."""
     s = tables.symbols(q[None])
-    dc_bits = -np.log2(np.maximum(tables.dc_probabilities[(s[0, 0] + 4 * DC_CLAMP).numpy()], 1e-300)).sum()
+    p = tables.dc_probabilities[dc_contexts(s[0, 0]).numpy(), (s[0, 0] + 4 * DC_CLAMP).numpy()]
+    dc_bits = -np.log2(np.maximum(p, 1e-300)).sum()
     table = torch.from_numpy(tables.index)[torch.arange(q.shape[0] - 1).view(-1, 1, 1), contexts(s)[0, 1:]]
     return float(dc_bits), tables.laplace_bits[table, s[0, 1:] + AC_CLAMP]
 

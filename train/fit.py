@@ -53,7 +53,8 @@ def parse_args(argv=None):
     p.add_argument("--out", type=Path, default=Path("runs/main"))
     p.add_argument("--resume", action="store_true", help="continue from OUT/state.pt")
     p.add_argument("--init-from", type=Path, default=None,
-                   help="start the transform and quantisation steps from another run's state.pt "
+                   help="start the transform, quantisation steps and entropy models (where they still fit) "
+                        "from another run's state.pt "
                         "or from a folder of checkpoints")
     p.add_argument("--width", type=int, default=320, help="channels of the widest code")
     p.add_argument("--kernel", type=int, default=8, choices=[4, 8],
@@ -295,8 +296,10 @@ def new_model(args, images: list[torch.Tensor], source: dict | None) -> CycleMod
         own = model.state_dict()
         source = {k: pad_kernel(v, own[k].shape[-1]) if k.startswith("down") and k in own else v
                   for k, v in source.items()}  # a block transform starts a lapped one
+        # the entropy models' tensors too where their shapes still fit (a changed part is fitted
+        # afresh by `fit_densities`); the predictors are chosen again from the data
         reused = {k: v for k, v in source.items()
-                  if not k.startswith("densities") and k in own and own[k].shape == v.shape}
+                  if not k.endswith(".predictor") and k in own and own[k].shape == v.shape}
         model.load_state_dict(reused, strict=False)
         print(f"initialised {len(reused)} tensors from {args.init_from}")
     return model
