@@ -261,10 +261,9 @@ class EntropyModel(nn.Module):
 
     @torch.no_grad()
     def tables(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Coding tables: the DC residual's probabilities per DC context (DC_CONTEXTS, 8 * DC_CLAMP + 1),
-        the Laplace tables on
-        the scale grid (SCALES, 2 * AC_CLAMP + 1), each (channel, context)'s table index and each
-        channel's predictor."""
+        """Coding tables: the DC residual's probabilities per DC context (DC_CONTEXTS, 8 * DC_CLAMP
+        + 1), the Laplace tables on the scale grid (SCALES, 2 * AC_CLAMP + 1), each (channel,
+        context)'s table index and each channel's predictor."""
         support = torch.arange(-AC_CLAMP, AC_CLAMP + 1, dtype=torch.float64)
         grid = scale_grid()
         laplace = torch.stack([laplace_likelihood(support, s).clamp_min(0) for s in grid]).float()
@@ -473,7 +472,7 @@ def _runs(table: np.ndarray):
     positions), tables in increasing order, positions in order within each (one constriction call
     per run)."""
     order = np.argsort(table, kind="stable")
-    counts = np.bincount(table, minlength=max(SCALES, DC_CONTEXTS))
+    counts = np.bincount(table)
     ends = np.cumsum(counts)
     for k in np.flatnonzero(counts):
         yield int(k), order[ends[k] - counts[k]:ends[k]]

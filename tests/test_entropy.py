@@ -36,7 +36,6 @@ def test_a_symbol_reads_only_its_left_and_upper_neighbours(kind):
     assert not (residuals(changed, predictor) != residuals(code, predictor))[0, 0].any()
 
 
-
 def test_a_dc_context_reads_only_the_row_above():
     """Changing one DC residual changes the contexts of the three positions below it and nothing
     else; a row's contexts from the rows decoded so far are its contexts in the whole code."""
