@@ -1,7 +1,10 @@
 """The cycle model: a tied encoder/decoder pair, a quantiser per code size, an entropy model.
 
-Encoder (analysis):  x -> down1 (stride 4) -> res1 -> down2 (stride 4) -> res2 -> res3 -> code layer
+Encoder (analysis):  x -> down1 (stride 4) -> res1 -> down2 (stride 4) -> res2 -> res3 [-> res4 ...] -> code layer
 Decoder (synthesis): the same layers in reverse order, each run with its twin's weights transposed.
+`blocks` residual blocks run at the code's resolution (res2, res3, ...): each one widens the receptive
+field by two code positions (32 pixels) on every side for little time, since it runs on 1/256 of the
+pixels. A model with more blocks starts from one with fewer exactly: a new block is the identity.
 
 One transform serves several code sizes (a nested code): the code layer emits `width` channels,
 and a code size of k channels keeps the first k of them, with its own quantisation steps,
@@ -35,6 +38,7 @@ class ModelConfig:
     hidden2: int = 96
     tied: bool = True
     kernel: int = 4  # of the two down-sampling layers: 4 = block transform, 8 = lapped
+    blocks: int = 2  # residual blocks at the code's resolution: res2, res3, ...
     sizes: list[CodeSize] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -72,8 +76,8 @@ class CycleModel(nn.Module):
         self.down1 = PatchConv(3, 48, 4, config.kernel)
         self.res1 = ResBlock(48, config.hidden1)
         self.down2 = PatchConv(48, w, 4, config.kernel)
-        self.res2 = ResBlock(w, config.hidden2)
-        self.res3 = ResBlock(w, config.hidden2)
+        for k in range(config.blocks):
+            setattr(self, f"res{k + 2}", ResBlock(w, config.hidden2))
         max_ch = max((s.channels for s in config.sizes), default=w)
         self.code = nn.Parameter(torch.eye(max_ch, w).view(max_ch, w, 1, 1).clone())
         self.log_steps = nn.ParameterList(
@@ -86,10 +90,14 @@ class CycleModel(nn.Module):
             self._untie()
 
     # -- weights ---------------------------------------------------------------------------
+    def code_blocks(self) -> list[tuple[str, ResBlock]]:
+        """The residual blocks at the code's resolution, in the encoder's order: (name, block)."""
+        return [(f"res{k + 2}", getattr(self, f"res{k + 2}")) for k in range(self.config.blocks)]
+
     def encoder_weights(self) -> dict[str, nn.Parameter]:
+        blocks = {f"{name}_{part}": getattr(block, part) for name, block in self.code_blocks() for part in "ab"}
         return {"down1": self.down1.weight, "res1_a": self.res1.a, "res1_b": self.res1.b,
-                "down2": self.down2.weight, "res2_a": self.res2.a, "res2_b": self.res2.b,
-                "res3_a": self.res3.a, "res3_b": self.res3.b, "code": self.code}
+                "down2": self.down2.weight, **blocks, "code": self.code}
 
     def _untie(self) -> None:
         for name, p in self.encoder_weights().items():
@@ -119,8 +127,10 @@ class CycleModel(nn.Module):
 
     # -- transform -------------------------------------------------------------------------
     def analysis(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.res1(self.down1(x - 0.5))
-        return self.res3(self.res2(self.down2(h)))
+        h = self.down2(self.res1(self.down1(x - 0.5)))
+        for _, block in self.code_blocks():
+            h = block(h)
+        return h
 
     def encode(self, x: torch.Tensor, size: int) -> torch.Tensor:
         """Continuous code of size index `size`, in units of its quantisation steps."""
@@ -133,8 +143,8 @@ class CycleModel(nn.Module):
         k = y_hat.shape[1]
         d = self._dec
         h = F.conv_transpose2d(y_hat * self.log_steps[size].exp().view(1, -1, 1, 1), d("code")[:k])
-        h = self.res3.transpose(h, d("res3_a"), d("res3_b"))
-        h = self.res2.transpose(h, d("res2_a"), d("res2_b"))
+        for name, block in reversed(self.code_blocks()):
+            h = block.transpose(h, d(f"{name}_a"), d(f"{name}_b"))
         h = self.down2.transpose(h, d("down2"))
         h = self.res1.transpose(h, d("res1_a"), d("res1_b"))
         return self.down1.transpose(h, d("down1")) + 0.5
@@ -144,7 +154,7 @@ class CycleModel(nn.Module):
         of the tile to be the whole image's transform there: the layers' receptive field, the wider
         of the two directions, in whole code blocks (6 for the shipped lapped models)."""
         quarter = 2 * self.res1.pad  # a ResBlock is two convolutions of radius `pad`
-        code = 2 * self.res2.pad + 2 * self.res3.pad
+        code = sum(2 * block.pad for _, block in self.code_blocks())
         # analysis: code rows 0..0 read down2's output rows -code..code, which read ... pixels lo..hi
         lo, hi = _conv_reads(-code, code, self.down2)
         lo, hi = _conv_reads(lo - quarter, hi + quarter, self.down1)

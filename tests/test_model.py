@@ -5,9 +5,9 @@ import torch
 from cycleapp.model import CodeSize, CycleModel, ModelConfig
 
 
-def make(tied=True, width=64, kernel=4):
+def make(tied=True, width=64, kernel=4, blocks=2):
     torch.manual_seed(0)
-    return CycleModel(ModelConfig(width=width, hidden1=8, hidden2=8, tied=tied, kernel=kernel,
+    return CycleModel(ModelConfig(width=width, hidden1=8, hidden2=8, tied=tied, kernel=kernel, blocks=blocks,
                                   sizes=[CodeSize("a", 32, 0.01), CodeSize("b", width, 0.02)]))
 
 
@@ -99,14 +99,36 @@ def test_contexts_are_integer_and_use_only_decoded_symbols():
         assert torch.equal(contexts(later)[:, start:end], ctx[:, start:end])
 
 
-@pytest.mark.parametrize("kernel", [4, 8])
-def test_halo_covers_the_receptive_field(kernel):
+def test_a_deeper_model_starts_as_the_one_it_grows_from():
+    """Blocks added at the code's resolution start as the identity: loaded with a two-block model's
+    weights (what fits, as `--init-from` does), a four-block model encodes and decodes exactly as it
+    did; the new blocks train (their gradient is not zero) and the decoder shares their weights."""
+    small, deep = make(kernel=8), make(kernel=8, blocks=4)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in small.encoder_weights().values():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+    missing, unexpected = deep.load_state_dict(small.state_dict(), strict=False)
+    assert sorted(missing) == ["res4.a", "res4.b", "res5.a", "res5.b"] and not unexpected
+    x, y = torch.rand(1, 3, 48, 64, generator=g), torch.randn(1, 32, 3, 4, generator=g)
+    with torch.no_grad():
+        assert torch.equal(deep.encode(x, 0), small.encode(x, 0))
+        assert torch.equal(deep.decode(y, 0), small.decode(y, 0))
+    assert deep.halo() == small.halo() + 4  # two more blocks: two code positions more on each side
+    for name in ("res4_a", "res4_b", "res5_a", "res5_b"):
+        assert deep._dec(name) is deep.encoder_weights()[name]
+    deep(x, 0, cycle=True)["x_hat"].square().sum().backward()
+    assert deep.res4.b.grad.abs().sum() > 0 and deep.res5.b.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("kernel,blocks", [(4, 2), (8, 2), (8, 3)])
+def test_halo_covers_the_receptive_field(kernel, blocks):
     """Code tiles transformed with `halo()` positions of context on each side give the whole image's
     result (to float error), in both directions; one position less does not. Random weights in every
     layer, so that every tap of every kernel counts."""
     from cycleapp.codec import _around, tiles
 
-    model = make(kernel=kernel)
+    model = make(kernel=kernel, blocks=blocks)
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for p in model.encoder_weights().values():

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from conftest import EXAMPLES, REPO, run_cli
+from train import fit as train_fit
 from train.state import save_state
 
 COMMON = ["--data", str(EXAMPLES), "--sizes", "tiny", "--batch-size", "2", "--patch-size", "64",
@@ -54,6 +55,16 @@ def test_resume_continues_exactly(tmp_path, straight):
     resumed = fit(tmp_path / "b", 4, "--resume")
     assert_same_model(torch.load(straight / "state.pt", weights_only=True), resumed)
 
+
+
+def test_resume_goes_on_with_the_runs_own_settings_unless_told_otherwise(tmp_path):
+    """Options a resume leaves out are the run's (its learning rate, not the default's); given ones win."""
+    out = tmp_path / "run"
+    fit(out, 2, "--lr", "3e-5", "--gamma", "0.01")
+    resumed = fit(out, 3, "--resume")
+    assert (resumed["args"]["lr"], resumed["args"]["gamma"], resumed["args"]["steps"]) == (3e-5, 0.01, 3)
+    used = resumed["optimizer"]["param_groups"][0]["lr"]
+    assert used == pytest.approx(train_fit.learning_rate(3e-5, 2, 3))  # the last step's, at the run's rate
 
 def start(out, steps, *extra):
     return subprocess.Popen(command(out, steps, *extra), cwd=REPO, stdout=subprocess.PIPE,
@@ -150,7 +161,6 @@ def test_torchrun_trains_and_resumes_with_two_processes(tmp_path):
 
 def refused(argv) -> str:
     """train.fit run in this process must stop with one `error:` line (what the CLI prints)."""
-    from train import fit as train_fit
     with pytest.raises(SystemExit) as stopped:
         train_fit.main(argv)
     message = str(stopped.value.code)
@@ -203,10 +213,11 @@ def test_damaged_or_foreign_state_refuses_with_one_line(tmp_path, straight):
 
 
 def test_fresh_run_refuses_bad_input_with_one_line(tmp_path, straight):
-    """A missing --init-from, an unknown code size, or a folder that already holds a run (a fresh
-    run would overwrite it): one `error:` line, nothing written."""
+    """A missing --init-from, an unknown code size, a negative number of blocks, or a folder that
+    already holds a run (a fresh run would overwrite it): one `error:` line, nothing written."""
     assert "no such file or folder" in refused(arguments(tmp_path / "a", 4, "--init-from", tmp_path / "none.pt"))
     assert "unknown code size" in refused(arguments(tmp_path / "a", 4) + ["--sizes", "tiny,nope"])
+    assert "--blocks must be 0 or more" in refused(arguments(tmp_path / "a", 4) + ["--blocks", "-1"])
     assert not (tmp_path / "a").exists()
     shutil.copytree(straight, tmp_path / "b")
     assert "already holds a run" in refused(arguments(tmp_path / "b", 8))
@@ -215,7 +226,6 @@ def test_fresh_run_refuses_bad_input_with_one_line(tmp_path, straight):
 
 def test_state_saved_before_checksums_still_resumes(tmp_path, straight, capsys):
     """The runs under way when the checksum came (their states have none) go on, with a note."""
-    from train import fit as train_fit
     old = torch.load(straight / "state.pt", weights_only=True)
     del old["sha256"]
     (tmp_path / "run").mkdir()

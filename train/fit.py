@@ -37,6 +37,9 @@ SIZES = {
 }
 MS_SSIM_SCALE = 1000.0  # puts (1 - MS-SSIM) on roughly the scale of 255^2 * MSE
 MS_SSIM_WEIGHTS = [0.0448, 0.2856, 0.3001, 0.2363]  # four scales: fits 128-pixel crops
+# What a run is, as opposed to where it runs (device, threads, data, saves): a resumed run keeps it.
+RECIPE = ("sizes", "steps", "batch_size", "patch_size", "lr", "seed", "width", "kernel", "blocks", "untied",
+          "beta", "gamma", "distortion", "val_every", "val_images")
 
 
 def parse_args(argv=None):
@@ -59,6 +62,8 @@ def parse_args(argv=None):
     p.add_argument("--width", type=int, default=320, help="channels of the widest code")
     p.add_argument("--kernel", type=int, default=8, choices=[4, 8],
                    help="down-sampling kernel: 4 = block transform, 8 = lapped (overlapping)")
+    p.add_argument("--blocks", type=int, default=2,
+                   help="residual blocks at the code's resolution (blocks beyond --init-from's start as the identity)")
     p.add_argument("--untied", action="store_true", help="ablation: decoder with its own weights")
     p.add_argument("--beta", type=float, default=0.1, help="cycle-consistency weight (0: no cycle pass)")
     p.add_argument("--gamma", type=float, default=1e-3, help="L1 sparsity weight on the code")
@@ -66,7 +71,19 @@ def parse_args(argv=None):
     p.add_argument("--val-every", type=int, default=1000, help="steps between Kodak validations")
     p.add_argument("--val-images", type=int, default=4)
     p.add_argument("--save-minutes", type=float, default=5.0)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    p.set_defaults(**dict.fromkeys(vars(args)))  # every default None: what is left is what argv gave
+    args.given = [k for k, v in vars(p.parse_args(argv)).items() if v is not None]
+    return args
+
+
+def adopt_recipe(args, recorded: dict) -> None:
+    """A resumed run goes on as the run it resumes: each option of RECIPE that the command line
+    leaves out takes the run's recorded value, not the default (a resume without --lr once went on
+    at ten times its run's learning rate). Options given, --steps the most common, still win."""
+    for key in RECIPE:
+        if key not in args.given and key in recorded:
+            setattr(args, key, recorded[key])
 
 
 def learning_rate(base: float, step: int, total: int) -> float:
@@ -108,7 +125,7 @@ def save_run(path: Path, model, opt, step: int, args, sampler: CropSampler, fit:
     """The run's state: weights, optimiser, step, random state (and an unfinished entropy fit)."""
     state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
              "config": model.config.to_dict(), "args": {k: str(v) if isinstance(v, Path) else v
-                                                       for k, v in vars(args).items()},
+                                                       for k, v in vars(args).items() if k != "given"},
              "rng": sampler.g.get_state(), "torch_rng": torch.get_rng_state()}
     if args.device == "cuda":  # the training noise is drawn on the GPU, from its own generator
         state["cuda_rng"] = torch.cuda.get_rng_state(next(model.parameters()).device)  # this rank's GPU
@@ -264,10 +281,16 @@ def read_inputs(args, state_path: Path) -> tuple[dict | None, dict | None]:
         if not state_path.exists():
             raise SystemExit(f"error: --resume: {args.out} holds no state.pt to continue "
                              "(leave --resume out to start a run)")
-        return load_state(state_path), None
+        state = load_state(state_path)
+        adopt_recipe(args, state["args"])
+        print(f"resuming {args.out} at step {state['step']} of {args.steps}: lr {args.lr:g}, "
+              f"batch {args.batch_size} x {args.patch_size}x{args.patch_size}")
+        return state, None
     if state_path.exists():  # a fresh run would overwrite it at its first save
         raise SystemExit(f"error: {args.out} already holds a run: add --resume to continue it, "
                          "or choose another --out")
+    if args.blocks < 0:
+        raise SystemExit(f"error: --blocks must be 0 or more, not {args.blocks}")
     unknown = [n for n in args.sizes.split(",") if n not in SIZES]
     if unknown:
         raise SystemExit(f"error: unknown code size {unknown[0]!r} (choose from {', '.join(SIZES)})")
@@ -290,7 +313,8 @@ def init_source(path: Path) -> dict:
 def new_model(args, images: list[torch.Tensor], source: dict | None) -> CycleModel:
     """A fresh model: an orthogonal (PCA) start, then what fits of the --init-from weights."""
     sizes = [SIZES[n] for n in args.sizes.split(",")]
-    model = CycleModel(ModelConfig(width=args.width, tied=not args.untied, kernel=args.kernel, sizes=sizes))
+    model = CycleModel(ModelConfig(width=args.width, tied=not args.untied, kernel=args.kernel, blocks=args.blocks,
+                                   sizes=sizes))
     model.init_orthogonal([i.float() / 255 for i in images[:64]], seed=args.seed)
     if source is not None:
         own = model.state_dict()
