@@ -92,8 +92,10 @@ def test_tables_are_stored_not_recomputed(ckpt, photo, tmp_path):
     from cycleapp import checkpoint
 
     dc, laplace, index, predictor = ckpt.model.densities[0].tables()
-    assert np.array_equal(dc.double().numpy(), ckpt.tables.dc_probabilities)
-    assert np.array_equal(laplace.double().numpy(), ckpt.tables.laplace_probabilities)
+    # to float32 only: another CPU's vector math may round the density's last bit differently, which is
+    # why coding never recomputes the tables
+    np.testing.assert_allclose(dc.double().numpy(), ckpt.tables.dc_probabilities, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(laplace.double().numpy(), ckpt.tables.laplace_probabilities, rtol=1e-4, atol=1e-6)
     assert np.array_equal(index.numpy(), ckpt.tables.index)
     assert np.array_equal(predictor.numpy(), ckpt.tables.predictor.numpy())
     assert len(np.unique(ckpt.tables.index)) > 8  # the contexts pick different tables
