@@ -108,7 +108,7 @@ class PillowCodec(Codec):
     options: Callable[[float], dict] = field(repr=False)
     setting_name: str
     search: Search
-    settings: tuple  # settings that cover roughly 0.05 to 2 bpp on photographs
+    settings: tuple  # settings that cover roughly 0.02 to 2 bpp on photographs
     max_side: int = 0
 
     def encode(self, rgb: np.ndarray, setting=None) -> bytes:
@@ -189,7 +189,7 @@ CLASSICAL: tuple[PillowCodec, ...] = (
     PillowCodec("jpeg", "JPEG", "JPEG", lambda q: dict(quality=int(q), optimize=True, subsampling=2),
                 "quality", Search(1, 100, "integer"), (5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90), 65_500),
     PillowCodec("jpeg2000", "JPEG 2000", "JPEG2000", _jpeg2000, "target bpp", Search(0.01, 24.0, "rate"),
-                (0.05, 0.08, 0.12, 0.18, 0.25, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0)),
+                (0.02, 0.03, 0.05, 0.08, 0.12, 0.18, 0.25, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0)),
     PillowCodec("webp", "WebP", "WEBP", lambda q: dict(quality=float(q), method=6),
                 "quality", Search(0, 100, "integer"), (2, 10, 20, 35, 50, 65, 75, 85, 92), 16_383),
     PillowCodec("heif", "HEIF (HEVC)", "HEIF", lambda q: dict(quality=int(q)),

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from conftest import EXAMPLES, REPO
-from train.evaluate import bd_rate
+from train.data import image_files
+from train.evaluate import bd_rate, per_image_bd_rates
 
 QUALITY = [28.0, 30.0, 32.0, 34.0, 36.0]
 
@@ -53,6 +54,23 @@ def test_no_answer_without_overlap_or_points():
     assert bd_rate(anchor, with_nan) == pytest.approx(0.0, abs=1e-9)
 
 
+def test_per_image_bd_rate_compares_each_image_on_its_own():
+    """Two images, the test codec at 80 % of the anchor's rate on one and 125 % on the other: per
+    image -20 % and +25 %, whatever the images' rates are relative to each other; an image whose
+    curves do not overlap is left out, and curves without their images' points give None."""
+    def image(scale, offset, quality=QUALITY):
+        return curve(lambda q: 0.3 * q - 10 + offset + math.log(scale), quality)
+
+    def with_images(*images):
+        return {"bpp": [], "psnr": [], "per_image": {"bpp": [i["bpp"] for i in images],
+                                                      "psnr": [i["psnr"] for i in images]}}
+
+    anchor = with_images(image(1.0, 0.0), image(1.0, -2.0), image(1.0, 0.0))
+    test = with_images(image(0.8, 0.0), image(1.25, -2.0), image(1.0, 0.0, [40.0, 41.0, 42.0, 43.0]))
+    assert per_image_bd_rates(anchor, test) == pytest.approx([-20.0, 25.0], abs=1e-9)
+    assert per_image_bd_rates(anchor, {"bpp": [], "psnr": []}) is None
+
+
 def test_evaluate_writes_every_requested_codec(tmp_path):
     """One image, the learned codec and JPEG XL: a curve each in the JSON and a BD-rate line."""
     out = tmp_path / "r.json"
@@ -65,6 +83,10 @@ def test_evaluate_writes_every_requested_codec(tmp_path):
     assert codecs["cycle"]["setting"] == [p.stem for p in checkpoint.available()]
     assert len(codecs["jxl"]["bpp"]) == len(registry.get("jxl").settings)
     assert codecs["jxl"]["setting"][0] == "quality 0"
+    for name in ("cycle", "jxl"):  # each image's points, in the order of the mean curve
+        per_image = codecs[name]["per_image"]
+        assert len(per_image["psnr"]) == 1 and per_image["bpp"][0] == pytest.approx(codecs[name]["bpp"])
+    assert json.loads(out.read_text())["files"] == [image_files(EXAMPLES)[0].name]
     assert any(line.strip().startswith("vs jxl") for line in result.stdout.splitlines())
 
 
@@ -97,6 +119,11 @@ def test_reused_curves_join_the_new_ones_and_a_mismatch_is_refused(tmp_path):
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error:") and "1 images" in result.stderr
+    earlier.write_text(json.dumps(json.loads(earlier.read_text()) | {"files": ["another.png"]}))
+    cmd[cmd.index("--limit") + 1] = "1"
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == f"error: {earlier} is an evaluation of other images than these"
 
 
 def test_points_between_code_sizes_are_measured(photo):

@@ -7,6 +7,13 @@ shipped code size, for a classical codec one point per setting of its sweep over
 range; each point is the mean over images of bpp (8 x file bytes / pixels), PSNR, MS-SSIM, encode
 seconds and decode seconds, all from `cycleapp.measure` (what the app and the CLI report too).
 Prints the Bjontegaard delta rate of the learned codec against each other codec, and the speed.
+
+Two BD-rates, because they answer different questions. That of the mean curves weighs how each
+codec spreads its bits over the images: a classical sweep gives every image the same bpp, a code
+size gives each image what its content costs at one trade-off, so on a set whose images differ
+much in how hard they are, the mean curves compare two allocations as much as two codecs. The
+per-image BD-rate compares the two codecs on each image (what the app shows: one photo, the same
+file size) and is summarised by its mean and median over the images.
 """
 from __future__ import annotations
 
@@ -26,6 +33,7 @@ from cycleapp.plots import rd_figure
 from train.data import image_files, kodak_dir
 
 METRICS = ("bpp", "psnr", "ms_ssim", "encode_s", "decode_s")
+PER_IMAGE = ("bpp", "psnr", "ms_ssim")  # kept for every image, for the per-image BD-rate
 
 
 def measure_checkpoint(ckpt, directory: Path, limit: int | None = None) -> dict:
@@ -43,21 +51,23 @@ def operating_points(names: list[str], rdoq_weight: float) -> dict[str, list[tup
 
 def evaluate(files: list[Path], names: list[str], rdoq_weight: float = registry.DEFAULT_RDOQ_WEIGHT) -> dict:
     points = operating_points(names, rdoq_weight)
-    sums: dict[str, list[dict]] = {n: [dict.fromkeys(METRICS, 0.0) for _ in p] for n, p in points.items()}
+    # values[name][point][image][metric]
+    values: dict[str, list[list[dict]]] = {n: [[] for _ in p] for n, p in points.items()}
     for path in tqdm(files, desc="images"):
         rgb = load_rgb(path)
         for name, ops in points.items():
             for i, (entry, setting) in enumerate(ops):
                 m = measure(entry, rgb, setting).values(METRICS)
-                for k in METRICS:
-                    sums[name][i][k] += m[k] if m[k] is not None else float("nan")
+                values[name][i].append({k: float("nan") if m[k] is None else m[k] for k in METRICS})
     codecs = {}
     for name, ops in points.items():
-        means = [{k: v / len(files) for k, v in s.items()} | {"setting": entry.describe(setting)}
-                 for s, (entry, setting) in zip(sums[name], ops)]
-        means.sort(key=lambda p: p["bpp"])
-        codecs[name] = {k: [p[k] for p in means] for k in (*METRICS, "setting")}
-    return {"images": len(files), "codecs": codecs}
+        order = sorted(range(len(ops)), key=lambda i: np.mean([v["bpp"] for v in values[name][i]]))
+        curve = {k: [float(np.mean([v[k] for v in values[name][i]])) for i in order] for k in METRICS}
+        curve["setting"] = [ops[i][0].describe(ops[i][1]) for i in order]
+        curve["per_image"] = {k: [[values[name][i][j][k] for i in order] for j in range(len(files))]
+                              for k in PER_IMAGE}
+        codecs[name] = curve
+    return {"images": len(files), "files": [p.name for p in files], "codecs": codecs}
 
 
 def earlier_curves(earlier: Path, files: list[Path]) -> dict:
@@ -72,6 +82,8 @@ def earlier_curves(earlier: Path, files: list[Path]) -> dict:
         raise SystemExit(f"error: {earlier} is not the JSON of an earlier evaluation") from None
     if old.get("images") != len(files):
         raise SystemExit(f"error: {earlier} has {old.get('images')} images, this evaluation {len(files)}")
+    if "files" in old and old["files"] != [p.name for p in files]:
+        raise SystemExit(f"error: {earlier} is an evaluation of other images than these")
     return curves
 
 
@@ -118,6 +130,17 @@ def bd_rate(anchor: dict, test: dict, metric: str = "psnr") -> float | None:
     return float((np.exp(diff) - 1) * 100)
 
 
+def per_image_bd_rates(anchor: dict, test: dict, metric: str = "psnr") -> list[float] | None:
+    """Each image's BD-rate of `test` against `anchor` (the images whose curves overlap), or None if
+    either curve does not carry its images' points (an evaluation written before they were kept)."""
+    if "per_image" not in anchor or "per_image" not in test:
+        return None
+    a, t = anchor["per_image"], test["per_image"]
+    rates = [bd_rate({"bpp": ab, metric: aq}, {"bpp": tb, metric: tq}, metric)
+             for ab, aq, tb, tq in zip(a["bpp"], a[metric], t["bpp"], t[metric])]
+    return [r for r in rates if r is not None]
+
+
 def report(results: dict) -> str:
     codecs = results["codecs"]
     lines = []
@@ -127,15 +150,20 @@ def report(results: dict) -> str:
         for i, name in enumerate(cyc["setting"]):
             lines.append(f"  {name:8s} {cyc['bpp'][i]:.3f} bpp  {cyc['psnr'][i]:.2f} dB  MS-SSIM "
                          f"{cyc['ms_ssim'][i]:.4f}  encode {cyc['encode_s'][i]:.3f} s  decode {cyc['decode_s'][i]:.3f} s")
-        per_image = np.mean(np.add(cyc["encode_s"], cyc["decode_s"]))
-        lines.append(f"  speed: {100 * per_image:.1f} s per hundred images (encode + decode, mean over code sizes)")
-        lines.append("BD-rate of the cycle model (negative = fewer bytes for the same quality):")
+        seconds = np.mean(np.add(cyc["encode_s"], cyc["decode_s"]))
+        lines.append(f"  speed: {100 * seconds:.1f} s per hundred images (encode + decode, mean over code sizes)")
+        lines.append("BD-rate of the cycle model (negative = fewer bytes for the same quality), of the mean "
+                     "curves; per image: mean and median over the images whose curves overlap:")
+        fmt = lambda v: "n/a (curves do not overlap)" if v is None else f"{v:+.1f} %"
         for name, curve in codecs.items():
             if name == registry.LEARNED:
                 continue
-            p, m = bd_rate(curve, cyc, "psnr"), bd_rate(curve, cyc, "ms_ssim")
-            fmt = lambda v: "n/a (curves do not overlap)" if v is None else f"{v:+.1f} %"
-            lines.append(f"  vs {name:9s} PSNR {fmt(p)}   MS-SSIM {fmt(m)}")
+            lines.append(f"  vs {name:9s} PSNR {fmt(bd_rate(curve, cyc, 'psnr'))}   "
+                         f"MS-SSIM {fmt(bd_rate(curve, cyc, 'ms_ssim'))}")
+            for metric, label in (("psnr", "PSNR"), ("ms_ssim", "MS-SSIM")):
+                if rates := per_image_bd_rates(curve, cyc, metric):
+                    lines.append(f"     per image {label:7s} mean {np.mean(rates):+.1f} %, median "
+                                 f"{np.median(rates):+.1f} % ({len(rates)} images)")
     if "rate_control" in results:
         r = results["rate_control"]
         lines.append(f"rate control, {r['points']} points half-way (in bytes) between neighbouring code sizes: "
