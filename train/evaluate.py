@@ -9,9 +9,9 @@ seconds and decode seconds, all from `cycleapp.measure` (what the app and the CL
 Prints the Bjontegaard delta rate of the learned codec against each other codec, and the speed.
 
 Two BD-rates, because they answer different questions. That of the mean curves weighs how each
-codec spreads its bits over the images: a classical sweep gives every image the same bpp, a code
-size gives each image what its content costs at one trade-off, so on a set whose images differ
-much in how hard they are, the mean curves compare two allocations as much as two codecs. The
+codec spreads its bits over the images: JPEG 2000's sweep (by target bpp) gives every image the same
+bpp, a code size gives each image what its content costs at one trade-off, so on a set whose images
+differ much in how hard they are, the mean curves compare two allocations as much as two codecs. The
 per-image BD-rate compares the two codecs on each image (what the app shows: one photo, the same
 file size) and is summarised by its mean and median over the images.
 """
