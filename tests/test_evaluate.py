@@ -124,6 +124,12 @@ def test_reused_curves_join_the_new_ones_and_a_mismatch_is_refused(tmp_path):
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == f"error: {earlier} is an evaluation of other images than these"
+    for broken in ({"per_image": {"bpp": 5}}, {"psnr": [25.0, "x", 31.0, 34.0]}):  # hostile or damaged
+        curve = {"bpp": [0.1, 0.2, 0.4, 0.8], "psnr": [25.0, 28.0, 31.0, 34.0], "ms_ssim": [0.9, 0.95, 0.97, 0.98]}
+        earlier.write_text(json.dumps({"images": 1, "codecs": {"jpeg": curve | broken}}))
+        result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert result.returncode != 0 and "Traceback" not in result.stderr
+        assert result.stderr.strip().splitlines()[-1] == f"error: {earlier} is not the JSON of an earlier evaluation"
 
 
 def test_points_between_code_sizes_are_measured(photo):

@@ -78,13 +78,30 @@ def earlier_curves(earlier: Path, files: list[Path]) -> dict:
     try:
         old = json.loads(Path(earlier).read_text())
         curves = old["codecs"]
-    except (OSError, ValueError, KeyError, TypeError):
+        if not (isinstance(curves, dict) and all(_is_curve(c, len(files)) for c in curves.values())):
+            raise ValueError
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         raise SystemExit(f"error: {earlier} is not the JSON of an earlier evaluation") from None
     if old.get("images") != len(files):
         raise SystemExit(f"error: {earlier} has {old.get('images')} images, this evaluation {len(files)}")
     if "files" in old and old["files"] != [p.name for p in files]:
         raise SystemExit(f"error: {earlier} is an evaluation of other images than these")
     return curves
+
+
+def _is_curve(curve: dict, images: int) -> bool:
+    """Whether a curve read back from a JSON has what the report reads: PER_IMAGE's metrics as
+    numbers (NaN where a metric did not apply), one per point, and each image's points if it keeps them."""
+    def numbers(values, n: int) -> bool:
+        return isinstance(values, list) and len(values) == n and \
+            all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+
+    points = len(curve["bpp"])
+    if not all(numbers(curve[k], points) for k in PER_IMAGE):
+        return False
+    each = curve.get("per_image")
+    return each is None or all(isinstance(each[k], list) and len(each[k]) == images
+                               and all(numbers(v, points) for v in each[k]) for k in PER_IMAGE)
 
 
 def rate_control(files: list[Path]) -> dict:
