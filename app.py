@@ -24,7 +24,7 @@ from cycleapp import codecs as registry
 from cycleapp import inspector, outputs, ui
 from cycleapp.compare import compare
 from cycleapp.measure import COLUMNS
-from cycleapp.rdplot import rd_plot, table_marks
+from cycleapp.rdplot import making_a_table, rd_plot, table_marks
 
 EXAMPLES = Path(__file__).resolve().parent / "cycleapp" / "examples"
 MAX_UPLOAD = "25mb"
@@ -64,7 +64,8 @@ def run_compare(image_file, code_size, codecs, target_kb=None, request: gr.Reque
         rgb, note = ui.read_upload(image_file)
         size = ui.resolve_size(code_size, target_kb)
         codecs = [c for c in (codecs or []) if c]
-        with RUNS.run(outputs.run_bytes(rgb, len(codecs)), request.session_hash if request else None) as out_dir:
+        with making_a_table(), RUNS.run(outputs.run_bytes(rgb, len(codecs)),
+                                        request.session_hash if request else None) as out_dir:
             results = compare(rgb, size.reference, codecs)
             rows = [r.row() for r in results]
             files = outputs.write_run(out_dir, ui.safe_stem(image_file), rgb, results, rows, LABELS)

@@ -3,10 +3,14 @@
 The library's full sweeps (`sweeps.curve`) take 8 to 11 settings per codec on the full image:
 minutes on a 4-megapixel upload. The plot shows PSNR only, so it asks `sweeps.curve` for bpp and
 PSNR alone (metrics are computed when read, so no SSIM is paid for), over every other setting of
-each codec's sweep (5 or 6 per codec, the same 0.05 to 2 bpp range), on a copy of at most
+each codec's sweep (5 to 7 per codec, the same 0.02 to 2 bpp range), on a copy of at most
 PLOT_PIXELS pixels (Kodak-sized images are plotted as they are). Curves are cached per image and
 codec, so running the same image at another code size or with one more codec costs only the rest.
 The plot says what it was computed on.
+
+Tables come first: a plot is something to look at after the table, and the two share the machine's
+cores, so while any comparison runs (`making_a_table`) a plot waits before its next point. A
+visitor's table then waits for at most one point of someone else's plot, not the whole plot.
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import hashlib
 import math
 import threading
 from collections import OrderedDict
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -36,6 +41,27 @@ def plot_settings(name: str) -> list:
 
 _cache: OrderedDict[tuple[str, str], list[dict]] = OrderedDict()
 _lock = threading.Lock()
+_tables = 0  # comparisons running now
+_no_tables = threading.Condition()
+
+
+@contextmanager
+def making_a_table():
+    """Held while a comparison makes its table: plots pause at their next point until none runs."""
+    global _tables
+    with _no_tables:
+        _tables += 1
+    try:
+        yield
+    finally:
+        with _no_tables:
+            _tables -= 1
+            _no_tables.notify_all()
+
+
+def wait_for_tables() -> None:
+    with _no_tables:
+        _no_tables.wait_for(lambda: _tables == 0)
 
 
 def image_key(rgb: np.ndarray) -> str:
@@ -48,7 +74,7 @@ def curve(name: str, rgb: np.ndarray, key: str) -> list[dict]:
         if (key, name) in _cache:
             _cache.move_to_end((key, name))
             return _cache[(key, name)]
-    points = sweep_curve(name, rgb, plot_settings(name), KEYS)
+    points = sweep_curve(name, rgb, plot_settings(name), KEYS, before_each=wait_for_tables)
     with _lock:
         _cache[(key, name)] = points
         while len(_cache) > CACHE_SIZE:

@@ -216,6 +216,24 @@ def test_rd_plot_says_what_it_was_computed_on(photo):
     assert w * h <= PLOT_PIXELS
 
 
+def test_a_plot_waits_while_a_table_is_being_made(photo):
+    """Tables first: a plot started during a comparison measures no point until it ends."""
+    import threading
+    import time
+
+    from cycleapp import rdplot
+
+    small = np.ascontiguousarray(photo[:64, :96])
+    done = threading.Event()
+    with rdplot.making_a_table():
+        plot = threading.Thread(target=lambda: (rdplot.curve("jpeg", small, "wait-test"), done.set()))
+        plot.start()
+        time.sleep(1.0)
+        assert not done.is_set()  # a point of JPEG on 96x64 takes milliseconds
+    plot.join(timeout=60)
+    assert done.is_set() and len(rdplot.curve("jpeg", small, "wait-test")) > 1
+
+
 # ---- bounded output: the run folders and Gradio's cache -------------------------------------
 
 def make_run(root, name, size, age):
