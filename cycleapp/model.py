@@ -167,14 +167,16 @@ class CycleModel(nn.Module):
 
     # -- training --------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, size: int, cycle: bool = True) -> dict[str, torch.Tensor]:
-        """Training pass: rate on the noisy code, distortion on the straight-through rounded code."""
+        """Training pass: rate on the noisy code, distortion on the straight-through rounded code.
+
+        "bpp" holds each image's own estimate (B,), so that a loss may weigh the images."""
         y = self.encode(x, size)
         noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
         code = torch.round(y).detach()
-        bits = -torch.log2(self.densities[size].likelihood(noisy, code)).sum()
+        bits = -torch.log2(self.densities[size].likelihood(noisy, code)).sum((1, 2, 3))  # per image
         y_hat = y + (code - y).detach()
         x_hat = self.decode(y_hat, size)
-        out = {"x_hat": x_hat, "bpp": bits / (x.shape[0] * x.shape[2] * x.shape[3]),
+        out = {"x_hat": x_hat, "bpp": bits / (x.shape[2] * x.shape[3]),
                "sparsity": y_hat.abs().mean()}
         if cycle:
             out["cycle"] = F.mse_loss(self.encode(x_hat, size), y_hat.detach())

@@ -60,11 +60,21 @@ def test_resume_continues_exactly(tmp_path, straight):
 def test_resume_goes_on_with_the_runs_own_settings_unless_told_otherwise(tmp_path):
     """Options a resume leaves out are the run's (its learning rate, not the default's); given ones win."""
     out = tmp_path / "run"
-    fit(out, 2, "--lr", "3e-5", "--gamma", "0.01")
+    fit(out, 2, "--lr", "3e-5", "--gamma", "0.01", "--balanced")
     resumed = fit(out, 3, "--resume")
-    assert (resumed["args"]["lr"], resumed["args"]["gamma"], resumed["args"]["steps"]) == (3e-5, 0.01, 3)
+    assert (resumed["args"]["lr"], resumed["args"]["gamma"], resumed["args"]["balanced"],
+            resumed["args"]["steps"]) == (3e-5, 0.01, True, 3)
     used = resumed["optimizer"]["param_groups"][0]["lr"]
     assert used == pytest.approx(train_fit.learning_rate(3e-5, 2, 3))  # the last step's, at the run's rate
+
+
+def test_balanced_crops_weigh_each_crops_relative_gain_the_same():
+    """Weighted by crop_weights, a crop's share of the gradient is its loss's relative change: a
+    smooth crop's loss ten times smaller counts ten times more, down to the floor."""
+    losses = torch.tensor([1.0, 0.1, 0.0])
+    weights = train_fit.crop_weights(losses)
+    assert weights[1] / weights[0] == pytest.approx(10)
+    assert weights[2] == pytest.approx(1 / (0.1 * losses.mean()))  # a blank crop: floored, finite
 
 def start(out, steps, *extra):
     return subprocess.Popen(command(out, steps, *extra), cwd=REPO, stdout=subprocess.PIPE,

@@ -39,7 +39,7 @@ MS_SSIM_SCALE = 1000.0  # puts (1 - MS-SSIM) on roughly the scale of 255^2 * MSE
 MS_SSIM_WEIGHTS = [0.0448, 0.2856, 0.3001, 0.2363]  # four scales: fits 128-pixel crops
 # What a run is, as opposed to where it runs (device, threads, data, saves): a resumed run keeps it.
 RECIPE = ("sizes", "steps", "batch_size", "patch_size", "lr", "seed", "width", "kernel", "blocks", "untied",
-          "beta", "gamma", "distortion", "val_every", "val_images")
+          "beta", "gamma", "distortion", "balanced", "val_every", "val_images")
 
 
 def parse_args(argv=None):
@@ -68,6 +68,8 @@ def parse_args(argv=None):
     p.add_argument("--beta", type=float, default=0.1, help="cycle-consistency weight (0: no cycle pass)")
     p.add_argument("--gamma", type=float, default=1e-3, help="L1 sparsity weight on the code")
     p.add_argument("--distortion", default="mse", choices=["mse", "ms-ssim"])
+    p.add_argument("--balanced", action="store_true",
+                   help="weigh each crop's rate-distortion loss by the inverse of its size (crop_weights)")
     p.add_argument("--val-every", type=int, default=1000, help="steps between Kodak validations")
     p.add_argument("--val-images", type=int, default=4)
     p.add_argument("--save-minutes", type=float, default=5.0)
@@ -84,6 +86,17 @@ def adopt_recipe(args, recorded: dict) -> None:
     for key in RECIPE:
         if key not in args.given and key in recorded:
             setattr(args, key, recorded[key])
+
+
+def crop_weights(rd: torch.Tensor) -> torch.Tensor:
+    """Weights of a batch's crops from their rate-distortion losses (detached): the inverse of each
+    loss, floored at a tenth of the batch's mean so that a blank crop cannot take the whole batch.
+
+    A plain mean lets busy crops, whose losses are ten times a smooth crop's, set the shared
+    transform's course; weighted so, every crop's relative gain counts the same (the gradient of the
+    mean log-loss), as it does in a per-image BD-rate, and the smooth photos of modern cameras get
+    their say."""
+    return 1 / rd.clamp_min(0.1 * rd.mean())
 
 
 def learning_rate(base: float, step: int, total: int) -> float:
@@ -235,14 +248,18 @@ def run(args, stop: Stop, distributed: bool) -> None:
             g["lr"] = learning_rate(args.lr, step, args.steps) * g["scale"]
         x = sampler.batch(args.batch_size).to(device)
         out = net(x, index, cycle=args.beta > 0)
-        mse = F.mse_loss(out["x_hat"], x)
+        mse = (out["x_hat"] - x).square().mean((1, 2, 3))  # per crop
         if args.distortion == "mse":
             distortion = 255 ** 2 * mse
         else:
             distortion = MS_SSIM_SCALE * (1 - ms_ssim(out["x_hat"].clamp(0, 1), x, data_range=1.0,
-                                                      weights=MS_SSIM_WEIGHTS))
+                                                      weights=MS_SSIM_WEIGHTS, size_average=False))
+        rd = lmbda * distortion + out["bpp"]
+        weights = crop_weights(rd.detach()) if args.balanced else torch.ones_like(rd)
+        rd = (rd * weights).sum() / weights.sum()
+        distortion, bpp, mse = distortion.mean(), out["bpp"].mean(), mse.mean()  # what is logged
         cycle = out.get("cycle", torch.zeros((), device=device))
-        loss = lmbda * distortion + out["bpp"] + args.beta * cycle + args.gamma * out["sparsity"]
+        loss = rd + args.beta * cycle + args.gamma * out["sparsity"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -252,12 +269,12 @@ def run(args, stop: Stop, distributed: bool) -> None:
             continue
         psnr = -10 * math.log10(max(mse.item(), 1e-10))
         bar.update(1)
-        bar.set_postfix(size=sizes[index].name, loss=f"{loss.item():.3f}", bpp=f"{out['bpp'].item():.3f}",
+        bar.set_postfix(size=sizes[index].name, loss=f"{loss.item():.3f}", bpp=f"{bpp.item():.3f}",
                         psnr=f"{psnr:.2f}")
         if step % 50 == 0:
             rate = (step - steps_at_t0) / (time.time() - t0) * 3600
             log.write(json.dumps({"step": step, "size": sizes[index].name, "loss": loss.item(),
-                                  "distortion": distortion.item(), "bpp_estimate": out["bpp"].item(),
+                                  "distortion": distortion.item(), "bpp_estimate": bpp.item(),
                                   "psnr": psnr, "cycle": cycle.item(), "sparsity": out["sparsity"].item(),
                                   "lr": opt.param_groups[0]["lr"], "steps_per_hour": rate}) + "\n")
             log.flush()
