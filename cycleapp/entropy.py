@@ -2,16 +2,20 @@
 
 What is coded is not the integer code itself but its symbols: for each channel, the code minus an
 integer prediction from the decoded neighbours in the same channel (PREDICTORS: none, the left
-value, the one above, or the planar left + up - up-left of lossless image coders). Channel 0, the
-DC of each 16x16 block, always uses the planar predictor and its residual is coded with one of
+value, the one above, the planar left + up - up-left of lossless image coders, or the median edge
+detector of LOCO-I / JPEG-LS, "med": planar, except that next to an edge, where the up-left value
+lies outside the range of the left and upper ones, it takes the one of those on the far side of the
+edge). Channel 0, the DC of each 16x16 block, uses planar or med, and its residual is coded with one of
 DC_CONTEXTS learned factorised densities (Balle et al. 2018, appendix 6.1), chosen by the summed
 magnitudes of the three residuals above it (`dc_contexts`): on clean photographs a smooth sky's
 residuals are near zero and an edge's are not, and a density per context saves a ninth of the
 DC's bits on modern photographs. The decoder gets the DC a row at a time, each row's contexts known
 from the one above. The other channels' predictors are chosen per channel from the data
 (`choose_predictors`): on clean photographs the chroma DCs of the blocks are as smooth as the luma
-DC, and coding their differences saves a fifth of their bits.
-The decoder gets every symbol first, then undoes the prediction with cumulative sums.
+DC, and coding their differences saves a fifth of their bits; med, where chosen, a tenth more.
+The decoder gets every symbol first, then undoes the prediction: cumulative sums for the linear
+predictors, and for med one anti-diagonal of positions at a time (each reads only positions on the
+diagonals before it).
 
 Every channel after the DC uses a zero-mean Laplace density whose scale depends on an integer context
 with two parts, both read from symbols the decoder already has:
@@ -68,8 +72,9 @@ def bucket(x: torch.Tensor, buckets: int) -> torch.Tensor:
     return out
 
 
-PREDICTORS = ("none", "left", "up", "planar")  # index = the value stored per channel
-PLANAR = PREDICTORS.index("planar")
+PREDICTORS = ("none", "left", "up", "planar", "med")  # index = the value stored per channel
+PLANAR, MED = PREDICTORS.index("planar"), PREDICTORS.index("med")
+DC_PREDICTORS = (PLANAR, MED)  # the DC is always predicted
 PREDICTION_GAIN = 0.97  # a channel is predicted when that leaves at most 97 % of its bits
 
 
@@ -79,25 +84,51 @@ def residuals(code: torch.Tensor, predictor: torch.Tensor) -> torch.Tensor:
     Linear in the code, so a straight-through code passes its gradient on."""
     p = F.pad(code, (1, 0, 1, 0))
     left, up, corner = p[..., 1:, :-1], p[..., :-1, 1:], p[..., :-1, :-1]
-    by_kind = torch.stack([torch.zeros_like(code), left, up, left + up - corner])  # (4, B, C, H, W)
+    by_kind = torch.stack([torch.zeros_like(code), left, up, left + up - corner,
+                           median_edge(left, up, corner)])  # (5, B, C, H, W)
     kind = predictor.to(code.device).view(1, 1, -1, 1, 1).expand(1, *code.shape)
     return code - by_kind.gather(0, kind)[0]
 
 
+def median_edge(left, up, corner):
+    """LOCO-I's median edge detector (torch or numpy, integer values): the median of left, up and
+    left + up - corner."""
+    where, low, high = (torch.where, torch.minimum, torch.maximum) if isinstance(left, torch.Tensor) \
+        else (np.where, np.minimum, np.maximum)
+    lo, hi = low(left, up), high(left, up)
+    return where(corner >= hi, lo, where(corner <= lo, hi, left + up - corner))
+
+
 def from_residuals(symbols: np.ndarray, predictor: np.ndarray) -> np.ndarray:
     """Inverse of `residuals` for one integer (C, H, W) array: cumulative sums along the rows
-    (left), the columns (up) or both (planar)."""
+    (left), the columns (up) or both (planar); med a diagonal at a time (`_undo_median_edge`)."""
     out = symbols.copy()
     along_rows = (predictor == 1) | (predictor == PLANAR)
     along_columns = (predictor == 2) | (predictor == PLANAR)
     out[along_rows] = out[along_rows].cumsum(2)
     out[along_columns] = out[along_columns].cumsum(1)
+    med = predictor == MED
+    if med.any():
+        out[med] = _undo_median_edge(symbols[med])
     return out
+
+
+def _undo_median_edge(symbols: np.ndarray) -> np.ndarray:
+    """The code whose med residuals are these integer symbols (C, H, W). A position reads its left,
+    upper and upper-left neighbours, all on earlier anti-diagonals (i + j smaller), so the values
+    are recovered one anti-diagonal at a time: H + W - 1 vector steps."""
+    c, h, w = symbols.shape
+    x = np.zeros((c, h + 1, w + 1), np.int64)  # a row and a column of zeros before: as `residuals` pads
+    for d in range(h + w - 1):
+        i = np.arange(max(0, d - w + 1), min(h, d + 1))
+        j = d - i
+        x[:, i + 1, j + 1] = symbols[:, i, j] + median_edge(x[:, i + 1, j], x[:, i, j + 1], x[:, i, j])
+    return x[:, 1:, 1:]
 
 
 def code_limits(predictor: torch.Tensor) -> torch.Tensor:
     """Largest |code value| per channel such that every symbol stays in the tables' range."""
-    growth = torch.tensor([1, 2, 2, 4])[predictor.cpu()]  # |residual| <= growth * max |code|
+    growth = torch.tensor([1, 2, 2, 4, 2])[predictor.cpu()]  # |residual| <= growth * max |code|
     limits = AC_CLAMP // growth
     limits[0] = DC_CLAMP
     return limits
@@ -111,13 +142,13 @@ def empirical_bits(values: torch.Tensor) -> float:
 
 def choose_predictors(code: torch.Tensor) -> torch.Tensor:
     """Per channel, the predictor whose symbols have the fewest bits on this integer code (B, C, H, W)
-    (their empirical entropy), if it saves enough; channel 0 is always planar."""
+    (their empirical entropy), if it saves enough; channel 0, always predicted, planar or med."""
     channels = code.shape[1]
     costs = torch.tensor([[empirical_bits(residuals(code, torch.full((channels,), k))[:, c])
                            for k in range(len(PREDICTORS))] for c in range(channels)])
     best = costs.argmin(1)
     chosen = torch.where(costs.min(1).values < PREDICTION_GAIN * costs[:, 0], best, 0)
-    chosen[0] = PLANAR
+    chosen[0] = DC_PREDICTORS[int(costs[0, list(DC_PREDICTORS)].argmin())]
     return chosen
 
 
@@ -279,7 +310,7 @@ class CodingTables:
         if dc.shape != (DC_CONTEXTS, 8 * DC_CLAMP + 1) or laplace.shape != (SCALES, 2 * AC_CLAMP + 1) \
                 or index.ndim != 2 or index.shape[1] != CONTEXTS or predictor.shape != (index.shape[0] + 1,) \
                 or not ((index >= 0) & (index < SCALES)).all() \
-                or not ((predictor >= 0) & (predictor < len(PREDICTORS))).all() or predictor[0] != PLANAR:
+                or not ((predictor >= 0) & (predictor < len(PREDICTORS))).all() or int(predictor[0]) not in DC_PREDICTORS:
             raise ValueError("coding tables are inconsistent")
         self.index = index.numpy().astype(np.int64)  # (channels - 1, CONTEXTS)
         self.predictor = predictor.to(torch.int64)  # (channels,)

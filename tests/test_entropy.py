@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from cycleapp.entropy import (AC_CLAMP, DC_CLAMP, DC_CONTEXTS, PLANAR, PREDICTORS, CodingTables, EntropyModel,
+from conftest import EXAMPLES
+from cycleapp.entropy import (AC_CLAMP, DC_CLAMP, DC_CONTEXTS, MED, PLANAR, PREDICTORS, CodingTables, EntropyModel,
                               choose_predictors, dc_contexts, from_residuals, residuals)
 
 
@@ -71,7 +72,7 @@ def test_the_dc_is_coded_under_its_context():
 
 def test_predictors_are_chosen_where_they_pay():
     """A channel that drifts slowly along the rows gets the left predictor; white noise gets none;
-    channel 0 is always planar."""
+    channel 0 is always predicted."""
     g = torch.Generator().manual_seed(1)
     code = torch.zeros(4, 3, 16, 16, dtype=torch.int64)
     code[:, 1] = torch.randint(-1, 2, (4, 16, 16), generator=g).cumsum(2) + 40
@@ -82,14 +83,28 @@ def test_predictors_are_chosen_where_they_pay():
     assert PREDICTORS[int(chosen[2])] == "none"
 
 
+def test_the_dc_predictor_is_planar_on_a_ramp_and_med_on_a_photograph():
+    """Planar predicts a sum of a row profile and a column profile exactly (med does not); next to a
+    photograph's edges med errs less, so the DC of a photograph (its 16x16 block means) gets med."""
+    from PIL import Image
+
+    g = torch.Generator().manual_seed(2)
+    rows, columns = torch.randint(-30, 31, (24, 1), generator=g), torch.randint(-30, 31, (1, 32), generator=g)
+    assert int(choose_predictors((rows + columns)[None, None])[0]) == PLANAR
+    photo = torch.from_numpy(np.array(Image.open(EXAMPLES / "kodim23.png").convert("L"), np.float32))
+    blocks = torch.nn.functional.avg_pool2d(photo[None, None], 16).round().long()
+    assert int(choose_predictors(blocks)[0]) == MED
+
+
 def test_coding_with_predictors_round_trips_at_the_limits():
     """Every predictor, values up to each channel's limit: decode(encode(code)) is the code."""
     density = EntropyModel(6)
-    density.predictor.copy_(torch.tensor([PLANAR, 1, 2, PLANAR, 0, 1]))
+    density.predictor.copy_(torch.tensor([MED, 1, 2, PLANAR, MED, 1]))
     tables = CodingTables(*density.tables())
     code = random_code(spread=AC_CLAMP)
     code = tables.clamp(code)
     assert int(code[0, 3].abs().max()) == AC_CLAMP // 4 and int(code[0, 1].abs().max()) == AC_CLAMP // 2
+    assert int(code[0, 4].abs().max()) == AC_CLAMP // 2
     assert int(tables.symbols(code).abs().max()) <= AC_CLAMP * 4
     data = tables.encode(code[0].numpy())
     assert np.array_equal(tables.decode(data, tuple(code.shape[1:])), code[0].numpy())
