@@ -12,7 +12,7 @@ residuals are near zero and an edge's are not, and a density per context saves a
 DC's bits on modern photographs. The decoder gets the DC a row at a time, each row's contexts known
 from the one above. The other channels' predictors are chosen per channel from the data
 (`choose_predictors`): on clean photographs the chroma DCs of the blocks are as smooth as the luma
-DC, and coding their differences saves a fifth of their bits; med, where chosen, a tenth more.
+DC, and coding their differences saves a fifth of their bits.
 The decoder gets every symbol first, then undoes the prediction: cumulative sums for the linear
 predictors, and for med one anti-diagonal of positions at a time (each reads only positions on the
 diagonals before it).
@@ -81,7 +81,7 @@ PREDICTION_GAIN = 0.97  # a channel is predicted when that leaves at most 97 % o
 def residuals(code: torch.Tensor, predictor: torch.Tensor) -> torch.Tensor:
     """Symbols of a code (B, C, H, W): each channel minus its predictor's value (zeros outside).
 
-    Linear in the code, so a straight-through code passes its gradient on."""
+    Linear in the code (med: piecewise), so a straight-through code passes its gradient on."""
     p = F.pad(code, (1, 0, 1, 0))
     left, up, corner = p[..., 1:, :-1], p[..., :-1, 1:], p[..., :-1, :-1]
     by_kind = torch.stack([torch.zeros_like(code), left, up, left + up - corner,
@@ -310,7 +310,8 @@ class CodingTables:
         if dc.shape != (DC_CONTEXTS, 8 * DC_CLAMP + 1) or laplace.shape != (SCALES, 2 * AC_CLAMP + 1) \
                 or index.ndim != 2 or index.shape[1] != CONTEXTS or predictor.shape != (index.shape[0] + 1,) \
                 or not ((index >= 0) & (index < SCALES)).all() \
-                or not ((predictor >= 0) & (predictor < len(PREDICTORS))).all() or int(predictor[0]) not in DC_PREDICTORS:
+                or not ((predictor >= 0) & (predictor < len(PREDICTORS))).all() \
+                or int(predictor[0]) not in DC_PREDICTORS:
             raise ValueError("coding tables are inconsistent")
         self.index = index.numpy().astype(np.int64)  # (channels - 1, CONTEXTS)
         self.predictor = predictor.to(torch.int64)  # (channels,)
