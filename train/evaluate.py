@@ -53,7 +53,7 @@ def evaluate(files: list[Path], names: list[str], rdoq_weight: float = registry.
     points = operating_points(names, rdoq_weight)
     # values[name][point][image][metric]
     values: dict[str, list[list[dict]]] = {n: [[] for _ in p] for n, p in points.items()}
-    for path in tqdm(files, desc="images"):
+    for path in tqdm(files if points else [], desc="images"):  # no codec to run: read no image
         rgb = load_rgb(path)
         for name, ops in points.items():
             for i, (entry, setting) in enumerate(ops):
