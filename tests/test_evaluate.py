@@ -115,10 +115,12 @@ def test_reused_curves_join_the_new_ones_and_a_mismatch_is_refused(tmp_path):
     codecs = json.loads(out.read_text())["codecs"]
     assert set(codecs) == {registry.LEARNED, "jpeg"} and codecs["jpeg"]["psnr"][0] == 25.0
     assert any(line.strip().startswith("vs jpeg") for line in result.stdout.splitlines())
-    cmd[cmd.index("--limit") + 1] = "2"
+    cmd[cmd.index("--limit") + 1] = "2"  # its curves keep each image's points, here one image's
+    earlier.write_text(json.dumps({"images": 1, "codecs": {"jpeg": codecs["jpeg"] | {"per_image": {
+        k: [codecs["jpeg"][k]] for k in ("bpp", "psnr", "ms_ssim")}}}}))
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith("error:") and "1 images" in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == f"error: {earlier} has 1 images, this evaluation 2"
     earlier.write_text(json.dumps(json.loads(earlier.read_text()) | {"files": ["another.png"]}))
     cmd[cmd.index("--limit") + 1] = "1"
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)

@@ -75,17 +75,23 @@ def earlier_curves(earlier: Path, files: list[Path]) -> dict:
 
     The classical encoders are deterministic, so their curves only change when their settings do;
     re-measuring them for every new checkpoint costs most of an evaluation's time."""
+    not_an_evaluation = SystemExit(f"error: {earlier} is not the JSON of an earlier evaluation")
     try:
         old = json.loads(Path(earlier).read_text())
-        curves = old["codecs"]
-        if not (isinstance(curves, dict) and all(_is_curve(c, len(files)) for c in curves.values())):
+        curves, images = old["codecs"], old["images"]
+        if not isinstance(images, int):
             raise ValueError
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        raise SystemExit(f"error: {earlier} is not the JSON of an earlier evaluation") from None
-    if old.get("images") != len(files):
-        raise SystemExit(f"error: {earlier} has {old.get('images')} images, this evaluation {len(files)}")
+        raise not_an_evaluation from None
+    if images != len(files):  # before the curves, whose per-image points would not match either
+        raise SystemExit(f"error: {earlier} has {images} images, this evaluation {len(files)}")
     if "files" in old and old["files"] != [p.name for p in files]:
         raise SystemExit(f"error: {earlier} is an evaluation of other images than these")
+    try:
+        if not (isinstance(curves, dict) and all(_is_curve(c, len(files)) for c in curves.values())):
+            raise ValueError
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise not_an_evaluation from None
     return curves
 
 
