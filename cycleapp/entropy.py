@@ -440,8 +440,10 @@ class CodingTables:
         """Inverse of encode: the int16 code (C, H, W) of a payload (bytes or a buffer).
 
         Raises ValueError unless the payload is exactly the encoding of a code within the tables'
-        range: its size within `payload_bits`, checked before anything is allocated; never running
-        dry (in a sealed stream the coder's state never drops below 2^32, and once it has, it never
+        range: its size within `payload_bits` (a loose bound), checked before anything is allocated;
+        holding the whole DC, checked before more than the DC's plane is allocated, so that a header
+        that lies about the size over a small payload is refused early even where the bound lets it
+        pass; never running dry (in a sealed stream the coder's state never drops below 2^32, and once it has, it never
         climbs back); ending in exactly the `seal` the encoder started from, nothing left (None:
         any seal, for a reader without the header)."""
         c_total, h, w = shape
@@ -458,13 +460,16 @@ class CodingTables:
         if len(words) < 2 or words[-1] == 0:
             raise ValueError("payload does not end in a coder state")
         coder = constriction.stream.stack.AnsCoder(words)
-        symbols = np.zeros((c_total, h, w), np.int16)  # then the code, in place
+        dc = np.zeros((h, w), np.int16)
         for row in range(h):  # the DC a row at a time: its contexts read the row above
-            ctx = dc_contexts(torch.from_numpy(symbols[0, max(row - 1, 0):row + 1].astype(np.int64)))[-1].numpy()
+            ctx = dc_contexts(torch.from_numpy(dc[max(row - 1, 0):row + 1].astype(np.int64)))[-1].numpy()
             for k, positions in _runs(ctx):
-                symbols[0, row, positions] = coder.decode(self.dc_models[k], len(positions)) - 4 * DC_CLAMP
-        _check_not_dry(coder)
-        lower = np.abs(symbols[0]).astype(np.int32)
+                dc[row, positions] = coder.decode(self.dc_models[k], len(positions)) - 4 * DC_CLAMP
+        _check_not_dry(coder)  # a payload too small for the DC alone ends here, before the whole code exists
+        symbols = np.zeros((c_total, h, w), np.int16)  # then the code, in place
+        symbols[0] = dc
+        lower = np.abs(dc).astype(np.int32)
+        del dc
         for start, end, passes in self._order(c_total, h, w):
             own = np.zeros_like(lower)
             for where, chunks in passes:
