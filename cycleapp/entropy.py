@@ -443,9 +443,9 @@ class CodingTables:
         range: its size within `payload_bits` (a loose bound), checked before anything is allocated;
         holding the whole DC, checked before more than the DC's plane is allocated, so that a header
         that lies about the size over a small payload is refused early even where the bound lets it
-        pass; never running dry (in a sealed stream the coder's state never drops below 2^32, and once it has, it never
-        climbs back); ending in exactly the `seal` the encoder started from, nothing left (None:
-        any seal, for a reader without the header)."""
+        pass; never running dry (in a sealed stream the coder's state never drops below 2^32, and
+        once it has, it never climbs back); ending in exactly the `seal` the encoder started from,
+        nothing left (None: any seal, for a reader without the header)."""
         c_total, h, w = shape
         if c_total != self.channels:
             raise ValueError(f"code has {c_total} channels, the tables {self.channels}")
