@@ -9,7 +9,7 @@ import pytest
 
 from conftest import EXAMPLES, REPO
 from train.data import image_files
-from train.evaluate import bd_rate, per_image_bd_rates
+from train.evaluate import PER_IMAGE, bd_rate, per_image_bd_rates
 
 QUALITY = [28.0, 30.0, 32.0, 34.0, 36.0]
 
@@ -117,7 +117,7 @@ def test_reused_curves_join_the_new_ones_and_a_mismatch_is_refused(tmp_path):
     assert any(line.strip().startswith("vs jpeg") for line in result.stdout.splitlines())
     cmd[cmd.index("--limit") + 1] = "2"  # its curves keep each image's points, here one image's
     earlier.write_text(json.dumps({"images": 1, "codecs": {"jpeg": codecs["jpeg"] | {"per_image": {
-        k: [codecs["jpeg"][k]] for k in ("bpp", "psnr", "ms_ssim")}}}}))
+        k: [codecs["jpeg"][k]] for k in PER_IMAGE}}}}))
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == f"error: {earlier} has 1 images, this evaluation 2"
