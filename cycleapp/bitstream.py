@@ -15,6 +15,9 @@ CRC recomputed) are all refused instead of decoding to some image.
 
 The DC row by row (format version 4): the payload codes the DC residuals a row at a time, each under
 the density of its context from the row above (`entropy.dc_contexts`); the container is unchanged.
+
+Tables adapted to the image (format version 5): the payload starts with a move of each channel's
+coding tables (`entropy.CodingTables.adaptation`); the container is unchanged.
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ import zlib
 from dataclasses import dataclass
 
 MAGIC = b"CYC"
-VERSION = 4
+VERSION = 5
 _HEADER = struct.Struct("<3sB8sIIHHHbI")
 _CRC = struct.Struct("<I")
 MAX_PIXELS = 100_000_000  # the same bound as for input images

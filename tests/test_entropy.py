@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from conftest import EXAMPLES
-from cycleapp.entropy import (AC_CLAMP, DC_CLAMP, DC_CONTEXTS, MED, PLANAR, PREDICTORS, CodingTables, EntropyModel,
-                              choose_predictors, dc_contexts, from_residuals, residuals)
+from cycleapp.entropy import (AC_CLAMP, ADAPT_RANGE, DC_CLAMP, DC_CONTEXTS, DEFAULT_SEAL, MED, PLANAR, PREDICTORS,
+                              CodingTables, EntropyModel, choose_predictors, dc_contexts, from_residuals, residuals)
 
 
 def random_code(channels=6, h=7, w=9, spread=20, seed=0):
@@ -176,3 +176,36 @@ def test_payload_size_bounds_hold_for_extreme_codes(shift):
         dearest = tables.encode(extreme.numpy())
         assert least <= 8 * len(cheapest) and 8 * len(dearest) <= most
         assert 8 * len(dearest) > 0.5 * most  # and not absurdly loose
+
+
+def test_the_tables_adapt_to_the_code_and_the_decoder_reads_the_moves_first():
+    """Channels much sparser than their tables expect are coded in fewer bits with their tables
+    moved narrower (the encoder's choice, written at the head of the stream), and any moves within
+    range round-trip: the decoder takes them from the stream, not from anything it decodes later."""
+    tables = small_tables()
+    code = tables.clamp(random_code(channels=20, h=16, w=16, spread=6))[0].numpy()
+    code[10:] //= 6  # channels 10 to 19: values in -1..1 only
+    moves = tables.adaptation(code)
+    assert moves.shape == (19,) and np.abs(moves).max() <= ADAPT_RANGE
+    assert moves[9:].mean() > moves[:9].mean() + 1  # + narrows a channel's tables
+    unmoved = tables.encode(code, adaptation=np.zeros(19, np.int64))
+    assert len(tables.encode(code)) == len(tables.encode(code, adaptation=moves)) < 0.9 * len(unmoved)
+    assert np.array_equal(tables.decode(tables.encode(code), code.shape), code)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        other = rng.integers(-ADAPT_RANGE, ADAPT_RANGE + 1, 19)
+        assert np.array_equal(tables.decode(tables.encode(code, adaptation=other), code.shape), code)
+    with pytest.raises(ValueError, match="table moves"):
+        tables.encode(code, adaptation=np.full(19, ADAPT_RANGE + 1))
+
+
+def test_moves_beyond_the_range_are_refused_before_the_code():
+    """A stream whose moves add up beyond ADAPT_RANGE (no encoder writes one) is refused at once."""
+    import constriction
+
+    tables = small_tables()
+    coder = constriction.stream.stack.AnsCoder(np.array([DEFAULT_SEAL & 0xFFFFFFFF, DEFAULT_SEAL >> 32], np.uint32))
+    differences = np.array([ADAPT_RANGE, 1] + [0] * 17, np.int32)  # the second channel's move is ADAPT_RANGE + 1
+    coder.encode_reverse(differences + 2 * ADAPT_RANGE, tables.move_model)
+    with pytest.raises(ValueError, match="out of range"):
+        tables.decode(coder.get_compressed().astype("<u4").tobytes(), (20, 1, 1))

@@ -3,10 +3,11 @@
     python -m train.diagnose ../shared/data/kodak ../shared/data/dev/clic2025-val --limit 8
 
 For every code size and folder (mean over the images, every one a real `.cyc` file):
-- bpp of the file, and the share of it spent on the header, the DC channel, and each channel group
-  after it, split into the checkerboard's anchors (decoded first) and the other positions; the
-  shares are ideal bits (-log2 p under the shipped tables), which the ANS coder meets within a
-  fraction of a percent (the "coder" column: real payload over ideal bits);
+- bpp of the file, and the share of it spent on the header, the coding tables' moves for this image,
+  the DC channel, and each channel group after it, split into the checkerboard's anchors (decoded
+  first) and the other positions; the shares are ideal bits (-log2 p under the shipped tables, moved
+  as the encoder moves them for the image), which the ANS coder meets within a fraction of a
+  percent (the "coder" column: real payload over ideal bits);
 - the distortion ceiling: PSNR of the decoder fed the unquantised code (what the transform alone
   loses), then of the quantised code (what the file gives): the gap is the quantiser's;
 - with --versus CODEC, where the error goes against that codec at the same file size: the 16x16
@@ -25,7 +26,7 @@ import torch
 from cycleapp import checkpoint as ckpts
 from cycleapp import codec
 from cycleapp import codecs as registry
-from cycleapp.entropy import AC_CLAMP, DC_CLAMP, anchors, contexts, dc_contexts, groups
+from cycleapp.entropy import AC_CLAMP, ADAPT_RANGE, DC_CLAMP, anchors, contexts, dc_contexts, groups
 from cycleapp.imageio import load_rgb
 from cycleapp.matching import match_size
 from cycleapp.metrics import psnr
@@ -33,13 +34,17 @@ from cycleapp.model import FACTOR
 from train.data import image_files
 
 
-def ideal_bits(tables, q: torch.Tensor) -> tuple[float, torch.Tensor]:
-    """Bits of the DC, and of every AC symbol (C - 1, H, W), under the coding tables."""
+def ideal_bits(tables, q: torch.Tensor) -> tuple[float, float, torch.Tensor]:
+    """Bits of the tables' moves, of the DC, and of every AC symbol (C - 1, H, W), under the coding
+    tables as the encoder adapts them to this code."""
+    moves = tables.adaptation(q.numpy())
+    move_bits = float(tables.move_bits[np.diff(moves, prepend=0) + 2 * ADAPT_RANGE].sum())
+    tables = tables.shifted(moves)
     s = tables.symbols(q[None])
     p = tables.dc_probabilities[dc_contexts(s[0, 0]).numpy(), (s[0, 0] + 4 * DC_CLAMP).numpy()]
     dc_bits = -np.log2(np.maximum(p, 1e-300)).sum()
     table = torch.from_numpy(tables.index)[torch.arange(q.shape[0] - 1).view(-1, 1, 1), contexts(s)[0, 1:]]
-    return float(dc_bits), tables.laplace_bits[table, s[0, 1:] + AC_CLAMP]
+    return move_bits, float(dc_bits), tables.laplace_bits[table, s[0, 1:] + AC_CLAMP]
 
 
 @torch.no_grad()
@@ -48,10 +53,10 @@ def diagnose(ckpt, rgb: np.ndarray) -> dict:
     pixels = h * w
     data = codec.encode(ckpt, rgb)
     q = codec.quantized_code(ckpt, rgb)[0].to(torch.int64)
-    dc_bits, ac = ideal_bits(ckpt.tables, q)
+    move_bits, dc_bits, ac = ideal_bits(ckpt.tables, q)
     first = anchors(*q.shape[1:])
     row = {"bpp": 8 * len(data) / pixels, "header": 8 * (len(data) - len(ckpt.tables.encode(q.numpy()))) / pixels,
-           "dc": dc_bits / pixels}
+           "table moves": move_bits / pixels, "dc": dc_bits / pixels}
     for start, end in groups(q.shape[0]):
         part = ac[start - 1:end - 1]
         row[f"{start}-{end - 1} anchors"] = float(part[:, first].sum()) / pixels
