@@ -34,10 +34,12 @@ export, and stored with the weights; the encoder and the decoder hand exactly th
 Those tables fit the training photos on average; one photo's channels are often sparser or busier
 (a grey photo's chroma, a smooth one's textures). So the encoder adapts them per image: it moves
 every channel's tables (all its contexts together) by a whole number of grid steps, the one that
-codes that channel in the fewest bits, and writes the moves at the head of the stream, each as the
-difference from the previous channel's, under a fixed prior that makes equal moves cheap
-(`adaptation`; it costs about a bit a channel and makes the files 4 to 7 % smaller on Kodak and the
-dev photos). The decoder reads the moves first, so the tables of every symbol are known before it.
+codes that channel in the fewest bits, and writes the moves at the head of the stream: a flag, then,
+if it is set, each move as the difference from the previous channel's, under a fixed prior that
+makes equal moves cheap (`adaptation`; the moves cost 1.5 to 2 bits a channel and make the files 4
+to 7 % smaller on Kodak and the dev photos; where they would not pay, as on a small image, the flag
+alone is written). The decoder reads the moves first, so the tables of every symbol are known
+before it.
 
 The stream is one constriction ANS stack started from a "seal" (a state in [2^32, 2^33) that the
 container derives from its header) instead of an empty coder: the decoder must consume the payload
@@ -335,24 +337,29 @@ class CodingTables:
         self.laplace_least_bits = self.laplace_bits.min(1).values.numpy()  # (SCALES,)
         self.dc_models = [constriction.stream.model.Categorical(p, perfect=False) for p in self.dc_probabilities]
         self.models = [constriction.stream.model.Categorical(p, perfect=False) for p in self.laplace_probabilities]
-        moves = np.arange(-2 * ADAPT_RANGE, 2 * ADAPT_RANGE + 1)
-        prior = ADAPT_RATIO ** -np.abs(moves).astype(np.float64)
+        differences = np.arange(-2 * ADAPT_RANGE, 2 * ADAPT_RANGE + 1)
+        prior = ADAPT_RATIO ** -np.abs(differences).astype(np.float64)
         self.move_model = constriction.stream.model.Categorical(prior / prior.sum(), perfect=False)
-        self.move_bits = -np.log2(prior / prior.sum())  # indexed by move + 2 * ADAPT_RANGE
+        self.difference_bits = -np.log2(prior / prior.sum())  # indexed by difference + 2 * ADAPT_RANGE
+        self.flag_model = constriction.stream.model.Categorical(np.array([0.5, 0.5]), perfect=False)
 
     @property
     def channels(self) -> int:
         return self.index.shape[0] + 1
 
-    def shifted(self, tables) -> "CodingTables":
-        """These tables for a code whose steps are GRID_RATIO ** tables times coarser: every
-        (channel, context) takes the table that many grid steps narrower (clipped to the grid).
-        tables: one integer, or one per channel after the DC; shifts add up before the clip."""
-        tables = np.broadcast_to(np.asarray(tables, np.int64), self.shift.shape)
-        if not tables.any():
+    def shifted(self, steps) -> "CodingTables":
+        """These tables moved `steps` grid steps narrower (clipped to the grid), for a code whose
+        steps are GRID_RATIO ** steps times coarser (rate control) or for an image's channels that
+        are sparser than the tables expect (`adaptation`). steps: one integer, or one per channel
+        after the DC. Moves add up before the clip, so the tables depend on the total move alone
+        and a move can undo another that ran into the edge of the grid."""
+        steps = np.broadcast_to(np.asarray(steps), self.shift.shape)
+        if steps.dtype.kind not in "iu":
+            raise ValueError("tables move by whole grid steps")
+        if not steps.any():
             return self
         out = copy.copy(self)
-        out.shift = self.shift + tables
+        out.shift = self.shift + steps
         out.index = np.clip(self.base_index - out.shift[:, None], 0, SCALES - 1)
         return out
 
@@ -396,9 +403,10 @@ class CodingTables:
         bits a symbol, the moves included (no probability is below 2^-PRECISION), plus one, plus the
         sealed coder's two words."""
         c, h, w = shape
-        narrowest = self.shifted(ADAPT_RANGE).index  # whatever the adaptation read from the stream
+        # whatever moves the stream holds (a narrower table's likeliest symbol costs fewer bits)
+        narrowest = self.shifted(ADAPT_RANGE).index
         per_position = self.dc_least_bits + self.laplace_least_bits[narrowest].min(1).sum()
-        return 0.5 * h * w * per_position, (PRECISION + 1) * (c * h * w + c) + 64
+        return 0.5 * h * w * per_position, (PRECISION + 1) * (c * h * w + c + 1) + 64
 
     def _symbols(self, code: np.ndarray, start: int, end: int) -> np.ndarray:
         """The symbols of channels [start, end) of an integer code (C, H, W), as int16, a few channels
@@ -449,37 +457,42 @@ class CodingTables:
     def adaptation(self, code: np.ndarray) -> np.ndarray:
         """The per-channel table moves (C - 1,) in [-ADAPT_RANGE, ADAPT_RANGE] that code this
         integer code (C, H, W) in the fewest bits, the moves' own bits under their prior included
-        (a shortest path over the channels), encoder side only. A move of +1 takes every table of
-        the channel one grid step narrower, as `shifted` does."""
+        (a shortest path over the channels), or none at all (zeros: the flag alone) where moving
+        does not pay; encoder side only. A move of +1 takes every table of the channel one grid
+        step narrower, as `shifted` does."""
         c_total = code.shape[0]
         if c_total == 1:
             return np.zeros(0, np.int64)
-        keys, counts = [], []  # how often each (channel, context, symbol) occurs
-        for lo, hi, ctx, values in self._coded_after_dc(code):
-            channel = np.arange(lo - 1, hi - 1).reshape(-1, 1)
-            key = (channel * CONTEXTS + ctx.reshape(1, -1)) * (2 * AC_CLAMP + 1) + values + AC_CLAMP
-            k, n = np.unique(key, return_counts=True)
-            keys.append(k)
-            counts.append(n)
-        keys, inverse = np.unique(np.concatenate(keys), return_inverse=True)
-        counts = np.bincount(inverse, np.concatenate(counts))
-        pair, symbol = np.divmod(keys, 2 * AC_CLAMP + 1)
-        channel, context = np.divmod(pair, CONTEXTS)
-        unmoved = self.base_index[channel, context] - self.shift[channel]
         moves = np.arange(-ADAPT_RANGE, ADAPT_RANGE + 1)
         table_bits = self.laplace_bits.numpy()
-        bits = np.stack([np.bincount(channel, counts * table_bits[np.clip(unmoved - m, 0, SCALES - 1), symbol],
-                                     minlength=c_total - 1) for m in moves], 1)  # (C - 1, moves)
-        step = self.move_bits[moves[None, :] - moves[:, None] + 2 * ADAPT_RANGE]  # [from, to]
-        total, back = bits[0] + self.move_bits[moves + 2 * ADAPT_RANGE], []
+        bits = np.zeros((c_total - 1, len(moves)))  # each channel's bits under each move
+        for lo, hi, ctx, values in self._coded_after_dc(code):
+            # a (channel, context) occurs in one chunk and pass only: count its symbols there
+            channel = np.arange(lo - 1, hi - 1).reshape(-1, 1)
+            key = (channel * CONTEXTS + ctx.reshape(1, -1)) * (2 * AC_CLAMP + 1) + values + AC_CLAMP
+            key, count = np.unique(key, return_counts=True)
+            pair, symbol = np.divmod(key, 2 * AC_CLAMP + 1)
+            channel, context = np.divmod(pair, CONTEXTS)
+            unmoved = self.base_index[channel, context] - self.shift[channel]
+            for j, m in enumerate(moves):
+                bits[:, j] += np.bincount(channel, count * table_bits[np.clip(unmoved - m, 0, SCALES - 1), symbol],
+                                          minlength=c_total - 1)
+        step = self.difference_bits[moves[None, :] - moves[:, None] + 2 * ADAPT_RANGE]  # [from, to]
+        total, back = bits[0] + self.difference_bits[moves + 2 * ADAPT_RANGE], []
         for c in range(1, c_total - 1):
             via = total[:, None] + step
             back.append(via.argmin(0))
             total = via.min(0) + bits[c]
+        if total.min() >= bits[:, ADAPT_RANGE].sum():  # unmoved, without the moves' bits
+            return np.zeros(c_total - 1, np.int64)
         path = [int(total.argmin())]
         for came_from in reversed(back):
             path.append(int(came_from[path[-1]]))
         return moves[path[::-1]]
+
+    def moves_bits(self, moves: np.ndarray) -> float:
+        """What the moves cost at the head of the stream: the flag, then their differences."""
+        return 1.0 + (float(self.difference_bits[_move_symbols(moves)].sum()) if moves.any() else 0.0)
 
     def encode(self, code: np.ndarray, seal: int = DEFAULT_SEAL, adaptation: np.ndarray | None = None) -> bytes:
         """code: int array (C, H, W), already clamped -> compressed bytes.
@@ -488,8 +501,8 @@ class CodingTables:
         moves (`adaptation`, chosen here unless given), the DC a row at a time, then the channel
         groups (`_order`); a stack codes them in reverse."""
         c_total, h, w = code.shape
-        moves = self.adaptation(code) if adaptation is None else np.asarray(adaptation, np.int64)
-        if moves.shape != (c_total - 1,) or np.abs(moves).max(initial=0) > ADAPT_RANGE:
+        moves = self.adaptation(code) if adaptation is None else np.asarray(adaptation)
+        if moves.shape != (c_total - 1,) or moves.dtype.kind not in "iu" or np.abs(moves).max(initial=0) > ADAPT_RANGE:
             raise ValueError(f"an adaptation is {c_total - 1} table moves within +-{ADAPT_RANGE}")
         tables = self.shifted(moves)
         coder = constriction.stream.stack.AnsCoder(_words(seal))
@@ -503,16 +516,17 @@ class CodingTables:
             values = dc[row].astype(np.int32) + 4 * DC_CLAMP
             for k, positions in reversed(list(_runs(dc_ctx[row]))):
                 coder.encode_reverse(values[positions], self.dc_models[k])
-        differences = np.diff(moves, prepend=0).astype(np.int32)
-        coder.encode_reverse(differences + 2 * ADAPT_RANGE, self.move_model)
+        if moves.any():
+            coder.encode_reverse(_move_symbols(moves), self.move_model)
+        coder.encode_reverse(np.array([int(moves.any())], np.int32), self.flag_model)
         return coder.get_compressed().astype("<u4").tobytes()
 
     def decode(self, payload, shape: tuple[int, int, int], seal: int | None = None) -> np.ndarray:
         """Inverse of encode: the int16 code (C, H, W) of a payload (bytes or a buffer).
 
         Raises ValueError unless the payload is exactly the encoding of a code within the tables'
-        range, its table moves within ADAPT_RANGE: its size within `payload_bits` (a loose bound),
-        checked before anything is allocated;
+        range and its table moves within ADAPT_RANGE: its size within `payload_bits` (a loose
+        bound), checked before anything is allocated;
         holding the whole DC, checked before more than the DC's plane is allocated, so that a header
         that lies about the size over a small payload is refused early even where the bound lets it
         pass; never running dry (in a sealed stream the coder's state never drops below 2^32, and
@@ -532,7 +546,9 @@ class CodingTables:
         if len(words) < 2 or words[-1] == 0:
             raise ValueError("payload does not end in a coder state")
         coder = constriction.stream.stack.AnsCoder(words)
-        moves = np.cumsum(coder.decode(self.move_model, c_total - 1).astype(np.int64) - 2 * ADAPT_RANGE)
+        moves = np.zeros(c_total - 1, np.int64)
+        if coder.decode(self.flag_model, 1)[0]:
+            moves = np.cumsum(coder.decode(self.move_model, c_total - 1).astype(np.int64) - 2 * ADAPT_RANGE)
         _check_not_dry(coder)  # moves read past the data are no moves at all
         if np.abs(moves).max(initial=0) > ADAPT_RANGE:
             raise ValueError("payload moves a channel's tables out of range")
@@ -579,6 +595,11 @@ class CodingTables:
                 raise ValueError("decoded code outside the range any encoder writes")
             symbols[c] = plane
         return symbols
+
+
+def _move_symbols(moves: np.ndarray) -> np.ndarray:
+    """The symbols of table moves in the stream: each move's difference from the previous one's."""
+    return np.diff(moves, prepend=0).astype(np.int32) + 2 * ADAPT_RANGE
 
 
 def _runs(table: np.ndarray):

@@ -26,7 +26,7 @@ import torch
 from cycleapp import checkpoint as ckpts
 from cycleapp import codec
 from cycleapp import codecs as registry
-from cycleapp.entropy import AC_CLAMP, ADAPT_RANGE, DC_CLAMP, anchors, contexts, dc_contexts, groups
+from cycleapp.entropy import AC_CLAMP, DC_CLAMP, anchors, contexts, dc_contexts, groups
 from cycleapp.imageio import load_rgb
 from cycleapp.matching import match_size
 from cycleapp.metrics import psnr
@@ -34,11 +34,11 @@ from cycleapp.model import FACTOR
 from train.data import image_files
 
 
-def ideal_bits(tables, q: torch.Tensor) -> tuple[float, float, torch.Tensor]:
+def ideal_bits(tables, q: torch.Tensor, moves: np.ndarray | None = None) -> tuple[float, float, torch.Tensor]:
     """Bits of the tables' moves, of the DC, and of every AC symbol (C - 1, H, W), under the coding
-    tables as the encoder adapts them to this code."""
-    moves = tables.adaptation(q.numpy())
-    move_bits = float(tables.move_bits[np.diff(moves, prepend=0) + 2 * ADAPT_RANGE].sum())
+    tables moved by `moves`, by default as the encoder moves them for this code."""
+    moves = tables.adaptation(q.numpy()) if moves is None else moves
+    move_bits = tables.moves_bits(moves)
     tables = tables.shifted(moves)
     s = tables.symbols(q[None])
     p = tables.dc_probabilities[dc_contexts(s[0, 0]).numpy(), (s[0, 0] + 4 * DC_CLAMP).numpy()]
