@@ -10,6 +10,8 @@ on the first, bits counted on the second, so the gains are not flattered by fitt
 - + block classes: each (channel, context) further split by a class sent per BLOCK x BLOCK block of
   code positions and channel group (a bucket of the block's magnitude sum), its bits included.
 All in bits per pixel; the DC channel and the file header are not counted (they do not change).
+"shipped" is the tables as stored, before format 5's per-image moves (`CodingTables.adaptation`),
+which take part of what "refit" finds, image by image.
 """
 from __future__ import annotations
 
