@@ -460,13 +460,16 @@ class CodingTables:
         (a shortest path over the channels), or none at all (zeros: the flag alone) where moving
         does not pay; encoder side only. A move of +1 takes every table of the channel one grid
         step narrower, as `shifted` does."""
-        c_total = code.shape[0]
+        return self._cheapest_moves(self._coded_after_dc(code), code.shape[0])
+
+    def _cheapest_moves(self, chunks, c_total: int) -> np.ndarray:
+        """`adaptation`, from the chunks of `_coded_after_dc` (C - 1 channels after the DC)."""
         if c_total == 1:
             return np.zeros(0, np.int64)
         moves = np.arange(-ADAPT_RANGE, ADAPT_RANGE + 1)
         table_bits = self.laplace_bits.numpy()
         bits = np.zeros((c_total - 1, len(moves)))  # each channel's bits under each move
-        for lo, hi, ctx, values in self._coded_after_dc(code):
+        for lo, hi, ctx, values in chunks:
             # a (channel, context) occurs in one chunk and pass only: count its symbols there
             channel = np.arange(lo - 1, hi - 1).reshape(-1, 1)
             key = (channel * CONTEXTS + ctx.reshape(1, -1)) * (2 * AC_CLAMP + 1) + values + AC_CLAMP
@@ -501,12 +504,13 @@ class CodingTables:
         moves (`adaptation`, chosen here unless given), the DC a row at a time, then the channel
         groups (`_order`); a stack codes them in reverse."""
         c_total, h, w = code.shape
-        moves = self.adaptation(code) if adaptation is None else np.asarray(adaptation)
+        chunks = list(self._coded_after_dc(code))  # the same symbols and contexts under any moves
+        moves = self._cheapest_moves(chunks, c_total) if adaptation is None else np.asarray(adaptation)
         if moves.shape != (c_total - 1,) or moves.dtype.kind not in "iu" or np.abs(moves).max(initial=0) > ADAPT_RANGE:
             raise ValueError(f"an adaptation is {c_total - 1} table moves within +-{ADAPT_RANGE}")
         tables = self.shifted(moves)
         coder = constriction.stream.stack.AnsCoder(_words(seal))
-        for lo, hi, ctx, values in tables._coded_after_dc(code):
+        for lo, hi, ctx, values in chunks:
             values = values.ravel().astype(np.int32) + AC_CLAMP
             for k, positions in reversed(list(tables._batches(ctx, lo, hi))):
                 coder.encode_reverse(values[positions], self.models[k])
