@@ -470,7 +470,7 @@ class CodingTables:
         table_bits = self.laplace_bits.numpy()
         bits = np.zeros((c_total - 1, len(moves)))  # each channel's bits under each move
         for lo, hi, ctx, values in chunks:
-            # a (channel, context) occurs in one chunk and pass only: count its symbols there
+            # count each (channel, context, symbol) of the chunk, then its bits under every move
             channel = np.arange(lo - 1, hi - 1).reshape(-1, 1)
             key = (channel * CONTEXTS + ctx.reshape(1, -1)) * (2 * AC_CLAMP + 1) + values + AC_CLAMP
             key, count = np.unique(key, return_counts=True)
@@ -506,7 +506,8 @@ class CodingTables:
         c_total, h, w = code.shape
         chunks = list(self._coded_after_dc(code))  # the same symbols and contexts under any moves
         moves = self._cheapest_moves(chunks, c_total) if adaptation is None else np.asarray(adaptation)
-        if moves.shape != (c_total - 1,) or moves.dtype.kind not in "iu" or np.abs(moves).max(initial=0) > ADAPT_RANGE:
+        whole = moves.dtype.kind in "iu"
+        if moves.shape != (c_total - 1,) or not whole or np.abs(moves).max(initial=0) > ADAPT_RANGE:
             raise ValueError(f"an adaptation is {c_total - 1} table moves within +-{ADAPT_RANGE}")
         tables = self.shifted(moves)
         coder = constriction.stream.stack.AnsCoder(_words(seal))

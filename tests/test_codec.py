@@ -126,8 +126,8 @@ def test_tables_are_stored_not_recomputed(ckpt, photo, tmp_path):
 def test_shipped_checkpoints_cover_the_range_in_little_space():
     """At least five code sizes whose Kodak bpp, as recorded at export, runs from under 0.15 to over
     0.75 (rate control reaches between and beyond them; the tables' moves of format 5 make the files
-    4 to 5 % smaller than that record on Kodak); the transform they share is stored once, so all of it fits 10 MB (the
-    limit is 10 MB a file and 50 MB in all)."""
+    4 to 5 % smaller than that record on Kodak); the transform they share is stored once, so all of
+    it fits 10 MB (the limit is 10 MB a file and 50 MB in all)."""
     import json
 
     from cycleapp import checkpoint

@@ -220,10 +220,9 @@ def test_the_moves_are_the_cheapest_and_none_where_they_do_not_pay():
     span = range(-ADAPT_RANGE, ADAPT_RANGE + 1)
     assert all(chosen <= cost(np.array(m)) + 1e-9 for m in itertools.product(span, span, span))
     assert len(set(tables.adaptation(code.numpy()).tolist())) == 3
-    small = np.zeros((20, 1, 1), np.int64)
-    small_tables_ = small_tables()
-    assert not small_tables_.adaptation(small).any()
-    assert np.array_equal(small_tables_.decode(small_tables_.encode(small), small.shape), small)
+    small, wide = np.zeros((20, 1, 1), np.int64), small_tables()
+    assert not wide.adaptation(small).any()
+    assert np.array_equal(wide.decode(wide.encode(small), small.shape), small)
 
 
 def test_moves_add_up_before_the_clip():
