@@ -18,6 +18,10 @@ the density of its context from the row above (`entropy.dc_contexts`); the conta
 
 Tables adapted to the image (format version 5): the payload starts with a move of each channel's
 coding tables (`entropy.CodingTables.adaptation`); the container is unchanged.
+
+Each channel's own contexts (format version 6): a symbol's table is chosen from its own channel's
+neighbours and the activity-weighted channels below it (`entropy.contexts`); the container
+is unchanged.
 """
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ import zlib
 from dataclasses import dataclass
 
 MAGIC = b"CYC"
-VERSION = 5
+VERSION = 6
 _HEADER = struct.Struct("<3sB8sIIHHHbI")
 _CRC = struct.Struct("<I")
 MAX_PIXELS = 100_000_000  # the same bound as for input images

@@ -19,10 +19,15 @@ diagonals before it).
 
 Every channel after the DC uses a zero-mean Laplace density whose scale depends on an integer context
 with two parts, both read from symbols the decoder already has:
-- activity: a bucket of the summed magnitudes of the lower channel groups in the 3x3 neighbourhood;
+- activity: a bucket of the magnitudes of the lower channel groups in the 3x3 neighbourhood, each
+  channel's weighted by its integer activity weight, about 64 over its mean magnitude (chosen once
+  per training run, `activity_weights`): a busy block shows in every channel, and without the
+  weights the few large low channels (the DC residual, the first gradients) would drown the others;
 - neighbours (a checkerboard, He et al. 2021): each channel group is decoded in two passes, the
-  "anchor" positions ((i + j) even) first, then the others, whose context also counts the group's
-  magnitudes at the four anchor neighbours around them.
+  "anchor" positions ((i + j) even) first, then the others, whose context also counts the channel's
+  own magnitudes at the four anchor neighbours around them.
+Compared with the group's summed magnitudes, the channel's own neighbours and the weighted activity
+save 5 to 8 % of the bits after the DC on Kodak and the dev photos (README, "The model").
 Contexts are computed with integer arithmetic only, so the encoder and the decoder pick the same
 table on any machine, and each pass decodes in parallel.
 
@@ -45,7 +50,8 @@ The stream is one constriction ANS stack started from a "seal" (a state in [2^32
 container derives from its header) instead of an empty coder: the decoder must consume the payload
 exactly, ending in that very state, so a payload that runs dry, one with data left over, or one
 under a header it was not written for is refused rather than decoded to some image. Memory stays
-bounded: the coder keeps int16 symbols and per-group magnitude sums, not every channel's contexts.
+bounded: the coder keeps int16 symbols and the weighted magnitude sums below each group, and
+computes the contexts a chunk of channels at a time.
 """
 from __future__ import annotations
 
@@ -60,8 +66,10 @@ from torch import nn
 
 LIKELIHOOD_FLOOR = 1e-9
 GROUP_EDGES = (1, 8, 16, 32, 64, 96, 128, 160, 192, 224, 256, 320)  # channel groups, decoded in order
-ACTIVITY_BUCKETS = 12  # floor(log2(1 + activity)), capped
-NEIGHBOUR_STATES = 6  # anchor, then 5 buckets of the four decoded neighbours' magnitudes
+ACTIVITY_BUCKETS = 16  # floor(log2(1 + activity / ACTIVITY_UNIT)), capped
+ACTIVITY_UNIT = 16  # activity weights are about 64 / mean magnitude: a context counts 4 / mean magnitude
+ACTIVITY_WEIGHT_MAX = 4096  # a channel that is almost never non-zero
+NEIGHBOUR_STATES = 6  # anchor, then 5 buckets of the channel's four decoded neighbours' magnitudes
 CONTEXTS = ACTIVITY_BUCKETS * NEIGHBOUR_STATES
 DC_CONTEXTS = 6  # floor(log2(1 + the three DC residual magnitudes above)), capped
 DC_CLAMP = 1024  # the DC is clipped to [-DC_CLAMP, DC_CLAMP], so its residual fits 4 * DC_CLAMP
@@ -176,26 +184,29 @@ def groups(channels: int) -> list[tuple[int, int]]:
     return list(zip(edges, edges[1:]))
 
 
-def group_context(mag: torch.Tensor, start: int, end: int) -> torch.Tensor:
-    """Context (B, H, W), shared by every channel of the group [start, end), from magnitudes.
-
-    It reads the channels below the group (in a 3x3 neighbourhood) and, at a non-anchor position,
-    the group itself at the four anchor neighbours: exactly what the decoder holds by then.
-    """
-    return context_from_sums(mag[:, :start].sum(1), mag[:, start:end].sum(1))
+def weighted_sum(mag: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Integer magnitudes (B, C, H, W) summed over the channels with their activity weights (C,)."""
+    return (mag * weights.to(mag.device).view(1, -1, 1, 1)).sum(1)
 
 
-def context_from_sums(lower: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
-    """`group_context` from the magnitudes summed over the channels below the group (lower) and over
-    the group itself (own, read at anchor positions only), integer (B, H, W) each: what the coder
-    keeps instead of every channel's magnitudes."""
+def activity_context(lower: torch.Tensor) -> torch.Tensor:
+    """The part of a group's contexts that its channels share (B, H, W): the activity bucket, times
+    NEIGHBOUR_STATES, of the weighted magnitudes below the group (`weighted_sum`, integer (B, H, W))
+    summed over the 3x3 neighbourhood."""
     h, w = lower.shape[-2:]
     lower = F.pad(lower, (1, 1, 1, 1))
-    activity = bucket(sum(lower[:, i:i + h, j:j + w] for i in range(3) for j in range(3)), ACTIVITY_BUCKETS)
+    around = sum(lower[:, i:i + h, j:j + w] for i in range(3) for j in range(3))
+    return bucket(around // ACTIVITY_UNIT, ACTIVITY_BUCKETS) * NEIGHBOUR_STATES
+
+
+def neighbour_state(own: torch.Tensor) -> torch.Tensor:
+    """Each channel's own part of its contexts (B, C, H, W) from its integer magnitudes (B, C, H, W):
+    0 at an anchor; elsewhere 1 + a bucket of the magnitudes at the four neighbours, which are
+    anchors, decoded in the group's first pass."""
+    h, w = own.shape[-2:]
     own = F.pad(own, (1, 1, 1, 1))
-    cross = own[:, :-2, 1:-1] + own[:, 2:, 1:-1] + own[:, 1:-1, :-2] + own[:, 1:-1, 2:]
-    neighbours = torch.where(anchors(h, w, lower.device), 0, 1 + bucket(cross, NEIGHBOUR_STATES - 1))
-    return activity * NEIGHBOUR_STATES + neighbours
+    cross = own[..., :-2, 1:-1] + own[..., 2:, 1:-1] + own[..., 1:-1, :-2] + own[..., 1:-1, 2:]
+    return torch.where(anchors(h, w, own.device), 0, 1 + bucket(cross, NEIGHBOUR_STATES - 1))
 
 
 def dc_contexts(dc: torch.Tensor) -> torch.Tensor:
@@ -207,13 +218,22 @@ def dc_contexts(dc: torch.Tensor) -> torch.Tensor:
     return bucket(above[..., :h, :w] + above[..., :h, 1:w + 1] + above[..., :h, 2:], DC_CONTEXTS)
 
 
-def contexts(symbols: torch.Tensor) -> torch.Tensor:
-    """Context of every integer symbol (B, C, H, W) -> int64 (B, C, H, W); 0 for the DC."""
+def contexts(symbols: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Context of every integer symbol (B, C, H, W) -> int64 (B, C, H, W); 0 for the DC. weights:
+    the channels' activity weights (C,)."""
     mag = symbols.to(torch.int64).abs()
     out = torch.zeros_like(mag)
     for start, end in groups(symbols.shape[1]):
-        out[:, start:end] = group_context(mag, start, end)[:, None]
+        lower = weighted_sum(mag[:, :start], weights[:start])
+        out[:, start:end] = activity_context(lower)[:, None] + neighbour_state(mag[:, start:end])
     return out
+
+
+def activity_weights(symbols: torch.Tensor) -> torch.Tensor:
+    """Each channel's activity weight from a sample of integer symbols (B, C, H, W): about 64 over
+    its mean magnitude, so that every channel counts alike in a context's activity; int64 (C,)."""
+    mean = symbols.abs().double().mean((0, 2, 3))
+    return (64 / mean.clamp_min(64 / ACTIVITY_WEIGHT_MAX)).round().clamp(1, ACTIVITY_WEIGHT_MAX).to(torch.int64)
 
 
 def laplace_likelihood(y: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -285,6 +305,7 @@ class EntropyModel(nn.Module):
         predictor = torch.zeros(channels, dtype=torch.int64)
         predictor[0] = PLANAR
         self.register_buffer("predictor", predictor)  # chosen once per run: choose_predictors
+        self.register_buffer("activity", torch.ones(channels, dtype=torch.int64))  # and activity_weights
 
     def likelihood(self, y: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
         """Probability of the (noisy or integer) code y; contexts and predictions come from the
@@ -297,38 +318,43 @@ class EntropyModel(nn.Module):
         p = every_dc_density.gather(1, dc_contexts(integer[:, 0].long())[:, None])
         if self.channels == 1:
             return p
-        ctx = contexts(integer)[:, 1:]
+        ctx = contexts(integer, self.activity)[:, 1:]
         rows = torch.arange(self.channels - 1, device=y.device).view(1, -1, 1, 1)
         scale = self.log_scale.exp()[rows, ctx]
         return torch.cat([p, laplace_likelihood(symbols[:, 1:], scale)], dim=1)
 
     @torch.no_grad()
-    def tables(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def tables(self) -> tuple[torch.Tensor, ...]:
         """Coding tables: the DC residual's probabilities per DC context (DC_CONTEXTS, 8 * DC_CLAMP
         + 1), the Laplace tables on the scale grid (SCALES, 2 * AC_CLAMP + 1), each (channel,
-        context)'s table index and each channel's predictor."""
+        context)'s table index, each channel's predictor and activity weight."""
         support = torch.arange(-AC_CLAMP, AC_CLAMP + 1, dtype=torch.float64)
         grid = scale_grid()
         laplace = torch.stack([laplace_likelihood(support, s).clamp_min(0) for s in grid]).float()
         position = (self.log_scale.double() - grid[0].log()) / (grid[1].log() - grid[0].log())
         index = position.round().clamp(0, SCALES - 1).to(torch.int16)
-        return self.dc.table(4 * DC_CLAMP), laplace, index, self.predictor.to(torch.int16).cpu()
+        return (self.dc.table(4 * DC_CLAMP), laplace, index, self.predictor.to(torch.int16).cpu(),
+                self.activity.to(torch.int16).cpu())
 
 
 class CodingTables:
     """The fixed probability tables of one checkpoint, ready for constriction."""
 
-    def __init__(self, dc: torch.Tensor, laplace: torch.Tensor, index: torch.Tensor, predictor: torch.Tensor):
+    def __init__(self, dc: torch.Tensor, laplace: torch.Tensor, index: torch.Tensor, predictor: torch.Tensor,
+                 activity: torch.Tensor):
         if dc.shape != (DC_CONTEXTS, 8 * DC_CLAMP + 1) or laplace.shape != (SCALES, 2 * AC_CLAMP + 1) \
                 or index.ndim != 2 or index.shape[1] != CONTEXTS or predictor.shape != (index.shape[0] + 1,) \
+                or activity.shape != predictor.shape \
                 or not ((index >= 0) & (index < SCALES)).all() \
                 or not ((predictor >= 0) & (predictor < len(PREDICTORS))).all() \
-                or int(predictor[0]) not in DC_PREDICTORS:
+                or int(predictor[0]) not in DC_PREDICTORS \
+                or not ((activity >= 1) & (activity <= ACTIVITY_WEIGHT_MAX)).all():
             raise ValueError("coding tables are inconsistent")
         self.base_index = index.numpy().astype(np.int64)  # (channels - 1, CONTEXTS), as stored
         self.shift = np.zeros(len(self.base_index), np.int64)  # grid steps narrower, per channel
         self.index = self.base_index  # the tables in use: base_index - shift, clipped to the grid
         self.predictor = predictor.to(torch.int64)  # (channels,)
+        self.activity = activity.to(torch.int64)  # (channels,)
         self.limits = code_limits(self.predictor).view(1, -1, 1, 1)
         self.dc_probabilities = dc.numpy().astype(np.float64)  # (DC_CONTEXTS, symbols)
         self.laplace_probabilities = laplace.numpy().astype(np.float64)
@@ -371,6 +397,10 @@ class CodingTables:
         """What is coded: the prediction residuals of an integer code (B, C, H, W)."""
         return residuals(code.to(torch.int64), self.predictor)
 
+    def contexts(self, symbols: torch.Tensor) -> torch.Tensor:
+        """The context of every integer symbol (B, C, H, W), with these tables' activity weights."""
+        return contexts(symbols, self.activity)
+
     def quantize(self, y: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         """Rate-distortion optimised rounding of a continuous code y (B, C, H, W), encoder side only.
 
@@ -383,7 +413,7 @@ class CodingTables:
         q = self.clamp(torch.round(y))
         if q.shape[1] == 1:
             return q
-        ctx = contexts(self.symbols(q))[:, 1:]
+        ctx = self.contexts(self.symbols(q))[:, 1:]
         table = torch.from_numpy(self.index)[torch.arange(q.shape[1] - 1).view(1, -1, 1, 1), ctx]
         near = q[:, 1:]
         toward_zero = near - torch.sign(near)
@@ -424,8 +454,9 @@ class CodingTables:
 
     def _batches(self, ctx: np.ndarray, start: int, end: int):
         """Split the symbols of channels [start, end) at some positions into runs that share a table
-        (`_runs`). ctx: the contexts at those positions."""
-        return _runs(self.index[start - 1:end - 1].astype(np.int16)[:, ctx].ravel())
+        (`_runs`). ctx: their contexts there (end - start, positions)."""
+        rows = np.arange(end - start).reshape(-1, 1)
+        return _runs(self.index[start - 1:end - 1].astype(np.int16)[rows, ctx].ravel())
 
     def _order(self, c_total: int, h: int, w: int):
         """The coding order after the DC, as (group [start, end), positions, chunks): each channel
@@ -436,22 +467,28 @@ class CodingTables:
             yield start, end, [(where, [(lo, min(lo + CHUNK, end)) for lo in range(start, end, CHUNK)])
                                for where in (first, ~first)]
 
+    def _weighted(self, symbols: np.ndarray, start: int) -> np.ndarray:
+        """The activity-weighted magnitudes of the symbols of channels start, start + 1, ... (C, H, W),
+        summed over the channels: int64 (H, W)."""
+        return _weighted_sum(symbols, self.activity[start:start + len(symbols)])
+
     def _coded_after_dc(self, code: np.ndarray):
         """The symbols after the DC in the order the stack codes them, the reverse of the decoding
         order (`_order`): (lo, hi, ctx, values) per chunk of channels [lo, hi) and pass, with the
-        pass's contexts and the chunk's symbols there (hi - lo, positions). The groups are visited
-        from the last, each with the magnitudes summed over the channels below it."""
+        chunk's contexts and symbols there (hi - lo, positions) each. The groups are visited from
+        the last, each with the weighted magnitudes summed over the channels below it."""
         c_total, h, w = code.shape
-        below = [np.abs(self._symbols(code, 0, 1)[0]).astype(np.int32)]  # summed below each group
+        below = [self._weighted(self._symbols(code, 0, 1), 0)]  # summed below each group
         for start, end in groups(c_total)[:-1]:
-            below.append(below[-1] + np.abs(self._symbols(code, start, end)).sum(0, dtype=np.int32))
+            below.append(below[-1] + self._weighted(self._symbols(code, start, end), start))
         for (start, end, passes), lower in reversed(list(zip(self._order(c_total, h, w), below))):
             symbols = self._symbols(code, start, end)
-            # the group's own sum is read at anchors only, where the decoder has it after its first pass
-            own = np.abs(symbols).sum(0, dtype=np.int32)
+            shared = _activity_context(lower)
             for where, chunks in reversed(passes):
-                ctx = _contexts(lower, own, where)
                 for lo, hi in reversed(chunks):
+                    # the channel's own magnitudes are read at anchors only, where the decoder has
+                    # them after its first pass (a non-anchor's four neighbours are anchors)
+                    ctx = _contexts(shared, symbols[lo - start:hi - start], where)
                     yield lo, hi, ctx, symbols[lo - start:hi - start, where]
 
     def adaptation(self, code: np.ndarray) -> np.ndarray:
@@ -472,7 +509,7 @@ class CodingTables:
         for lo, hi, ctx, values in chunks:
             # count each (channel, context, symbol) of the chunk, then its bits under every move
             channel = np.arange(lo - 1, hi - 1).reshape(-1, 1)
-            key = (channel * CONTEXTS + ctx.reshape(1, -1)) * (2 * AC_CLAMP + 1) + values + AC_CLAMP
+            key = (channel * CONTEXTS + ctx) * (2 * AC_CLAMP + 1) + values + AC_CLAMP
             key, count = np.unique(key, return_counts=True)
             pair, symbol = np.divmod(key, 2 * AC_CLAMP + 1)
             channel, context = np.divmod(pair, CONTEXTS)
@@ -566,22 +603,21 @@ class CodingTables:
         _check_not_dry(coder)  # a payload too small for the DC alone ends here, before the whole code exists
         symbols = np.zeros((c_total, h, w), np.int16)  # then the code, in place
         symbols[0] = dc
-        lower = np.abs(dc).astype(np.int32)
+        lower = self._weighted(dc[None], 0)
         del dc
         for start, end, passes in self._order(c_total, h, w):
-            own = np.zeros_like(lower)
+            shared = _activity_context(lower)
             for where, chunks in passes:
-                ctx = _contexts(lower, own, where)
-                for lo, hi in chunks:  # this pass's contexts are now known
-                    values = np.empty((hi - lo) * len(ctx), np.int16)
+                for lo, hi in chunks:  # the anchors' contexts read no symbol of the group, the others' the anchors
+                    ctx = _contexts(shared, symbols[lo:hi], where)
+                    values = np.empty((hi - lo) * ctx.shape[1], np.int16)
                     for k, positions in tables._batches(ctx, lo, hi):
                         decoded = coder.decode(self.models[k], len(positions))
                         decoded -= AC_CLAMP
                         values[positions] = decoded
                     symbols[lo:hi, where] = values.reshape(hi - lo, -1)
                 _check_not_dry(coder)
-                own = sum(np.abs(symbols[lo:hi]).sum(0, dtype=np.int32) for lo, hi in chunks)
-            lower += own
+            lower += self._weighted(symbols[start:end], start)
         if coder.num_words() != 2:
             raise ValueError("payload has data left after the last symbol")
         low, high = (int(word) for word in coder.get_compressed())
@@ -618,9 +654,24 @@ def _runs(table: np.ndarray):
         yield int(k), order[ends[k] - counts[k]:ends[k]]
 
 
-def _contexts(lower: np.ndarray, own: np.ndarray, where: np.ndarray) -> np.ndarray:
-    """`context_from_sums` for numpy (H, W) sums, at the positions `where`."""
-    return context_from_sums(torch.from_numpy(lower)[None], torch.from_numpy(own)[None])[0].numpy()[where]
+def _weighted_sum(symbols: np.ndarray, weights: torch.Tensor) -> np.ndarray:
+    """`weighted_sum` of integer numpy symbols (C, H, W): int64 (H, W)."""
+    return weighted_sum(torch.from_numpy(np.abs(symbols.astype(np.int64)))[None], weights)[0].numpy()
+
+
+def _activity_context(lower: np.ndarray) -> np.ndarray:
+    """`activity_context` of a numpy weighted sum (H, W)."""
+    return activity_context(torch.from_numpy(lower)[None])[0].numpy()
+
+
+def _contexts(shared: np.ndarray, own: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """The contexts of a chunk of channels at the positions `where` of one pass, from their group's
+    `_activity_context` (H, W) and their symbols (C, H, W): (1, positions) in the anchors' pass,
+    where the channels' contexts are the same, (C, positions) in the other."""
+    if where[0, 0]:  # the anchors' pass: (0, 0) is an anchor
+        return shared[where][None]
+    state = neighbour_state(torch.from_numpy(np.abs(own.astype(np.int64)))[None])[0].numpy()
+    return shared[where][None] + state[:, where]
 
 
 def _words(seal: int) -> np.ndarray:

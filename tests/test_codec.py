@@ -91,13 +91,14 @@ def test_tables_are_stored_not_recomputed(ckpt, photo, tmp_path):
 
     from cycleapp import checkpoint
 
-    dc, laplace, index, predictor = ckpt.model.densities[0].tables()
+    dc, laplace, index, predictor, activity = ckpt.model.densities[0].tables()
     # to float32 only: another CPU's vector math may round the density's last bit differently, which is
     # why coding never recomputes the tables
     np.testing.assert_allclose(dc.double().numpy(), ckpt.tables.dc_probabilities, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(laplace.double().numpy(), ckpt.tables.laplace_probabilities, rtol=1e-4, atol=1e-6)
     assert np.array_equal(index.numpy(), ckpt.tables.index)
     assert np.array_equal(predictor.numpy(), ckpt.tables.predictor.numpy())
+    assert np.array_equal(activity.numpy(), ckpt.tables.activity.numpy())
     assert len(np.unique(ckpt.tables.index)) > 8  # the contexts pick different tables
 
     source = checkpoint.available()[0]
@@ -124,10 +125,9 @@ def test_tables_are_stored_not_recomputed(ckpt, photo, tmp_path):
 
 
 def test_shipped_checkpoints_cover_the_range_in_little_space():
-    """At least five code sizes whose Kodak bpp, as recorded at export, runs from under 0.15 to over
-    0.75 (rate control reaches between and beyond them; the tables' moves of format 5 make the files
-    4 to 5 % smaller than that record on Kodak); the transform they share is stored once, so all of
-    it fits 10 MB (the limit is 10 MB a file and 50 MB in all)."""
+    """At least five code sizes whose Kodak bpp, as recorded at export (real files), runs from under
+    0.15 to over 0.7 (rate control reaches between and beyond them); the transform they share is
+    stored once, so all of it fits 10 MB (the limit is 10 MB a file and 50 MB in all)."""
     import json
 
     from cycleapp import checkpoint
@@ -139,7 +139,7 @@ def test_shipped_checkpoints_cover_the_range_in_little_space():
                                                    + [p.with_suffix(".json").name for p in paths])
     assert sum(p.stat().st_size for p in files) <= 10_000_000
     bpp = [json.loads(p.with_suffix(".json").read_text())["kodak"]["bpp"] for p in paths]
-    assert bpp == sorted(bpp) and bpp[0] < 0.15 and bpp[-1] > 0.75
+    assert bpp == sorted(bpp) and bpp[0] < 0.15 and bpp[-1] > 0.7
 
 
 def test_a_code_size_needs_the_transform_it_was_exported_with(tmp_path):

@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from conftest import EXAMPLES
-from cycleapp.entropy import (AC_CLAMP, ADAPT_RANGE, DC_CLAMP, DC_CONTEXTS, DEFAULT_SEAL, MED, PLANAR, PREDICTORS,
-                              CodingTables, EntropyModel, choose_predictors, dc_contexts, from_residuals, residuals)
+from cycleapp.entropy import (AC_CLAMP, ACTIVITY_WEIGHT_MAX, ADAPT_RANGE, DC_CLAMP, DC_CONTEXTS, DEFAULT_SEAL, MED,
+                              PLANAR, PREDICTORS, CodingTables, EntropyModel, activity_weights, choose_predictors,
+                              dc_contexts, from_residuals, residuals)
 
 
 def random_code(channels=6, h=7, w=9, spread=20, seed=0):
@@ -55,10 +56,11 @@ def test_the_dc_is_coded_under_its_context():
     """With a narrow DC density for the quiet context and wide ones elsewhere, a code whose DC is flat
     but for one busy row round-trips exactly and costs less than under the wide density everywhere."""
     density = EntropyModel(3)
-    dc, laplace, index, predictor = density.tables()
+    dc, laplace, index, predictor, activity = density.tables()
     symbols = torch.arange(-4 * DC_CLAMP, 4 * DC_CLAMP + 1, dtype=torch.float64)
     narrow, wide = (torch.exp(-symbols.abs() / s) for s in (0.3, 30.0))
-    tables = {name: CodingTables(torch.stack([first] + [wide] * (DC_CONTEXTS - 1)).float(), laplace, index, predictor)
+    tables = {name: CodingTables(torch.stack([first] + [wide] * (DC_CONTEXTS - 1)).float(), laplace, index, predictor,
+                                 activity)
               for name, first in (("context", narrow / narrow.sum()), ("wide", wide / wide.sum()))}
     code = np.zeros((3, 12, 16), np.int64)
     code[0, 6] = np.random.default_rng(0).integers(-200, 200, 16)  # a busy row in a flat DC
@@ -110,15 +112,30 @@ def test_coding_with_predictors_round_trips_at_the_limits():
     assert np.array_equal(tables.decode(data, tuple(code.shape[1:])), code[0].numpy())
 
 
-def test_inconsistent_predictors_are_refused():
+def test_inconsistent_predictors_and_activity_weights_are_refused():
     density = EntropyModel(4)
-    dc, laplace, index, predictor = density.tables()
+    dc, laplace, index, predictor, activity = density.tables()
+    CodingTables(dc, laplace, index, predictor, activity)
     with pytest.raises(ValueError, match="inconsistent"):
-        CodingTables(dc, laplace, index, torch.tensor([PLANAR, 0, 7, 0], dtype=torch.int16))
+        CodingTables(dc, laplace, index, torch.tensor([PLANAR, 0, 7, 0], dtype=torch.int16), activity)
     with pytest.raises(ValueError, match="inconsistent"):
-        CodingTables(dc, laplace, index, torch.tensor([0, 0, 0, 0], dtype=torch.int16))
+        CodingTables(dc, laplace, index, torch.tensor([0, 0, 0, 0], dtype=torch.int16), activity)
     with pytest.raises(ValueError, match="inconsistent"):
-        CodingTables(dc, laplace, index, predictor[:3])
+        CodingTables(dc, laplace, index, predictor[:3], activity)
+    for wrong in (activity[:3], torch.tensor([1, 0, 1, 1]), torch.tensor([1, 1, ACTIVITY_WEIGHT_MAX + 1, 1])):
+        with pytest.raises(ValueError, match="inconsistent"):
+            CodingTables(dc, laplace, index, predictor, wrong.to(torch.int16))
+
+
+def test_activity_weights_even_out_the_channels():
+    """A channel's weight is about 64 over its mean magnitude, within [1, ACTIVITY_WEIGHT_MAX]: a busy
+    channel and a sparse one then count alike in the activity of a context."""
+    symbols = torch.zeros(2, 4, 8, 8, dtype=torch.int64)
+    symbols[:, 0] = 32  # mean 32: weight 2
+    symbols[:, 1, ::2] = 1  # mean 1/2: weight 128
+    symbols[:, 2] = 1000  # weight 64 / 1000 rounds to 0: at least 1
+    weights = activity_weights(symbols)  # channel 3 is all zeros: the most
+    assert weights.tolist() == [2, 128, 1, ACTIVITY_WEIGHT_MAX]
 
 
 def small_tables(channels=20):
@@ -126,7 +143,9 @@ def small_tables(channels=20):
     density = EntropyModel(channels)
     density.predictor.copy_(torch.tensor([PLANAR] + [k % len(PREDICTORS) for k in range(channels - 1)]))
     with torch.no_grad():
-        density.log_scale.copy_(torch.randn(density.log_scale.shape, generator=torch.Generator().manual_seed(0)))
+        g = torch.Generator().manual_seed(0)
+        density.log_scale.copy_(torch.randn(density.log_scale.shape, generator=g))
+        density.activity.copy_(torch.randint(1, ACTIVITY_WEIGHT_MAX + 1, (channels,), generator=g))
     return CodingTables(*density.tables())
 
 
@@ -209,8 +228,8 @@ def test_the_moves_are_the_cheapest_and_none_where_they_do_not_pay():
     from train.diagnose import ideal_bits
 
     tables = small_tables(channels=4)
-    code = tables.clamp(random_code(channels=4, h=12, w=12, spread=8, seed=3))[0]
-    code[3:] //= 8  # the moves differ from channel to channel, both ways
+    code = tables.clamp(random_code(channels=4, h=12, w=12, spread=2, seed=3))[0]
+    code[3:] //= 2  # the moves differ from channel to channel, none at the edge of the range
 
     def cost(moves):
         move_bits, _, ac = ideal_bits(tables, code, moves)

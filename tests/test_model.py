@@ -1,4 +1,6 @@
 """The model's structure: tied weights, differentiable losses, orthogonal start."""
+from functools import partial
+
 import pytest
 import torch
 
@@ -83,6 +85,8 @@ def test_contexts_are_integer_and_use_only_decoded_symbols():
 
     g = torch.Generator().manual_seed(0)
     code = torch.randint(-20, 21, (1, 96, 6, 7), generator=g)
+    weights = torch.randint(1, 300, (96,), generator=g)
+    contexts = partial(contexts, weights=weights)
     ctx = contexts(code)
     assert ctx.dtype == torch.int64 and ctx.min() >= 0 and ctx.max() < CONTEXTS
     assert (ctx[:, 0] == 0).all()
@@ -97,6 +101,22 @@ def test_contexts_are_integer_and_use_only_decoded_symbols():
         later[:, end:] = torch.randint(-50, 51, later[:, end:].shape, generator=g)
         later[:, start:end, ~first] = torch.randint(-50, 51, later[:, start:end, ~first].shape, generator=g)
         assert torch.equal(contexts(later)[:, start:end], ctx[:, start:end])
+
+
+def test_a_channels_context_reads_its_own_neighbours_and_the_weighted_channels_below():
+    """At a non-anchor position a channel's context counts its own four anchor neighbours, not
+    those of the other channels of its group; the activity counts the channels below the group
+    with their weights, so a heavier weight on a lower channel raises the activity above it."""
+    from cycleapp.entropy import NEIGHBOUR_STATES, contexts
+
+    code = torch.zeros(1, 12, 5, 5, dtype=torch.int64)
+    code[0, 3, 1, 3] = code[0, 3, 3, 3] = 9  # channel 3 (group 1-7): two anchors around (2, 3)
+    ctx = contexts(code, torch.ones(12, dtype=torch.int64))
+    assert ctx[0, 3, 2, 3] % NEIGHBOUR_STATES > 1  # its own neighbours are busy
+    assert ctx[0, 4, 2, 3] % NEIGHBOUR_STATES == 1  # channel 4's are quiet
+    heavier = contexts(code, torch.tensor([1, 1, 1, 100] + [1] * 8))
+    assert heavier[0, 8, 2, 3] > ctx[0, 8, 2, 3]
+    assert torch.equal(heavier[0, :8], ctx[0, :8])  # channel 3's weight counts above its group only
 
 
 def test_a_deeper_model_starts_as_the_one_it_grows_from():

@@ -26,7 +26,7 @@ import torch
 from cycleapp import checkpoint as ckpts
 from cycleapp import codec
 from cycleapp import codecs as registry
-from cycleapp.entropy import AC_CLAMP, DC_CLAMP, anchors, contexts, dc_contexts, groups
+from cycleapp.entropy import AC_CLAMP, DC_CLAMP, anchors, dc_contexts, groups
 from cycleapp.imageio import load_rgb
 from cycleapp.matching import match_size
 from cycleapp.metrics import psnr
@@ -43,7 +43,7 @@ def ideal_bits(tables, q: torch.Tensor, moves: np.ndarray | None = None) -> tupl
     s = tables.symbols(q[None])
     p = tables.dc_probabilities[dc_contexts(s[0, 0]).numpy(), (s[0, 0] + 4 * DC_CLAMP).numpy()]
     dc_bits = -np.log2(np.maximum(p, 1e-300)).sum()
-    table = torch.from_numpy(tables.index)[torch.arange(q.shape[0] - 1).view(-1, 1, 1), contexts(s)[0, 1:]]
+    table = torch.from_numpy(tables.index)[torch.arange(q.shape[0] - 1).view(-1, 1, 1), tables.contexts(s)[0, 1:]]
     return move_bits, float(dc_bits), tables.laplace_bits[table, s[0, 1:] + AC_CLAMP]
 
 

@@ -357,11 +357,13 @@ def stopping(requested: bool, distributed: bool, device) -> bool:
 
 @torch.no_grad()
 def choose_predictors(model: CycleModel, sampler: CropSampler, crops: int = 64) -> None:
-    """Fix each code size's per-channel predictors from the initial code of a sample of crops."""
+    """Fix each code size's per-channel predictors, then its channels' activity weights (which
+    read the predicted symbols), from the initial code of a sample of crops."""
     x = sampler.batch(crops)
     for i, density in enumerate(model.densities):
         code = torch.round(model.encode(x, i)).cpu()
         density.predictor.copy_(entropy.choose_predictors(code))
+        density.activity.copy_(entropy.activity_weights(entropy.residuals(code, density.predictor)))
         named = [entropy.PREDICTORS[k] for k in density.predictor.tolist()[1:]]
         print(f"{model.config.sizes[i].name}: predicted channels "
               + (", ".join(f"{c + 1} ({n})" for c, n in enumerate(named) if n != "none") or "none"))

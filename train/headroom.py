@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from cycleapp import checkpoint as ckpts
 from cycleapp.codec import quantized_code
-from cycleapp.entropy import AC_CLAMP, CONTEXTS, bucket, contexts, groups
+from cycleapp.entropy import AC_CLAMP, CONTEXTS, bucket, groups
 from cycleapp.imageio import load_rgb
 from train.data import SHARED, image_files
 
@@ -63,7 +63,7 @@ def costs(ckpt, images: list[np.ndarray], block: int):
     for rgb in images:
         q = quantized_code(ckpt, rgb)[0].to(torch.int64)
         symbols = ckpt.tables.symbols(q[None])[0]
-        cell = channel * CONTEXTS + contexts(symbols[None])[0, 1:]
+        cell = channel * CONTEXTS + ckpt.tables.contexts(symbols[None])[0, 1:]
         symbol = symbols[1:] + AC_CLAMP
         classes, maps = block_classes(q, block)
         add_bits(plain, cell, symbol, bits)
