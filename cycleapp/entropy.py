@@ -106,13 +106,19 @@ PREDICTION_GAIN = 0.97  # a channel is predicted when that leaves at most 97 % o
 def residuals(code: torch.Tensor, predictor: torch.Tensor) -> torch.Tensor:
     """Symbols of a code (B, C, H, W): each channel minus its predictor's value (zeros outside).
 
-    Linear in the code (med: piecewise), so a straight-through code passes its gradient on."""
+    Linear in the code (med: piecewise), so a straight-through code passes its gradient on. Each
+    predictor is computed for its own channels only (most channels have none)."""
     p = F.pad(code, (1, 0, 1, 0))
     left, up, corner = p[..., 1:, :-1], p[..., :-1, 1:], p[..., :-1, :-1]
-    by_kind = torch.stack([torch.zeros_like(code), left, up, left + up - corner,
-                           median_edge(left, up, corner)])  # (5, B, C, H, W)
-    kind = predictor.to(code.device).view(1, 1, -1, 1, 1).expand(1, *code.shape)
-    return code - by_kind.gather(0, kind)[0]
+    prediction = torch.zeros_like(code)
+    predictor = predictor.to(code.device)
+    for kind in predictor.unique().tolist():
+        if kind:
+            at = (predictor == kind).nonzero()[:, 0]
+            l, u, c = left[:, at], up[:, at], corner[:, at]
+            by_kind = (None, l, u, l + u - c, median_edge(l, u, c) if kind == MED else None)[kind]
+            prediction = prediction.index_copy(1, at, by_kind)
+    return code - prediction
 
 
 def median_edge(left, up, corner):
@@ -421,12 +427,17 @@ class CodingTables:
         ctx = self.contexts(self.symbols(q))[:, 1:]
         table = torch.from_numpy(self.index)[torch.arange(q.shape[1] - 1).view(1, -1, 1, 1), ctx]
         near = q[:, 1:]
-        toward_zero = near - torch.sign(near)
-        bits = lambda v: self.laplace_bits[table, v.to(torch.int64) + AC_CLAMP]
-        error = lambda v: (y[:, 1:].double() - v) ** 2
-        gain = weight[1:].view(1, -1, 1, 1) * (error(toward_zero) - error(near)) + bits(toward_zero) - bits(near)
+        # only a non-zero value of an unpredicted channel can move (the others' gain would be 0)
         free = (self.predictor[1:] == 0).view(1, -1, 1, 1)
-        q[:, 1:] = torch.where((gain < 0) & free, toward_zero, near)
+        at = ((near != 0) & free).nonzero(as_tuple=True)
+        near_at, table_at, y_at = near[at], table[at], y[:, 1:][at].double()
+        toward_zero = near_at - torch.sign(near_at)
+        bits = lambda v: self.laplace_bits[table_at, v.to(torch.int64) + AC_CLAMP]
+        error = lambda v: (y_at - v) ** 2
+        steps_weight = weight[1:][at[1]]
+        gain = steps_weight * (error(toward_zero) - error(near_at)) + bits(toward_zero) - bits(near_at)
+        moved = gain < 0
+        near[tuple(i[moved] for i in at)] = toward_zero[moved]
         return q
 
     def payload_bits(self, shape: tuple[int, int, int]) -> tuple[float, int]:
