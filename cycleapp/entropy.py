@@ -112,12 +112,18 @@ def residuals(code: torch.Tensor, predictor: torch.Tensor) -> torch.Tensor:
     left, up, corner = p[..., 1:, :-1], p[..., :-1, 1:], p[..., :-1, :-1]
     prediction = torch.zeros_like(code)
     predictor = predictor.to(code.device)
-    for kind in predictor.unique().tolist():
-        if kind:
-            at = (predictor == kind).nonzero()[:, 0]
-            l, u, c = left[:, at], up[:, at], corner[:, at]
-            by_kind = (None, l, u, l + u - c, median_edge(l, u, c) if kind == MED else None)[kind]
-            prediction = prediction.index_copy(1, at, by_kind)
+    for kind in set(predictor.tolist()) - {0}:
+        at = (predictor == kind).nonzero()[:, 0]
+        l, u, c = left[:, at], up[:, at], corner[:, at]
+        if PREDICTORS[kind] == "left":
+            value = l
+        elif PREDICTORS[kind] == "up":
+            value = u
+        elif kind == PLANAR:
+            value = l + u - c
+        else:
+            value = median_edge(l, u, c)
+        prediction = prediction.index_copy(1, at, value)
     return code - prediction
 
 
