@@ -134,6 +134,9 @@ def load_checkpoint(path: Path) -> Checkpoint:
         if checkpoint_id(transform, own).hex() != meta.get("id"):
             raise ValueError(f"checkpoint '{path.stem}' is damaged or not the file its JSON describes")
         tensors = safetensors.torch.load(own)
+        if missing := [k for k in TABLE_KEYS if k not in tensors]:
+            raise ValueError(f"checkpoint '{path.stem}' is from an earlier format (no {missing[0]}): "
+                             "export its run again with this release")
         tables = CodingTables(*(tensors.pop(k) for k in TABLE_KEYS))
         config = ModelConfig.from_dict(meta["config"])
         state = size_state({**safetensors.torch.load(transform), **tensors}, 0, config.sizes[0].channels)

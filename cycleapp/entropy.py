@@ -240,9 +240,10 @@ def contexts(symbols: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     the channels' activity weights (C,)."""
     mag = symbols.to(torch.int64).abs()
     out = torch.zeros_like(mag)
+    lower = weighted_sum(mag[:, :1], weights[:1])  # below the first group: the DC
     for start, end in groups(symbols.shape[1]):
-        lower = weighted_sum(mag[:, :start], weights[:start])
         out[:, start:end] = activity_context(lower)[:, None] + neighbour_state(mag[:, start:end])
+        lower = lower + weighted_sum(mag[:, start:end], weights[start:end])
     return out
 
 

@@ -169,6 +169,29 @@ def test_a_code_size_needs_the_transform_it_was_exported_with(tmp_path):
         checkpoint.load_checkpoint(tmp_path / source.name)
 
 
+def test_a_checkpoint_of_an_earlier_format_asks_for_a_new_export(tmp_path):
+    """A code size exported before its tables had activity weights (format 5) loads as a clear
+    error naming what is missing, not as a damaged file."""
+    import json
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from cycleapp import checkpoint
+
+    source = checkpoint.available()[0]
+    shutil.copy(source.with_name(checkpoint.TRANSFORM), tmp_path)
+    tensors = load_file(str(source))
+    del tensors["tables.activity"]
+    save_file(tensors, str(tmp_path / source.name))
+    meta = json.loads(source.with_suffix(".json").read_text())
+    meta["id"] = checkpoint.checkpoint_id((tmp_path / checkpoint.TRANSFORM).read_bytes(),
+                                          (tmp_path / source.name).read_bytes()).hex()
+    (tmp_path / source.with_suffix(".json").name).write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"from an earlier format \(no tables.activity\): export its run again"):
+        checkpoint.load_checkpoint(tmp_path / source.name)
+
+
 def test_rdoq_only_moves_values_toward_zero(ckpt):
     """The encoder's rounding: each value is round(y) or one step toward zero; the DC is plain;
     an infinite distortion weight gives back plain rounding."""
