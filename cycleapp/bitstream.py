@@ -22,6 +22,9 @@ coding tables (`entropy.CodingTables.adaptation`); the container is unchanged.
 Each channel's own contexts (format version 6): a symbol's table is chosen from its own channel's
 neighbours and the activity-weighted channels below it (`entropy.contexts`); the container
 is unchanged.
+
+Tables of four shapes (format version 7): each (channel, context)'s table is a generalised Gaussian
+of one of four shapes, the Laplace among them (`entropy.ac_tables`); the container is unchanged.
 """
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ import zlib
 from dataclasses import dataclass
 
 MAGIC = b"CYC"
-VERSION = 6
+VERSION = 7
 _HEADER = struct.Struct("<3sB8sIIHHHbI")
 _CRC = struct.Struct("<I")
 MAX_PIXELS = 100_000_000  # the same bound as for input images

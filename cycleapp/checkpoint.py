@@ -25,7 +25,7 @@ _HERE = Path(__file__).resolve().parent
 DEFAULT_DIR = next((d for d in (_HERE.parent / "checkpoints", _HERE / "checkpoints") if d.is_dir()),
                    _HERE.parent / "checkpoints")
 ID_BYTES = 8
-TABLE_KEYS = ("tables.dc", "tables.laplace", "tables.index", "tables.predictor", "tables.activity")
+TABLE_KEYS = ("tables.dc", "tables.ac", "tables.index", "tables.predictor", "tables.activity")
 TRANSFORM = "transform.safetensors"
 OWN = ("log_steps", "densities")  # the state-dict entries each code size has of its own, by size index
 

@@ -17,8 +17,8 @@ The decoder gets every symbol first, then undoes the prediction: cumulative sums
 predictors, and for med one anti-diagonal of positions at a time (each reads only positions on the
 diagonals before it).
 
-Every channel after the DC uses a zero-mean Laplace density whose scale depends on an integer context
-with two parts, both read from symbols the decoder already has:
+Every channel after the DC uses a zero-mean density whose table depends on an integer context with
+two parts, both read from symbols the decoder already has:
 - activity: a bucket of the magnitudes of the lower channel groups in the 3x3 neighbourhood, each
   channel's weighted by its integer activity weight, about 64 over its mean magnitude (chosen once
   per training run, `activity_weights`): a busy block shows in every channel, and without the
@@ -33,16 +33,20 @@ Contexts are computed with integer arithmetic only, so the encoder and the decod
 table on any machine, and each pass decodes in parallel.
 
 For coding, the learned scales are snapped to a fixed grid of SCALES log-spaced values, and each
-(channel, context) stores the index of its table. The tables are computed once, at checkpoint
-export, and stored with the weights; the encoder and the decoder hand exactly those numbers to
-`constriction`, so encode and decode never recompute them differently.
+(channel, context) stores the index of its table: a generalised Gaussian of one of SHAPES at that
+scale (`ac_tables`). Training fits Laplace scales (shape 1) to the continuous code plus noise;
+`train.calibrate` then chooses each (channel, context)'s shape and scale on the real integer codes
+of the training photos, whose peak at zero is sharper and whose tails are heavier than a Laplace's
+(README, "The model"). The tables are computed once,
+at checkpoint export, and stored with the weights; the encoder and the decoder hand exactly those
+numbers to `constriction`, so encode and decode never recompute them differently.
 
 Those tables fit the training photos on average; one photo's channels are often sparser or busier
 (a grey photo's chroma, a smooth one's textures). So the encoder adapts them per image: it moves
-every channel's tables (all its contexts together) by a whole number of grid steps, the one that
-codes that channel in the fewest bits, and writes the moves at the head of the stream: a flag, then,
-if it is set, each move as the difference from the previous channel's, under a fixed prior that
-makes equal moves cheap (`adaptation`; the moves cost 1.5 to 2 bits a channel and make the files 4
+every channel's tables (all its contexts together, each keeping its shape) by a whole number of
+grid steps of scale, the one that codes that channel in the fewest bits, and writes the moves at the
+head of the stream: a flag, then, if it is set, each move as the difference from the previous
+channel's, under a fixed prior that makes equal moves cheap (`adaptation`; the moves cost 1.5 to 2 bits a channel and make the files 4
 to 7 % smaller on Kodak and the dev photos; where they would not pay, as on a small image, the flag
 alone is written). The decoder reads the moves first, so the tables of every symbol are known
 before it.
@@ -76,8 +80,11 @@ CONTEXTS = ACTIVITY_BUCKETS * NEIGHBOUR_STATES
 DC_CONTEXTS = 6  # floor(log2(1 + the three DC residual magnitudes above)), capped
 DC_CLAMP = 1024  # the DC is clipped to [-DC_CLAMP, DC_CLAMP], so its residual fits 4 * DC_CLAMP
 AC_CLAMP = 512  # every other channel is clipped to [-AC_CLAMP, AC_CLAMP]
-SCALES = 64  # Laplace scales of the coding tables, log-spaced in [SCALE_MIN, SCALE_MAX]
+SCALES = 64  # scales of the coding tables, log-spaced in [SCALE_MIN, SCALE_MAX]
 SCALE_MIN, SCALE_MAX = 0.05, 128.0
+SHAPES = (0.55, 0.7, 0.85, 1.0)  # exponents of the generalised Gaussian tables: 1 is the Laplace
+LAPLACE = SHAPES.index(1.0)  # the shape training fits (`EntropyModel.likelihood`)
+TABLES = SCALES * len(SHAPES)  # table index = shape * SCALES + scale
 GRID_RATIO = (SCALE_MAX / SCALE_MIN) ** (1 / (SCALES - 1))  # from one table's scale to the next
 PRECISION = 24  # constriction's Categorical models: probabilities in units of 2^-24
 DEFAULT_SEAL = 1 << 32  # the coder's initial state when the caller has no header to bind it to
@@ -267,6 +274,22 @@ def scale_grid() -> torch.Tensor:
     return torch.logspace(math.log10(SCALE_MIN), math.log10(SCALE_MAX), SCALES, dtype=torch.float64)
 
 
+def ac_tables() -> torch.Tensor:
+    """The coding tables of the channels after the DC (TABLES, 2 * AC_CLAMP + 1), float32: the
+    probabilities of the integers -AC_CLAMP .. AC_CLAMP under zero-mean generalised Gaussians,
+    density ~ exp(-(|x| / scale) ** shape), for every shape of SHAPES and scale of the grid. The
+    rounding of the encoder pulls values to zero, so real symbols have a sharper peak and heavier
+    tails than a Laplace (shape 1); `train.calibrate` picks each (channel, context)'s table."""
+    support = torch.arange(-AC_CLAMP, AC_CLAMP + 1, dtype=torch.float64)
+    out = []
+    for shape in SHAPES:
+        a = torch.tensor(1 / shape, dtype=torch.float64)
+        for scale in scale_grid():
+            cdf = lambda v: 0.5 + 0.5 * torch.sign(v) * torch.special.gammainc(a, (v.abs() / scale) ** shape)
+            out.append((cdf(support + 0.5) - cdf(support - 0.5)).clamp_min(0))
+    return torch.stack(out).float()
+
+
 class FactorizedDensity(nn.Module):
     """Per-channel learned cumulative density, filters (1, 3, 3, 3, 1)."""
 
@@ -313,7 +336,8 @@ class FactorizedDensity(nn.Module):
 
 
 class EntropyModel(nn.Module):
-    """Context-conditional densities: factorised ones for the DC residual, Laplace for the others."""
+    """Context-conditional densities: factorised ones for the DC residual, generalised Gaussians for
+    the others (a Laplace in training; `train.calibrate` chooses each one's shape from real codes)."""
 
     def __init__(self, channels: int):
         super().__init__()
@@ -324,11 +348,13 @@ class EntropyModel(nn.Module):
         predictor[0] = PLANAR
         self.register_buffer("predictor", predictor)  # chosen once per run: choose_predictors
         self.register_buffer("activity", torch.ones(channels, dtype=torch.int64))  # and activity_weights
+        self.register_buffer("shape", torch.full((channels - 1, CONTEXTS), LAPLACE))  # train.calibrate's
 
     def likelihood(self, y: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
         """Probability of the (noisy or integer) code y; contexts and predictions come from the
         integer code. A predicted channel's symbol is the integer residual, with a straight-through
-        gradient; the others are the noisy code itself."""
+        gradient; the others are the noisy code itself. The channels after the DC are Laplace
+        whatever their tables' shapes: training fits scales, calibration shapes."""
         straight = residuals(code + (y - y.detach()), self.predictor)
         symbols = torch.where(self.predictor.view(1, -1, 1, 1) > 0, straight, y)
         integer = residuals(code, self.predictor)
@@ -344,43 +370,43 @@ class EntropyModel(nn.Module):
     @torch.no_grad()
     def tables(self) -> tuple[torch.Tensor, ...]:
         """Coding tables: the DC residual's probabilities per DC context (DC_CONTEXTS, 8 * DC_CLAMP
-        + 1), the Laplace tables on the scale grid (SCALES, 2 * AC_CLAMP + 1), each (channel,
-        context)'s table index, each channel's predictor and activity weight."""
-        support = torch.arange(-AC_CLAMP, AC_CLAMP + 1, dtype=torch.float64)
+        + 1), the tables of the other channels (`ac_tables`), each (channel, context)'s table index
+        (its shape's, at its scale's nearest on the grid), each channel's predictor and activity
+        weight."""
         grid = scale_grid()
-        laplace = torch.stack([laplace_likelihood(support, s).clamp_min(0) for s in grid]).float()
         position = (self.log_scale.double() - grid[0].log()) / (grid[1].log() - grid[0].log())
-        index = position.round().clamp(0, SCALES - 1).to(torch.int16)
-        return (self.dc.table(4 * DC_CLAMP), laplace, index, self.predictor.to(torch.int16).cpu(),
+        index = self.shape.cpu() * SCALES + position.round().clamp(0, SCALES - 1).to(torch.int64).cpu()
+        return (self.dc.table(4 * DC_CLAMP), ac_tables(), index.to(torch.int16), self.predictor.to(torch.int16).cpu(),
                 self.activity.to(torch.int16).cpu())
 
 
 class CodingTables:
     """The fixed probability tables of one checkpoint, ready for constriction."""
 
-    def __init__(self, dc: torch.Tensor, laplace: torch.Tensor, index: torch.Tensor, predictor: torch.Tensor,
+    def __init__(self, dc: torch.Tensor, ac: torch.Tensor, index: torch.Tensor, predictor: torch.Tensor,
                  activity: torch.Tensor):
-        if dc.shape != (DC_CONTEXTS, 8 * DC_CLAMP + 1) or laplace.shape != (SCALES, 2 * AC_CLAMP + 1) \
+        if dc.shape != (DC_CONTEXTS, 8 * DC_CLAMP + 1) or ac.shape != (TABLES, 2 * AC_CLAMP + 1) \
                 or index.ndim != 2 or index.shape[1] != CONTEXTS or predictor.shape != (index.shape[0] + 1,) \
                 or activity.shape != predictor.shape \
-                or not ((index >= 0) & (index < SCALES)).all() \
+                or not ((index >= 0) & (index < TABLES)).all() \
                 or not ((predictor >= 0) & (predictor < len(PREDICTORS))).all() \
                 or int(predictor[0]) not in DC_PREDICTORS \
                 or not ((activity >= 1) & (activity <= ACTIVITY_WEIGHT_MAX)).all():
             raise ValueError("coding tables are inconsistent")
         self.base_index = index.numpy().astype(np.int64)  # (channels - 1, CONTEXTS), as stored
+        self.base_shape, self.base_scale = np.divmod(self.base_index, SCALES)  # shape * SCALES + scale
         self.shift = np.zeros(len(self.base_index), np.int64)  # grid steps narrower, per channel
-        self.index = self.base_index  # the tables in use: base_index - shift, clipped to the grid
+        self.index = self.base_index  # the tables in use: each scale moved by -shift, clipped to the grid
         self.predictor = predictor.to(torch.int64)  # (channels,)
         self.activity = activity.to(torch.int64)  # (channels,)
         self.limits = code_limits(self.predictor).view(1, -1, 1, 1)
         self.dc_probabilities = dc.numpy().astype(np.float64)  # (DC_CONTEXTS, symbols)
-        self.laplace_probabilities = laplace.numpy().astype(np.float64)
-        self.laplace_bits = -torch.from_numpy(self.laplace_probabilities).clamp_min(1e-300).log2()
+        self.ac_probabilities = ac.numpy().astype(np.float64)
+        self.ac_bits = -torch.from_numpy(self.ac_probabilities).clamp_min(1e-300).log2()
         self.dc_least_bits = -math.log2(self.dc_probabilities.max())  # of the most probable symbol of any
-        self.laplace_least_bits = self.laplace_bits.min(1).values.numpy()  # (SCALES,)
+        self.ac_least_bits = self.ac_bits.min(1).values.numpy()  # (TABLES,)
         self.dc_models = [constriction.stream.model.Categorical(p, perfect=False) for p in self.dc_probabilities]
-        self.models = [constriction.stream.model.Categorical(p, perfect=False) for p in self.laplace_probabilities]
+        self.models = [constriction.stream.model.Categorical(p, perfect=False) for p in self.ac_probabilities]
         differences = np.arange(-2 * ADAPT_RANGE, 2 * ADAPT_RANGE + 1)
         prior = ADAPT_RATIO ** -np.abs(differences).astype(np.float64)
         self.move_model = constriction.stream.model.Categorical(prior / prior.sum(), perfect=False)
@@ -404,8 +430,13 @@ class CodingTables:
             return self
         out = copy.copy(self)
         out.shift = self.shift + steps
-        out.index = np.clip(self.base_index - out.shift[:, None], 0, SCALES - 1)
+        out.index = out.table(out.shift[:, None])
         return out
+
+    def table(self, shift) -> np.ndarray:
+        """The tables (channels - 1, CONTEXTS) with every scale moved `shift` grid steps narrower
+        (broadcast against them), clipped to the grid; the shapes stay."""
+        return self.base_shape * SCALES + np.clip(self.base_scale - shift, 0, SCALES - 1)
 
     def clamp(self, code: torch.Tensor) -> torch.Tensor:
         """Clip integer code values (B, C, H, W) so that every symbol is within the coded range."""
@@ -439,7 +470,7 @@ class CodingTables:
         at = ((near != 0) & free).nonzero(as_tuple=True)
         near_at, table_at, y_at = near[at], table[at], y[:, 1:][at].double()
         toward_zero = near_at - torch.sign(near_at)
-        bits = lambda v: self.laplace_bits[table_at, v.to(torch.int64) + AC_CLAMP]
+        bits = lambda v: self.ac_bits[table_at, v.to(torch.int64) + AC_CLAMP]
         error = lambda v: (y_at - v) ** 2
         steps_weight = weight[1:][at[1]]
         gain = steps_weight * (error(toward_zero) - error(near_at)) + bits(toward_zero) - bits(near_at)
@@ -458,7 +489,7 @@ class CodingTables:
         c, h, w = shape
         # whatever moves the stream holds (a narrower table's likeliest symbol costs fewer bits)
         narrowest = self.shifted(ADAPT_RANGE).index
-        per_position = self.dc_least_bits + self.laplace_least_bits[narrowest].min(1).sum()
+        per_position = self.dc_least_bits + self.ac_least_bits[narrowest].min(1).sum()
         return 0.5 * h * w * per_position, (PRECISION + 1) * (c * h * w + c + 1) + 64
 
     def _symbols(self, code: np.ndarray, start: int, end: int) -> np.ndarray:
@@ -527,7 +558,8 @@ class CodingTables:
         if c_total == 1:
             return np.zeros(0, np.int64)
         moves = np.arange(-ADAPT_RANGE, ADAPT_RANGE + 1)
-        table_bits = self.laplace_bits.numpy()
+        table_bits = self.ac_bits.numpy()
+        moved = [self.table(self.shift[:, None] + m) for m in moves]  # the tables under each move
         bits = np.zeros((c_total - 1, len(moves)))  # each channel's bits under each move
         for lo, hi, ctx, values in chunks:
             # count each (channel, context, symbol) of the chunk, then its bits under every move
@@ -536,9 +568,8 @@ class CodingTables:
             key, count = np.unique(key, return_counts=True)
             pair, symbol = np.divmod(key, 2 * AC_CLAMP + 1)
             channel, context = np.divmod(pair, CONTEXTS)
-            unmoved = self.base_index[channel, context] - self.shift[channel]
-            for j, m in enumerate(moves):
-                bits[:, j] += np.bincount(channel, count * table_bits[np.clip(unmoved - m, 0, SCALES - 1), symbol],
+            for j, tables in enumerate(moved):
+                bits[:, j] += np.bincount(channel, count * table_bits[tables[channel, context], symbol],
                                           minlength=c_total - 1)
         step = self.difference_bits[moves[None, :] - moves[:, None] + 2 * ADAPT_RANGE]  # [from, to]
         total, back = bits[0] + self.difference_bits[moves + 2 * ADAPT_RANGE], []

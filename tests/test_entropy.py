@@ -4,9 +4,10 @@ import pytest
 import torch
 
 from conftest import EXAMPLES
-from cycleapp.entropy import (AC_CLAMP, ACTIVITY_WEIGHT_MAX, ADAPT_RANGE, DC_CLAMP, DC_CONTEXTS, DEFAULT_SEAL, MED,
-                              PLANAR, PREDICTORS, CodingTables, EntropyModel, activity_weights, choose_predictors,
-                              dc_contexts, from_residuals, residuals)
+from cycleapp.entropy import (AC_CLAMP, ACTIVITY_WEIGHT_MAX, ADAPT_RANGE, DC_CLAMP, DC_CONTEXTS, DEFAULT_SEAL, LAPLACE,
+                              MED, PLANAR, PREDICTORS, SCALES, SHAPES, CodingTables, EntropyModel, ac_tables,
+                              activity_weights, choose_predictors, dc_contexts, from_residuals, laplace_likelihood,
+                              residuals, scale_grid)
 
 
 def random_code(channels=6, h=7, w=9, spread=20, seed=0):
@@ -56,10 +57,10 @@ def test_the_dc_is_coded_under_its_context():
     """With a narrow DC density for the quiet context and wide ones elsewhere, a code whose DC is flat
     but for one busy row round-trips exactly and costs less than under the wide density everywhere."""
     density = EntropyModel(3)
-    dc, laplace, index, predictor, activity = density.tables()
+    dc, ac, index, predictor, activity = density.tables()
     symbols = torch.arange(-4 * DC_CLAMP, 4 * DC_CLAMP + 1, dtype=torch.float64)
     narrow, wide = (torch.exp(-symbols.abs() / s) for s in (0.3, 30.0))
-    tables = {name: CodingTables(torch.stack([first] + [wide] * (DC_CONTEXTS - 1)).float(), laplace, index, predictor,
+    tables = {name: CodingTables(torch.stack([first] + [wide] * (DC_CONTEXTS - 1)).float(), ac, index, predictor,
                                  activity)
               for name, first in (("context", narrow / narrow.sum()), ("wide", wide / wide.sum()))}
     code = np.zeros((3, 12, 16), np.int64)
@@ -114,17 +115,32 @@ def test_coding_with_predictors_round_trips_at_the_limits():
 
 def test_inconsistent_predictors_and_activity_weights_are_refused():
     density = EntropyModel(4)
-    dc, laplace, index, predictor, activity = density.tables()
-    CodingTables(dc, laplace, index, predictor, activity)
+    dc, ac, index, predictor, activity = density.tables()
+    CodingTables(dc, ac, index, predictor, activity)
     with pytest.raises(ValueError, match="inconsistent"):
-        CodingTables(dc, laplace, index, torch.tensor([PLANAR, 0, 7, 0], dtype=torch.int16), activity)
+        CodingTables(dc, ac, index, torch.tensor([PLANAR, 0, 7, 0], dtype=torch.int16), activity)
     with pytest.raises(ValueError, match="inconsistent"):
-        CodingTables(dc, laplace, index, torch.tensor([0, 0, 0, 0], dtype=torch.int16), activity)
+        CodingTables(dc, ac, index, torch.tensor([0, 0, 0, 0], dtype=torch.int16), activity)
     with pytest.raises(ValueError, match="inconsistent"):
-        CodingTables(dc, laplace, index, predictor[:3], activity)
+        CodingTables(dc, ac, index, predictor[:3], activity)
     for wrong in (activity[:3], torch.tensor([1, 0, 1, 1]), torch.tensor([1, 1, ACTIVITY_WEIGHT_MAX + 1, 1])):
         with pytest.raises(ValueError, match="inconsistent"):
-            CodingTables(dc, laplace, index, predictor, wrong.to(torch.int16))
+            CodingTables(dc, ac, index, predictor, wrong.to(torch.int16))
+
+
+def test_the_tables_are_generalised_gaussians_with_the_laplace_among_them():
+    """Shape 1 is the Laplace that training fits, at the same scales; every table is a distribution
+    over the symbols (a wide one with heavy tails loses some mass beyond the clamp); a sharper shape
+    at the same scale puts more of its mass far out."""
+    tables = ac_tables().double()
+    support = torch.arange(-AC_CLAMP, AC_CLAMP + 1, dtype=torch.float64)
+    laplace = torch.stack([laplace_likelihood(support, s) for s in scale_grid()])
+    assert torch.allclose(tables[LAPLACE * SCALES:(LAPLACE + 1) * SCALES], laplace, atol=1e-7)
+    assert (tables.sum(1) <= 1 + 1e-6).all()
+    narrow = (tables.view(len(SHAPES), SCALES, -1)[:, :32].sum(-1) - 1).abs()  # scales up to about 2.4
+    assert (narrow < 1e-6).all()
+    beyond = tables.view(len(SHAPES), SCALES, -1)[:, 20, support.abs() > 20].sum(-1)  # at scale 0.6 or so
+    assert (beyond[:-1] > beyond[1:]).all()
 
 
 def test_activity_weights_even_out_the_channels():
@@ -139,13 +155,14 @@ def test_activity_weights_even_out_the_channels():
 
 
 def small_tables(channels=20):
-    """Coding tables of a fresh entropy model: every predictor in turn, random Laplace scales."""
+    """Coding tables of a fresh entropy model: every predictor in turn, random scales and shapes."""
     density = EntropyModel(channels)
     density.predictor.copy_(torch.tensor([PLANAR] + [k % len(PREDICTORS) for k in range(channels - 1)]))
     with torch.no_grad():
         g = torch.Generator().manual_seed(0)
         density.log_scale.copy_(torch.randn(density.log_scale.shape, generator=g))
         density.activity.copy_(torch.randint(1, ACTIVITY_WEIGHT_MAX + 1, (channels,), generator=g))
+        density.shape.copy_(torch.randint(len(SHAPES), density.shape.shape, generator=g))
     return CodingTables(*density.tables())
 
 
@@ -228,7 +245,7 @@ def test_the_moves_are_the_cheapest_and_none_where_they_do_not_pay():
     from train.diagnose import ideal_bits
 
     tables = small_tables(channels=4)
-    code = tables.clamp(random_code(channels=4, h=12, w=12, spread=2, seed=3))[0]
+    code = tables.clamp(random_code(channels=4, h=12, w=12, spread=2, seed=1))[0]
     code[3:] //= 2  # the moves differ from channel to channel, none at the edge of the range
 
     def cost(moves):
@@ -248,6 +265,10 @@ def test_moves_add_up_before_the_clip():
     """The tables depend on the total move alone: a rate-control shift to the edge of the grid and a
     move back give the tables unmoved."""
     tables = small_tables()
+    assert len(set((tables.index // SCALES).ravel().tolist())) == len(SHAPES)
+    for steps in (70, -70):  # to either edge of the grid: every table keeps its shape
+        assert np.array_equal(tables.shifted(steps).index // SCALES, tables.index // SCALES)
+        assert (tables.shifted(steps).index % SCALES == (0 if steps > 0 else SCALES - 1)).all()
     assert np.array_equal(tables.shifted(70).shifted(-70).index, tables.index)
     assert np.array_equal(tables.shifted(np.arange(19)).shifted(-np.arange(19)).index, tables.index)
     with pytest.raises(ValueError, match="whole grid steps"):

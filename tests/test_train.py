@@ -252,12 +252,62 @@ def test_export_gives_a_working_checkpoint(tmp_path, monkeypatch, straight):
     files = {p.name: p.stat().st_size for p in (tmp_path / "ck").iterdir()}
     transform = files.pop("transform.safetensors")  # the code sizes share it: stored once
     assert transform > 1_000_000 and sorted(files) == ["tiny.json", "tiny.safetensors"]
-    assert files["tiny.safetensors"] < 1_000_000
+    assert files["tiny.safetensors"] < 1_500_000  # its steps and entropy model; 1 MB of it the 256 tables
     monkeypatch.setenv("CYCLECODEC_CHECKPOINTS", str(tmp_path / "ck"))
     enc = run_cli("encode", EXAMPLES / "kodim23.png", tmp_path / "x.cyc", "--code-size", "tiny")
     assert enc.returncode == 0, enc.stderr
     dec = run_cli("decode", tmp_path / "x.cyc", tmp_path / "x.png")
     assert dec.returncode == 0, dec.stderr
+
+
+def test_calibration_fits_the_tables_to_the_real_codes_and_nothing_else(tmp_path, straight):
+    """train.calibrate: a new run whose entropy models alone differ from the trained run's, whose
+    tables code the photos they were fitted on in fewer bytes (a 4-step run's Laplace tables are
+    far from its real codes), with some tables of another shape than the Laplace; it cannot be
+    resumed (training would move its scales away from its shapes), nor written over."""
+    from cycleapp import codec
+    from cycleapp.entropy import LAPLACE
+    from cycleapp.imageio import load_rgb
+    from train.export import as_checkpoint, load_run
+
+    cmd = [sys.executable, "-m", "train.calibrate", str(straight), "--out", str(tmp_path / "cal"),
+           "--data", str(EXAMPLES), "--threads", "1"]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (trained, _), (calibrated, state) = load_run(straight), load_run(tmp_path / "cal")
+    before, after = trained.state_dict(), calibrated.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("densities.0.") for k in changed)
+    assert (after["densities.0.shape"] != LAPLACE).any() and state["calibrated"]["images"] > 0
+    photos = [load_rgb(p) for p in sorted(EXAMPLES.glob("*.png"))]
+    size = lambda model: sum(len(codec.encode(as_checkpoint(model, 0), rgb)) for rgb in photos)
+    assert size(calibrated) < 0.97 * size(trained)
+    for again in (command(tmp_path / "cal", 6, "--resume"), cmd):
+        refused = subprocess.run(again, cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert refused.returncode != 0 and "Traceback" not in refused.stderr
+        assert refused.stderr.strip().splitlines()[-1].startswith("error: "), refused.stderr[-500:]
+    assert load_run(tmp_path / "cal")[1]["step"] == state["step"]
+
+
+def test_calibration_counts_each_photos_symbols_under_its_moved_tables(ckpt, photo, monkeypatch):
+    """What train.calibrate minimises is what the encoder's tables cost: under the tables as they
+    are, a photo's counted bits after the DC are its ideal bits with the moves the encoder chooses
+    for it (train.diagnose), and without the prior the tables it picks cost less."""
+    from cycleapp.codec import quantized_code
+    from train import calibrate
+    from train.calibrate import RealCodes, best_tables
+    from train.diagnose import ideal_bits
+
+    monkeypatch.setattr(calibrate, "PRIOR_SYMBOLS", 0)
+    q = quantized_code(ckpt, photo).to(torch.int64)
+    codes = RealCodes(ckpt.tables)
+    codes.add(q)
+    assert ckpt.tables.adaptation(q[0].numpy()).any()  # the photo moves its tables
+    shipped = torch.from_numpy(ckpt.tables.base_index)
+    _, _, ac = ideal_bits(ckpt.tables, q[0])
+    assert codes.symbols == ac.numel()
+    assert abs(codes.bits(shipped) * codes.symbols - float(ac.sum())) < 1e-6 * float(ac.sum())
+    assert codes.bits(best_tables(codes, shipped)) < codes.bits(shipped)
 
 
 def test_packed_run_resumes_from_the_jpeg_copy(tmp_path, straight):

@@ -44,7 +44,7 @@ def ideal_bits(tables, q: torch.Tensor, moves: np.ndarray | None = None) -> tupl
     p = tables.dc_probabilities[dc_contexts(s[0, 0]).numpy(), (s[0, 0] + 4 * DC_CLAMP).numpy()]
     dc_bits = -np.log2(np.maximum(p, 1e-300)).sum()
     table = torch.from_numpy(tables.index)[torch.arange(q.shape[0] - 1).view(-1, 1, 1), tables.contexts(s)[0, 1:]]
-    return move_bits, float(dc_bits), tables.laplace_bits[table, s[0, 1:] + AC_CLAMP]
+    return move_bits, float(dc_bits), tables.ac_bits[table, s[0, 1:] + AC_CLAMP]
 
 
 @torch.no_grad()

@@ -299,6 +299,9 @@ def read_inputs(args, state_path: Path) -> tuple[dict | None, dict | None]:
             raise SystemExit(f"error: --resume: {args.out} holds no state.pt to continue "
                              "(leave --resume out to start a run)")
         state = load_state(state_path)
+        if "calibrated" in state:  # its tables' shapes fit its scales as they are: training moves them
+            raise SystemExit(f"error: --resume: {args.out} is a calibrated run (train.calibrate): resume the "
+                             "run it was calibrated from, or start a new one with --init-from")
         adopt_recipe(args, state["args"])
         print(f"resuming {args.out} at step {state['step']} of {args.steps}: lr {args.lr:g}, "
               f"batch {args.batch_size} x {args.patch_size}x{args.patch_size}")
@@ -338,9 +341,10 @@ def new_model(args, images: list[torch.Tensor], source: dict | None) -> CycleMod
         source = {k: pad_kernel(v, own[k].shape[-1]) if k.startswith("down") and k in own else v
                   for k, v in source.items()}  # a block transform starts a lapped one
         # the entropy models' tensors too where their shapes still fit (a changed part is fitted
-        # afresh by `fit_densities`); the predictors are chosen again from the data
+        # afresh by `fit_densities`); the predictors are chosen again from the data, and the
+        # tables' shapes are Laplace until the run is calibrated (train.calibrate)
         reused = {k: v for k, v in source.items()
-                  if not k.endswith(".predictor") and k in own and own[k].shape == v.shape}
+                  if not k.endswith((".predictor", ".shape")) and k in own and own[k].shape == v.shape}
         model.load_state_dict(reused, strict=False)
         print(f"initialised {len(reused)} tensors from {args.init_from}")
     return model

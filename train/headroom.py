@@ -6,7 +6,7 @@ be with its own contexts, and what block side information (what a hyperprior sen
 For each code size, on the RDOQ-rounded codes of the images (split in two halves: tables are chosen
 on the first, bits counted on the second, so the gains are not flattered by fitting the test data):
 - shipped: ideal bits of every channel after the DC under the shipped coding tables;
-- refit: the same contexts, each (channel, context) given the best of the 64 Laplace tables;
+- refit: the same contexts, each (channel, context) given the best of the coding tables (`entropy.ac_tables`);
 - + block classes: each (channel, context) further split by a class sent per BLOCK x BLOCK block of
   code positions and channel group (a bucket of the block's magnitude sum), its bits included.
 All in bits per pixel; the DC channel and the file header are not counted (they do not change).
@@ -26,10 +26,10 @@ from cycleapp import checkpoint as ckpts
 from cycleapp.codec import quantized_code
 from cycleapp.entropy import AC_CLAMP, CONTEXTS, bucket, groups
 from cycleapp.imageio import load_rgb
+from train.calibrate import add_bits
 from train.data import SHARED, image_files
 
 CLASSES = 8
-SYMBOLS = 2 * AC_CLAMP + 1
 
 
 def block_classes(q: torch.Tensor, block: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -46,16 +46,10 @@ def block_classes(q: torch.Tensor, block: int) -> tuple[torch.Tensor, list[torch
     return out, maps
 
 
-def add_bits(cost: torch.Tensor, cells: torch.Tensor, symbols: torch.Tensor, bits: torch.Tensor) -> None:
-    """cost[cell, table] += bits of every (cell, symbol) pair under every table."""
-    pairs, n = torch.unique(cells.ravel() * SYMBOLS + symbols.ravel(), return_counts=True)
-    cost.index_add_(0, pairs // SYMBOLS, n[:, None].double() * bits[:, pairs % SYMBOLS].T)
-
-
 def costs(ckpt, images: list[np.ndarray], block: int):
     """Bits under each table, per (channel, context) and per (channel, context, class); class counts."""
     ac = ckpt.channels - 1
-    bits = ckpt.tables.laplace_bits.double()  # (tables, symbols)
+    bits = ckpt.tables.ac_bits.double()  # (tables, symbols)
     plain = torch.zeros(ac * CONTEXTS, len(bits), dtype=torch.float64)
     split = torch.zeros(ac * CONTEXTS * CLASSES, len(bits), dtype=torch.float64)
     side = torch.zeros(len(groups(ckpt.channels)), CLASSES, dtype=torch.float64)
