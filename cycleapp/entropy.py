@@ -37,19 +37,19 @@ For coding, the learned scales are snapped to a fixed grid of SCALES log-spaced 
 scale (`ac_tables`). Training fits Laplace scales (shape 1) to the continuous code plus noise;
 `train.calibrate` then chooses each (channel, context)'s shape and scale on the real integer codes
 of the training photos, whose peak at zero is sharper and whose tails are heavier than a Laplace's
-(README, "The model"). The tables are computed once,
-at checkpoint export, and stored with the weights; the encoder and the decoder hand exactly those
-numbers to `constriction`, so encode and decode never recompute them differently.
+(README, "The model"). The tables are computed once, at checkpoint export, and stored with the
+weights; the encoder and the decoder hand exactly those numbers to `constriction`, so encode and
+decode never recompute them differently.
 
 Those tables fit the training photos on average; one photo's channels are often sparser or busier
 (a grey photo's chroma, a smooth one's textures). So the encoder adapts them per image: it moves
 every channel's tables (all its contexts together, each keeping its shape) by a whole number of
 grid steps of scale, the one that codes that channel in the fewest bits, and writes the moves at the
 head of the stream: a flag, then, if it is set, each move as the difference from the previous
-channel's, under a fixed prior that makes equal moves cheap (`adaptation`; the moves cost 1.5 to 2 bits a channel and make the files 4
-to 7 % smaller on Kodak and the dev photos; where they would not pay, as on a small image, the flag
-alone is written). The decoder reads the moves first, so the tables of every symbol are known
-before it.
+channel's, under a fixed prior that makes equal moves cheap (`adaptation`; the moves cost 1.5 to 2
+bits a channel and make the files 4 to 7 % smaller on Kodak and the dev photos; where they would
+not pay, as on a small image, the flag alone is written). The decoder reads the moves first, so the
+tables of every symbol are known before it.
 
 The stream is one constriction ANS stack started from a "seal" (a state in [2^32, 2^33) that the
 container derives from its header) instead of an empty coder: the decoder must consume the payload

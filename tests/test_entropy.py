@@ -113,7 +113,7 @@ def test_coding_with_predictors_round_trips_at_the_limits():
     assert np.array_equal(tables.decode(data, tuple(code.shape[1:])), code[0].numpy())
 
 
-def test_inconsistent_predictors_and_activity_weights_are_refused():
+def test_inconsistent_tables_predictors_and_activity_weights_are_refused():
     density = EntropyModel(4)
     dc, ac, index, predictor, activity = density.tables()
     CodingTables(dc, ac, index, predictor, activity)
@@ -126,6 +126,10 @@ def test_inconsistent_predictors_and_activity_weights_are_refused():
     for wrong in (activity[:3], torch.tensor([1, 0, 1, 1]), torch.tensor([1, 1, ACTIVITY_WEIGHT_MAX + 1, 1])):
         with pytest.raises(ValueError, match="inconsistent"):
             CodingTables(dc, ac, index, predictor, wrong.to(torch.int16))
+    with pytest.raises(ValueError, match="inconsistent"):  # format 6's 64 Laplace tables
+        CodingTables(dc, ac[LAPLACE * SCALES:(LAPLACE + 1) * SCALES], index, predictor, activity)
+    with pytest.raises(ValueError, match="inconsistent"):  # a table beyond the last shape's
+        CodingTables(dc, ac, torch.full_like(index, len(SHAPES) * SCALES), predictor, activity)
 
 
 def test_the_tables_are_generalised_gaussians_with_the_laplace_among_them():
