@@ -279,7 +279,10 @@ def ac_tables() -> torch.Tensor:
     probabilities of the integers -AC_CLAMP .. AC_CLAMP under zero-mean generalised Gaussians,
     density ~ exp(-(|x| / scale) ** shape), for every shape of SHAPES and scale of the grid. The
     rounding of the encoder pulls values to zero, so real symbols have a sharper peak and heavier
-    tails than a Laplace (shape 1); `train.calibrate` picks each (channel, context)'s table."""
+    tails than a Laplace (shape 1); `train.calibrate` picks each (channel, context)'s table. The far
+    tails are differences of CDF values near 1, zero below about 1e-16 (no floor, unlike format 6's
+    Laplace tables): constriction still gives those symbols 2^-24, but bit counts read from these
+    tables overrate them (README, "The model")."""
     support = torch.arange(-AC_CLAMP, AC_CLAMP + 1, dtype=torch.float64)
     out = []
     for shape in SHAPES:
@@ -288,6 +291,13 @@ def ac_tables() -> torch.Tensor:
             cdf = lambda v: 0.5 + 0.5 * torch.sign(v) * torch.special.gammainc(a, (v.abs() / scale) ** shape)
             out.append((cdf(support + 0.5) - cdf(support - 0.5)).clamp_min(0))
     return torch.stack(out).float()
+
+
+def moved(index: np.ndarray, steps) -> np.ndarray:
+    """Table indices (shape * SCALES + scale) with every scale moved `steps` grid steps narrower,
+    clipped to the grid; the shapes stay. How the tables follow a per-image move or rate control."""
+    shape, scale = np.divmod(index, SCALES)
+    return shape * SCALES + np.clip(scale - steps, 0, SCALES - 1)
 
 
 class FactorizedDensity(nn.Module):
@@ -394,7 +404,6 @@ class CodingTables:
                 or not ((activity >= 1) & (activity <= ACTIVITY_WEIGHT_MAX)).all():
             raise ValueError("coding tables are inconsistent")
         self.base_index = index.numpy().astype(np.int64)  # (channels - 1, CONTEXTS), as stored
-        self.base_shape, self.base_scale = np.divmod(self.base_index, SCALES)  # shape * SCALES + scale
         self.shift = np.zeros(len(self.base_index), np.int64)  # grid steps narrower, per channel
         self.index = self.base_index  # the tables in use: each scale moved by -shift, clipped to the grid
         self.predictor = predictor.to(torch.int64)  # (channels,)
@@ -430,13 +439,13 @@ class CodingTables:
             return self
         out = copy.copy(self)
         out.shift = self.shift + steps
-        out.index = out.table(out.shift[:, None])
+        out.index = out.moved_index(out.shift[:, None])
         return out
 
-    def table(self, shift) -> np.ndarray:
-        """The tables (channels - 1, CONTEXTS) with every scale moved `shift` grid steps narrower
-        (broadcast against them), clipped to the grid; the shapes stay."""
-        return self.base_shape * SCALES + np.clip(self.base_scale - shift, 0, SCALES - 1)
+    def moved_index(self, shift) -> np.ndarray:
+        """The stored table indices (channels - 1, CONTEXTS) moved `shift` grid steps narrower
+        (`moved`, `shift` broadcast against them)."""
+        return moved(self.base_index, shift)
 
     def clamp(self, code: torch.Tensor) -> torch.Tensor:
         """Clip integer code values (B, C, H, W) so that every symbol is within the coded range."""
@@ -559,7 +568,7 @@ class CodingTables:
             return np.zeros(0, np.int64)
         moves = np.arange(-ADAPT_RANGE, ADAPT_RANGE + 1)
         table_bits = self.ac_bits.numpy()
-        moved = [self.table(self.shift[:, None] + m) for m in moves]  # the tables under each move
+        tables = [self.moved_index(self.shift[:, None] + m) for m in moves]  # under each move
         bits = np.zeros((c_total - 1, len(moves)))  # each channel's bits under each move
         for lo, hi, ctx, values in chunks:
             # count each (channel, context, symbol) of the chunk, then its bits under every move
@@ -568,8 +577,8 @@ class CodingTables:
             key, count = np.unique(key, return_counts=True)
             pair, symbol = np.divmod(key, 2 * AC_CLAMP + 1)
             channel, context = np.divmod(pair, CONTEXTS)
-            for j, tables in enumerate(moved):
-                bits[:, j] += np.bincount(channel, count * table_bits[tables[channel, context], symbol],
+            for j, index in enumerate(tables):
+                bits[:, j] += np.bincount(channel, count * table_bits[index[channel, context], symbol],
                                           minlength=c_total - 1)
         step = self.difference_bits[moves[None, :] - moves[:, None] + 2 * ADAPT_RANGE]  # [from, to]
         total, back = bits[0] + self.difference_bits[moves + 2 * ADAPT_RANGE], []

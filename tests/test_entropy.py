@@ -1,4 +1,6 @@
 """Spatial prediction in the entropy coder: exact, causal, and chosen where it pays."""
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -145,6 +147,13 @@ def test_the_tables_are_generalised_gaussians_with_the_laplace_among_them():
     assert (narrow < 1e-6).all()
     beyond = tables.view(len(SHAPES), SCALES, -1)[:, 20, support.abs() > 20].sum(-1)  # at scale 0.6 or so
     assert (beyond[:-1] > beyond[1:]).all()
+    # one table of another shape against the density integrated over each integer's bin, numerically
+    shape, scale = SHAPES[1], float(scale_grid()[30])
+    x = support[:, None] + torch.linspace(-0.5, 0.5, 2001, dtype=torch.float64)
+    density = torch.exp(-(x.abs() / scale) ** shape) / (2 * scale * math.gamma(1 + 1 / shape))
+    numeric = torch.trapezoid(density, dx=1 / 2000)
+    table = tables[SCALES + 30]
+    assert torch.allclose(table[table > 1e-6], numeric[table > 1e-6], rtol=1e-4)
 
 
 def test_activity_weights_even_out_the_channels():

@@ -282,17 +282,19 @@ def test_calibration_fits_the_tables_to_the_real_codes_and_nothing_else(tmp_path
     photos = [load_rgb(p) for p in sorted(EXAMPLES.glob("*.png"))]
     size = lambda model: sum(len(codec.encode(as_checkpoint(model, 0), rgb)) for rgb in photos)
     assert size(calibrated) < 0.97 * size(trained)
-    for again in (command(tmp_path / "cal", 6, "--resume"), cmd):
+    for again, why in ((command(tmp_path / "cal", 6, "--resume"), "is a calibrated run"), (cmd, "already holds a run")):
         refused = subprocess.run(again, cwd=REPO, capture_output=True, text=True, timeout=300)
         assert refused.returncode != 0 and "Traceback" not in refused.stderr
-        assert refused.stderr.strip().splitlines()[-1].startswith("error: "), refused.stderr[-500:]
+        last = refused.stderr.strip().splitlines()[-1]
+        assert last.startswith("error: ") and why in last, refused.stderr[-500:]
     assert load_run(tmp_path / "cal")[1]["step"] == state["step"]
 
 
 def test_calibration_counts_each_photos_symbols_under_its_moved_tables(ckpt, photo, monkeypatch):
     """What train.calibrate minimises is what the encoder's tables cost: under the tables as they
     are, a photo's counted bits after the DC are its ideal bits with the moves the encoder chooses
-    for it (train.diagnose), and without the prior the tables it picks cost less."""
+    for it (train.diagnose); without the prior, the tables it picks cost less (they are the best of
+    all for this photo, a fit on one photo)."""
     from cycleapp.codec import quantized_code
     from train import calibrate
     from train.calibrate import RealCodes, best_tables

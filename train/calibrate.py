@@ -52,13 +52,14 @@ class RealCodes:
     how often each DC residual occurs in each DC context."""
 
     def __init__(self, tables: entropy.CodingTables):
+        if tables.shift.any():
+            raise ValueError("the tables to fit are the stored ones, unmoved")
         self.tables = tables
         self.ac = torch.zeros((tables.channels - 1) * CONTEXTS, TABLES, dtype=torch.float64)
         self.symbols = 0
         self.dc = np.zeros(DC_CONTEXTS * (8 * DC_CLAMP + 1), np.int64)
-        shape, scale = np.divmod(np.arange(TABLES), SCALES)
-        # every table moved m grid steps narrower, as `CodingTables.shifted` moves it: m -> (TABLES,)
-        self.moved = {m: shape * SCALES + np.clip(scale - m, 0, SCALES - 1)
+        # every table moved m grid steps narrower, as a photo's moves move it: m -> (TABLES,)
+        self.moved = {m: entropy.moved(np.arange(TABLES), m)
                       for m in range(-entropy.ADAPT_RANGE, entropy.ADAPT_RANGE + 1)}
 
     def add(self, code: torch.Tensor) -> None:
@@ -87,8 +88,8 @@ def best_tables(codes: RealCodes, trained: torch.Tensor) -> torch.Tensor:
     """Per (channel, context), the index of the table that codes its symbols in the fewest bits,
     with PRIOR_SYMBOLS more distributed as its `trained` table's probabilities (unmoved)."""
     p = torch.from_numpy(codes.tables.ac_probabilities)
-    prior = PRIOR_SYMBOLS * (p / p.sum(1, keepdim=True))[trained.view(-1)] @ codes.tables.ac_bits.T
-    return (codes.ac + prior).argmin(1).view(trained.shape)
+    cross = (p / p.sum(1, keepdim=True)) @ codes.tables.ac_bits.T  # [table, other]: bits a symbol
+    return (codes.ac + PRIOR_SYMBOLS * cross[trained.view(-1)]).argmin(1).view(trained.shape)
 
 
 def fit_dc(density: entropy.FactorizedDensity, codes: RealCodes) -> tuple[float, float]:
