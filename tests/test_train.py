@@ -290,6 +290,28 @@ def test_calibration_fits_the_tables_to_the_real_codes_and_nothing_else(tmp_path
     assert load_run(tmp_path / "cal")[1]["step"] == state["step"]
 
 
+def test_a_state_saved_before_the_tables_had_shapes_loads_with_laplace_tables(tmp_path, straight):
+    """Runs saved before format 7 hold no table shapes: they load (to resume, export or calibrate)
+    with every table a Laplace, as they were."""
+    from cycleapp.entropy import LAPLACE
+    from train.export import load_run
+
+    old = torch.load(straight / "state.pt", weights_only=True)
+    del old["sha256"]
+    shapes = [k for k in old["model"] if k.endswith(".shape")]
+    assert shapes
+    for key in shapes:
+        old["model"][key] = torch.zeros_like(old["model"][key])  # not the default: the test can fail
+    (tmp_path / "changed").mkdir()
+    save_state(old, tmp_path / "changed" / "state.pt")
+    assert (load_run(tmp_path / "changed")[0].densities[0].shape == 0).all()  # stored shapes win
+    for key in shapes:
+        del old["model"][key]
+    (tmp_path / "old").mkdir()
+    save_state(old, tmp_path / "old" / "state.pt")
+    assert (load_run(tmp_path / "old")[0].densities[0].shape == LAPLACE).all()
+
+
 def test_calibration_counts_each_photos_symbols_under_its_moved_tables(ckpt, photo, monkeypatch):
     """What train.calibrate minimises is what the encoder's tables cost: under the tables as they
     are, a photo's counted bits after the DC are its ideal bits with the moves the encoder chooses

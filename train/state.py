@@ -93,10 +93,13 @@ def feed(h, value) -> None:
 
 
 def model_from_state(state: dict, path: Path) -> CycleModel:
-    """The model a run's state describes, with its weights (one `error:` line if they do not fit)."""
+    """The model a run's state describes, with its weights (one `error:` line if they do not fit).
+    A state saved before the coding tables had shapes (format 7) holds Laplace tables only: the
+    model's own default shapes."""
     try:
         model = CycleModel(ModelConfig.from_dict(state["config"]))
-        model.load_state_dict(state["model"])
+        own = model.state_dict()
+        model.load_state_dict({**{k: v for k, v in own.items() if k.endswith(".shape")}, **state["model"]})
     except Exception as e:
         raise SystemExit(f"error: {path} does not fit the model it describes ({first_line(e)})")
     return model
