@@ -1,9 +1,10 @@
-"""Checkpoints. The code sizes share one transform (a nested code), so a checkpoint folder stores it
-once, `transform.safetensors` (the float16 weights of every layer, the code layer at its widest),
-and for each code size the parts it has of its own: `NAME.safetensors` (its quantisation steps and
-entropy model in float16, float32 coding tables, int16 table indices and predictors; no pickle) and
-`NAME.json` (metadata, with the SHA-256 of the transform it was exported with). A code size's short
-id is a hash of both files, written into every `.cyc` so a file is never decoded with the wrong weights.
+"""Checkpoints. The code sizes share one transform (a nested code) and one set of AC coding tables,
+so a checkpoint folder stores them once, in `transform.safetensors` (the float16 weights of every
+layer, the code layer at its widest, and the float32 `entropy.ac_tables`), and for each code size
+the parts it has of its own: `NAME.safetensors` (its quantisation steps and entropy model in
+float16, its float32 DC tables, int16 table indices and predictors; no pickle) and `NAME.json`
+(metadata, with the SHA-256 of the transform file it was exported with). A code size's short id is
+a hash of both files, written into every `.cyc` so a file is never decoded with the wrong weights.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from pathlib import Path
 import safetensors.torch
 import torch
 
-from .entropy import CodingTables
+from .entropy import CodingTables, ac_tables
 from .model import CycleModel, ModelConfig
 
 _HERE = Path(__file__).resolve().parent
@@ -25,7 +26,8 @@ _HERE = Path(__file__).resolve().parent
 DEFAULT_DIR = next((d for d in (_HERE.parent / "checkpoints", _HERE / "checkpoints") if d.is_dir()),
                    _HERE.parent / "checkpoints")
 ID_BYTES = 8
-TABLE_KEYS = ("tables.dc", "tables.ac", "tables.index", "tables.predictor", "tables.activity")
+TABLE_KEYS = ("tables.dc", "tables.ac", "tables.index", "tables.predictor", "tables.activity")  # CodingTables' order
+SHARED_TABLES = "tables.ac"  # the one table set every code size codes with, in the transform's file
 TRANSFORM = "transform.safetensors"
 OWN = ("log_steps", "densities")  # the state-dict entries each code size has of its own, by size index
 
@@ -58,7 +60,8 @@ def save_checkpoints(model: CycleModel, metas: list[dict], directory: Path) -> l
     `metas` in the order of `model.config.sizes`), every file atomically; the code sizes' paths.
 
     Weights are stored (and therefore used by the codec) in float16, half the size; a rounded copy of
-    the model tabulates the coding tables, so they come from exactly the stored density. A folder
+    the model tabulates each size's tables (the DC's, the AC table indices), so they come from exactly
+    the stored density. The AC tables, which every size indexes, go into the transform's file. A folder
     holds one export: the code sizes of an earlier one that this model lacks are removed, since they
     could not load beside the new transform."""
     config = model.config
@@ -71,12 +74,13 @@ def save_checkpoints(model: CycleModel, metas: list[dict], directory: Path) -> l
     state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
     rounded = copy.deepcopy(model)
     rounded.load_state_dict({k: v.float() for k, v in state.items()})
-    transform = safetensors.torch.save({k: v for k, v in state.items() if not is_own(k)})
+    transform = safetensors.torch.save({**{k: v for k, v in state.items() if not is_own(k)},
+                                        SHARED_TABLES: ac_tables()})
     _write(directory / TRANSFORM, transform)
     paths = []
     for i, (size, meta) in enumerate(zip(config.sizes, metas, strict=True)):
         own = {k: v for k, v in size_state(state, i, size.channels).items() if is_own(k)}
-        own.update(zip(TABLE_KEYS, rounded.densities[i].tables()))
+        own.update((k, v) for k, v in zip(TABLE_KEYS, rounded.densities[i].tables()) if k != SHARED_TABLES)
         data = safetensors.torch.save(own)
         path = directory / f"{size.name}.safetensors"
         _write(path, data)
@@ -133,13 +137,21 @@ def load_checkpoint(path: Path) -> Checkpoint:
             raise ValueError(f"checkpoint '{path.stem}' was exported with another {TRANSFORM} (export the run again)")
         if checkpoint_id(transform, own).hex() != meta.get("id"):
             raise ValueError(f"checkpoint '{path.stem}' is damaged or not the file its JSON describes")
-        tensors = safetensors.torch.load(own)
-        if missing := [k for k in TABLE_KEYS if k not in tensors]:
+        shared, tensors = safetensors.torch.load(transform), safetensors.torch.load(own)
+        if missing := [k for k in TABLE_KEYS if k not in (shared if k == SHARED_TABLES else tensors)]:
             raise ValueError(f"checkpoint '{path.stem}' is from an earlier format (no {missing[0]}): "
                              "export its run again with this release")
+        tensors[SHARED_TABLES] = shared.pop(SHARED_TABLES)
+        # stored, so that coding never depends on how this machine rounds gammaincc, but checked:
+        # a file may lie, and tables that are not the release's are not what its bits were measured on
+        ac, expected = tensors[SHARED_TABLES], ac_tables()
+        alike = ac.dtype == expected.dtype and ac.shape == expected.shape  # allclose would broadcast
+        if not (alike and torch.allclose(ac, expected, rtol=1e-5, atol=0)):
+            raise ValueError(f"checkpoint '{path.stem}' has AC coding tables that are not this release's "
+                             "(export its run again with this release)")
         tables = CodingTables(*(tensors.pop(k) for k in TABLE_KEYS))
         config = ModelConfig.from_dict(meta["config"])
-        state = size_state({**safetensors.torch.load(transform), **tensors}, 0, config.sizes[0].channels)
+        state = size_state({**shared, **tensors}, 0, config.sizes[0].channels)
         model = CycleModel(config)
         model.load_state_dict({k: v.float() for k, v in state.items()})
     except ValueError:

@@ -38,8 +38,9 @@ scale (`ac_tables`). Training fits Laplace scales (shape 1) to the continuous co
 `train.calibrate` then chooses each (channel, context)'s shape and scale on the real integer codes
 of the training photos, whose peak at zero is sharper and whose tails are heavier than a Laplace's
 (README, "The model"). The tables are computed once, at checkpoint export, and stored with the
-weights; the encoder and the decoder hand exactly those numbers to `constriction`, so encode and
-decode never recompute them differently.
+weights (the AC tables once for all code sizes, `checkpoint.SHARED_TABLES`); the encoder and the
+decoder hand exactly those numbers to `constriction`, so encode and decode never recompute them
+differently.
 
 Those tables fit the training photos on average; one photo's channels are often sparser or busier
 (a grey photo's chroma, a smooth one's textures). So the encoder adapts them per image: it moves
@@ -279,18 +280,22 @@ def ac_tables() -> torch.Tensor:
     probabilities of the integers -AC_CLAMP .. AC_CLAMP under zero-mean generalised Gaussians,
     density ~ exp(-(|x| / scale) ** shape), for every shape of SHAPES and scale of the grid. The
     rounding of the encoder pulls values to zero, so real symbols have a sharper peak and heavier
-    tails than a Laplace (shape 1); `train.calibrate` picks each (channel, context)'s table. The far
-    tails are differences of CDF values near 1, zero below about 1e-16 (no floor, unlike format 6's
-    Laplace tables): constriction still gives those symbols 2^-24, but bit counts read from these
-    tables overrate them (README, "The model")."""
-    support = torch.arange(-AC_CLAMP, AC_CLAMP + 1, dtype=torch.float64)
+    tails than a Laplace (shape 1); `train.calibrate` picks each (channel, context)'s table.
+    A symbol k > 0 has half the mass of |x| in [k - 1/2, k + 1/2], taken as a difference of upper
+    tails (`gammaincc`), not of CDF values near 1, which would round the far tails to exactly 0 and
+    let the bit counts (`CodingTables.ac_bits`) that RDOQ, the moves and calibration read rate a rare
+    large value at hundreds of bits; like the Laplace likelihood, every probability is at least
+    LIKELIHOOD_FLOOR (constriction gives no symbol less than 2^-PRECISION anyway)."""
+    magnitude = torch.arange(AC_CLAMP + 1, dtype=torch.float64)
     out = []
     for shape in SHAPES:
         a = torch.tensor(1 / shape, dtype=torch.float64)
         for scale in scale_grid():
-            cdf = lambda v: 0.5 + 0.5 * torch.sign(v) * torch.special.gammainc(a, (v.abs() / scale) ** shape)
-            out.append((cdf(support + 0.5) - cdf(support - 0.5)).clamp_min(0))
-    return torch.stack(out).float()
+            beyond = lambda v: torch.special.gammaincc(a, (v / scale) ** shape)  # P(|x| > v)
+            zero = 1 - beyond(torch.tensor(0.5, dtype=torch.float64))
+            side = 0.5 * (beyond(magnitude[1:] - 0.5) - beyond(magnitude[1:] + 0.5))
+            out.append(torch.cat([side.flip(0), zero.view(1), side]))
+    return torch.stack(out).clamp_min(LIKELIHOOD_FLOOR).float()
 
 
 def moved(index: np.ndarray, steps) -> np.ndarray:
@@ -358,7 +363,7 @@ class EntropyModel(nn.Module):
         predictor[0] = PLANAR
         self.register_buffer("predictor", predictor)  # chosen once per run: choose_predictors
         self.register_buffer("activity", torch.ones(channels, dtype=torch.int64))  # and activity_weights
-        self.register_buffer("shape", torch.full((channels - 1, CONTEXTS), LAPLACE))  # train.calibrate's
+        self.register_buffer("shape_index", torch.full((channels - 1, CONTEXTS), LAPLACE))  # train.calibrate's
 
     def likelihood(self, y: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
         """Probability of the (noisy or integer) code y; contexts and predictions come from the
@@ -385,7 +390,7 @@ class EntropyModel(nn.Module):
         weight."""
         grid = scale_grid()
         position = (self.log_scale.double() - grid[0].log()) / (grid[1].log() - grid[0].log())
-        index = self.shape.cpu() * SCALES + position.round().clamp(0, SCALES - 1).to(torch.int64).cpu()
+        index = self.shape_index.cpu() * SCALES + position.round().clamp(0, SCALES - 1).to(torch.int64).cpu()
         return (self.dc.table(4 * DC_CLAMP), ac_tables(), index.to(torch.int16), self.predictor.to(torch.int16).cpu(),
                 self.activity.to(torch.int16).cpu())
 

@@ -19,8 +19,9 @@ def rd_figure(curves: dict[str, dict], marks: dict[str, tuple[float, float]] | N
         points = [(b, q) for b, q in zip(curve["bpp"], curve[metric]) if q is not None]
         if not points:
             continue
-        line, = ax.plot(*zip(*points), marker="o", markersize=3.5,
-                        linewidth=2.2 if name == registry.LEARNED else 1.4, label=LABELS.get(name, name))
+        ours = name == registry.LEARNED  # drawn on top: where a classical curve runs close, it would hide ours
+        line, = ax.plot(*zip(*points), marker="o", markersize=3.5, linewidth=2.2 if ours else 1.4,
+                        zorder=3 if ours else 2, label=LABELS.get(name, name))
         if marks and name in marks and marks[name][1] is not None:
             ax.plot(*marks[name], marker="*", markersize=14, color=line.get_color(),
                     markeredgecolor="black", zorder=5)

@@ -127,8 +127,8 @@ def test_tables_are_stored_not_recomputed(ckpt, photo, tmp_path):
 def test_shipped_checkpoints_cover_the_range_in_little_space():
     """At least five code sizes whose Kodak bpp, as recorded at export (real files), runs from under
     0.15 to over 0.7 (rate control reaches between and beyond them); the transform they share is
-    stored once, so all of it fits 12 MB (the limit is 10 MB a file and 50 MB in all; each code
-    size's file holds its own copy of the 256 tables of format 7, 1 MB)."""
+    stored once, with the 256 AC coding tables (1 MB) that they share too, so all of it fits 8 MB
+    (the limit is 10 MB a file and 50 MB in all)."""
     import json
 
     from cycleapp import checkpoint
@@ -138,7 +138,7 @@ def test_shipped_checkpoints_cover_the_range_in_little_space():
     files = list(checkpoint.checkpoint_dir().iterdir())
     assert sorted(p.name for p in files) == sorted([checkpoint.TRANSFORM] + [p.name for p in paths]
                                                    + [p.with_suffix(".json").name for p in paths])
-    assert sum(p.stat().st_size for p in files) <= 12_000_000
+    assert sum(p.stat().st_size for p in files) <= 8_000_000
     bpp = [json.loads(p.with_suffix(".json").read_text())["kodak"]["bpp"] for p in paths]
     assert bpp == sorted(bpp) and bpp[0] < 0.15 and bpp[-1] > 0.7
 
@@ -170,29 +170,43 @@ def test_a_code_size_needs_the_transform_it_was_exported_with(tmp_path):
         checkpoint.load_checkpoint(tmp_path / source.name)
 
 
-def test_a_checkpoint_of_an_earlier_format_asks_for_a_new_export(tmp_path):
-    """A code size exported before its tables had shapes (format 6: Laplace tables, stored as
-    tables.laplace) loads as a clear error naming what is missing, not as a damaged file."""
+def test_a_checkpoint_of_an_earlier_format_or_with_foreign_tables_asks_for_a_new_export(tmp_path):
+    """A code size exported before the code sizes shared their AC tables (format 7's first export:
+    its own copy in its file, none in the transform's) loads as a clear error naming what is
+    missing, not as a damaged file; so do shared tables that are not this release's (`ac_tables`),
+    whatever the file's hashes say."""
+    import hashlib
     import json
-    import shutil
 
-    import torch
     from safetensors.torch import load_file, save_file
 
     from cycleapp import checkpoint
+    from cycleapp.entropy import ac_tables
 
     source = checkpoint.available()[0]
-    shutil.copy(source.with_name(checkpoint.TRANSFORM), tmp_path)
-    tensors = load_file(str(source))
-    del tensors["tables.ac"]
-    tensors["tables.laplace"] = torch.zeros(64, 1025)
-    save_file(tensors, str(tmp_path / source.name))
-    meta = json.loads(source.with_suffix(".json").read_text())
-    meta["id"] = checkpoint.checkpoint_id((tmp_path / checkpoint.TRANSFORM).read_bytes(),
-                                          (tmp_path / source.name).read_bytes()).hex()
-    (tmp_path / source.with_suffix(".json").name).write_text(json.dumps(meta))
+
+    def export(transform: dict, own: dict):
+        save_file(transform, str(tmp_path / checkpoint.TRANSFORM))
+        save_file(own, str(tmp_path / source.name))
+        shared, data = (tmp_path / checkpoint.TRANSFORM).read_bytes(), (tmp_path / source.name).read_bytes()
+        meta = json.loads(source.with_suffix(".json").read_text())
+        meta.update(transform_sha256=hashlib.sha256(shared).hexdigest(),
+                    id=checkpoint.checkpoint_id(shared, data).hex())
+        (tmp_path / source.with_suffix(".json").name).write_text(json.dumps(meta))
+        return tmp_path / source.name
+
+    transform, own = load_file(str(source.with_name(checkpoint.TRANSFORM))), load_file(str(source))
+    assert checkpoint.load_checkpoint(export(transform, own)).name == source.stem  # as exported
+    earlier = {k: v for k, v in transform.items() if k != checkpoint.SHARED_TABLES}
     with pytest.raises(ValueError, match=r"from an earlier format \(no tables.ac\): export its run again"):
-        checkpoint.load_checkpoint(tmp_path / source.name)
+        checkpoint.load_checkpoint(export(earlier, {**own, "tables.ac": ac_tables()}))
+    zero_tails = ac_tables()
+    zero_tails[:, 0] = 0  # format 7's first tables: far tails of exactly zero
+    nan = ac_tables()
+    nan[7, 500] = float("nan")
+    for foreign in (zero_tails, nan, ac_tables().half(), ac_tables()[None]):  # the last broadcasts
+        with pytest.raises(ValueError, match="AC coding tables that are not this release's"):
+            checkpoint.load_checkpoint(export({**earlier, checkpoint.SHARED_TABLES: foreign}, own))
 
 
 def test_rdoq_only_moves_values_toward_zero(ckpt):

@@ -246,13 +246,17 @@ def test_state_saved_before_checksums_still_resumes(tmp_path, straight, capsys):
 
 
 def test_export_gives_a_working_checkpoint(tmp_path, monkeypatch, straight):
+    from safetensors.torch import load_file
+
     out = subprocess.run([sys.executable, "-m", "train.export", str(straight), "--out", str(tmp_path / "ck")],
                          cwd=REPO, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     files = {p.name: p.stat().st_size for p in (tmp_path / "ck").iterdir()}
     transform = files.pop("transform.safetensors")  # the code sizes share it: stored once
     assert transform > 1_000_000 and sorted(files) == ["tiny.json", "tiny.safetensors"]
-    assert files["tiny.safetensors"] < 1_500_000  # its steps and entropy model; 1 MB of it the 256 tables
+    assert files["tiny.safetensors"] < 500_000  # its steps and entropy model: the 256 AC tables are shared
+    assert "tables.ac" in load_file(tmp_path / "ck" / "transform.safetensors")
+    assert "tables.ac" not in load_file(tmp_path / "ck" / "tiny.safetensors")
     monkeypatch.setenv("CYCLECODEC_CHECKPOINTS", str(tmp_path / "ck"))
     enc = run_cli("encode", EXAMPLES / "kodim23.png", tmp_path / "x.cyc", "--code-size", "tiny")
     assert enc.returncode == 0, enc.stderr
@@ -278,7 +282,7 @@ def test_calibration_fits_the_tables_to_the_real_codes_and_nothing_else(tmp_path
     before, after = trained.state_dict(), calibrated.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all(k.startswith("densities.0.") for k in changed)
-    assert (after["densities.0.shape"] != LAPLACE).any() and state["calibrated"]["images"] > 0
+    assert (after["densities.0.shape_index"] != LAPLACE).any() and state["calibrated"]["images"] > 0
     photos = [load_rgb(p) for p in sorted(EXAMPLES.glob("*.png"))]
     size = lambda model: sum(len(codec.encode(as_checkpoint(model, 0), rgb)) for rgb in photos)
     assert size(calibrated) < 0.97 * size(trained)
@@ -292,24 +296,29 @@ def test_calibration_fits_the_tables_to_the_real_codes_and_nothing_else(tmp_path
 
 def test_a_state_saved_before_the_tables_had_shapes_loads_with_laplace_tables(tmp_path, straight):
     """Runs saved before format 7 hold no table shapes: they load (to resume, export or calibrate)
-    with every table a Laplace, as they were."""
+    with every table a Laplace, as they were; runs of stage 17 hold them under the buffer's earlier
+    name, `shape`, and load with them."""
     from cycleapp.entropy import LAPLACE
     from train.export import load_run
 
     old = torch.load(straight / "state.pt", weights_only=True)
     del old["sha256"]
-    shapes = [k for k in old["model"] if k.endswith(".shape")]
+    shapes = [k for k in old["model"] if k.endswith(".shape_index")]
     assert shapes
     for key in shapes:
         old["model"][key] = torch.zeros_like(old["model"][key])  # not the default: the test can fail
     (tmp_path / "changed").mkdir()
     save_state(old, tmp_path / "changed" / "state.pt")
-    assert (load_run(tmp_path / "changed")[0].densities[0].shape == 0).all()  # stored shapes win
+    assert (load_run(tmp_path / "changed")[0].densities[0].shape_index == 0).all()  # stored shapes win
+    earlier = dict(old, model={k.replace(".shape_index", ".shape"): v for k, v in old["model"].items()})
+    (tmp_path / "earlier").mkdir()
+    save_state(earlier, tmp_path / "earlier" / "state.pt")
+    assert (load_run(tmp_path / "earlier")[0].densities[0].shape_index == 0).all()
     for key in shapes:
         del old["model"][key]
     (tmp_path / "old").mkdir()
     save_state(old, tmp_path / "old" / "state.pt")
-    assert (load_run(tmp_path / "old")[0].densities[0].shape == LAPLACE).all()
+    assert (load_run(tmp_path / "old")[0].densities[0].shape_index == LAPLACE).all()
 
 
 def test_calibration_counts_each_photos_symbols_under_its_moved_tables(ckpt, photo, monkeypatch):

@@ -131,7 +131,7 @@ def calibrate(model, images: list[torch.Tensor]) -> None:
             shape, scale = index.div(SCALES, rounding_mode="floor"), index % SCALES
             with torch.no_grad():
                 density.log_scale.copy_(grid_log[scale].float())
-                density.shape.copy_(shape)
+                density.shape_index.copy_(shape)
             laplace = (shape == entropy.LAPLACE).double().mean()
             print(f"{size.name}, round {r + 1}: {100 * (index != trained).double().mean():.1f} % of the tables "
                   f"differ from training's, {100 * laplace:.1f} % Laplace; bits a symbol after the DC "

@@ -1,8 +1,9 @@
 """Export a training run to the shipped checkpoint files: `python -m train.export RUN_DIR`.
 
-The shared transform is written once (transform.safetensors); each code size becomes NAME.safetensors
-+ NAME.json holding that size's quantisation steps and entropy model, its fixed coding tables, and
-the Kodak bpp/PSNR measured on the exported file format at export time.
+The shared transform is written once, with the AC coding tables every code size shares
+(transform.safetensors); each code size becomes NAME.safetensors + NAME.json holding that size's
+quantisation steps and entropy model, its DC tables and table indices, and the Kodak bpp/PSNR
+measured on the exported file format at export time.
 """
 from __future__ import annotations
 

@@ -344,7 +344,7 @@ def new_model(args, images: list[torch.Tensor], source: dict | None) -> CycleMod
         # afresh by `fit_densities`); the predictors are chosen again from the data, and the
         # tables' shapes are Laplace until the run is calibrated (train.calibrate)
         reused = {k: v for k, v in source.items()
-                  if not k.endswith((".predictor", ".shape")) and k in own and own[k].shape == v.shape}
+                  if not k.endswith((".predictor", ".shape_index")) and k in own and own[k].shape == v.shape}
         model.load_state_dict(reused, strict=False)
         print(f"initialised {len(reused)} tensors from {args.init_from}")
     return model

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import sys
 import zipfile
 from pathlib import Path
@@ -95,11 +96,13 @@ def feed(h, value) -> None:
 def model_from_state(state: dict, path: Path) -> CycleModel:
     """The model a run's state describes, with its weights (one `error:` line if they do not fit).
     A state saved before the coding tables had shapes (format 7) holds Laplace tables only: the
-    model's own default shapes."""
+    model's own default shapes; one of stage 17 holds them as `densities.N.shape`, the buffer's
+    earlier name."""
     try:
         model = CycleModel(ModelConfig.from_dict(state["config"]))
         own = model.state_dict()
-        model.load_state_dict({**{k: v for k, v in own.items() if k.endswith(".shape")}, **state["model"]})
+        weights = {re.sub(r"^(densities\.\d+)\.shape$", r"\1.shape_index", k): v for k, v in state["model"].items()}
+        model.load_state_dict({**{k: v for k, v in own.items() if k.endswith(".shape_index")}, **weights})
     except Exception as e:
         raise SystemExit(f"error: {path} does not fit the model it describes ({first_line(e)})")
     return model
