@@ -115,14 +115,14 @@ def residuals(code: torch.Tensor, predictor: torch.Tensor) -> torch.Tensor:
     """Symbols of a code (B, C, H, W): each channel minus its predictor's value (zeros outside).
 
     Linear in the code (med: piecewise), so a straight-through code passes its gradient on. Each
-    predictor is computed for its own channels only (most channels have none)."""
-    p = F.pad(code, (1, 0, 1, 0))
-    left, up, corner = p[..., 1:, :-1], p[..., :-1, 1:], p[..., :-1, :-1]
-    prediction = torch.zeros_like(code)
+    predictor is computed for its own channels only, and only they are written: most channels have
+    none, and a whole-code prediction of zeros to subtract cost the encoder 0.1 s on a 2K photo."""
+    out = code.clone()
     predictor = predictor.to(code.device)
     for kind in set(predictor.tolist()) - {0}:
         at = (predictor == kind).nonzero()[:, 0]
-        l, u, c = left[:, at], up[:, at], corner[:, at]
+        p = F.pad(code[:, at], (1, 0, 1, 0))
+        l, u, c = p[..., 1:, :-1], p[..., :-1, 1:], p[..., :-1, :-1]
         if PREDICTORS[kind] == "left":
             value = l
         elif PREDICTORS[kind] == "up":
@@ -131,8 +131,8 @@ def residuals(code: torch.Tensor, predictor: torch.Tensor) -> torch.Tensor:
             value = l + u - c
         else:
             value = median_edge(l, u, c)
-        prediction = prediction.index_copy(1, at, value)
-    return code - prediction
+        out[:, at] = code[:, at] - value
+    return out
 
 
 def median_edge(left, up, corner):
