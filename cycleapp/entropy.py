@@ -285,7 +285,13 @@ def ac_tables() -> torch.Tensor:
     tails (`gammaincc`), not of CDF values near 1, which would round the far tails to exactly 0 and
     let the bit counts (`CodingTables.ac_bits`) that RDOQ, the moves and calibration read rate a rare
     large value at hundreds of bits; like the Laplace likelihood, every probability is at least
-    LIKELIHOOD_FLOOR (constriction gives no symbol less than 2^-PRECISION anyway)."""
+    LIKELIHOOD_FLOOR (constriction gives no symbol less than 2^-PRECISION anyway). Computed once
+    per process (every code size's load checks its stored tables against them); a copy each call."""
+    return _ac_tables().clone()
+
+
+@functools.cache
+def _ac_tables() -> torch.Tensor:
     magnitude = torch.arange(AC_CLAMP + 1, dtype=torch.float64)
     out = []
     for shape in SHAPES:
