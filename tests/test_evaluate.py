@@ -72,10 +72,11 @@ def test_per_image_bd_rate_compares_each_image_on_its_own():
 
 
 def test_evaluate_writes_every_requested_codec(tmp_path):
-    """One image, the learned codec and JPEG XL: a curve each in the JSON and a BD-rate line."""
+    """One image, the learned codec and JPEG XL: a curve each in the JSON and a BD-rate line; and
+    JPEG 2000 matched to each code size's file: the same bpp at every point, within the tolerance."""
     out = tmp_path / "r.json"
     cmd = [sys.executable, "-m", "train.evaluate", "--images", str(EXAMPLES), "--limit", "1",
-           "--codecs", "cycle,jxl", "--out", str(out)]
+           "--codecs", "cycle,jxl", "--matched", "jpeg2000", "--out", str(out)]
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     codecs = json.loads(out.read_text())["codecs"]
@@ -88,6 +89,14 @@ def test_evaluate_writes_every_requested_codec(tmp_path):
         assert len(per_image["psnr"]) == 1 and per_image["bpp"][0] == pytest.approx(codecs[name]["bpp"])
     assert json.loads(out.read_text())["files"] == [image_files(EXAMPLES)[0].name]
     assert any(line.strip().startswith("vs jxl") for line in result.stdout.splitlines())
+    matched = json.loads(out.read_text())["matched"]
+    assert set(matched) == {"cycle", "jpeg2000"}
+    assert matched["cycle"]["bpp"] == pytest.approx(codecs["cycle"]["bpp"])  # the same files
+    assert matched["jpeg2000"]["bpp"] == pytest.approx(matched["cycle"]["bpp"], rel=0.03)
+    assert matched["jpeg2000"]["setting"] == [f"at {p.stem}" for p in checkpoint.available()]
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("at matched sizes") for line in lines)
+    assert any(line.split()[:3] == ["vs", "jpeg2000", "PSNR"] for line in lines[-2:])
 
 
 def test_evaluate_refuses_an_unknown_codec(tmp_path):
@@ -96,6 +105,10 @@ def test_evaluate_refuses_an_unknown_codec(tmp_path):
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: unknown codec(s) gif")
+    cmd[cmd.index("cycle,gif")] = "cycle"
+    result = subprocess.run(cmd + ["--matched", "jpeg,cycle"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "Traceback" not in result.stderr  # the learned codec is the one matched to
+    assert result.stderr.strip().splitlines()[-1].startswith("error: --matched: unknown codec(s) cycle")
 
 
 def test_reused_curves_join_the_new_ones_and_a_mismatch_is_refused(tmp_path):

@@ -14,6 +14,11 @@ bpp, a code size gives each image what its content costs at one trade-off, so on
 differ much in how hard they are, the mean curves compare two allocations as much as two codecs. The
 per-image BD-rate compares the two codecs on each image (what the app shows: one photo, the same
 file size) and is summarised by its mean and median over the images.
+
+`--matched CODECS` also measures mean curves with the allocation taken out: at each code size,
+each named codec matched image by image to the size of the learned codec's file (`compare`, what
+the app does), so at every point every codec has (within 3 %) the same file on every image and the
+mean curves compare the codecs alone.
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ from tqdm import tqdm
 
 from cycleapp import codecs as registry
 from cycleapp.codecs import CycleCodec
+from cycleapp.compare import compare
 from cycleapp.imageio import load_rgb
 from cycleapp.matching import match_learned
 from cycleapp.measure import measure
@@ -57,17 +63,41 @@ def evaluate(files: list[Path], names: list[str], rdoq_weight: float = registry.
         rgb = load_rgb(path)
         for name, ops in points.items():
             for i, (entry, setting) in enumerate(ops):
-                m = measure(entry, rgb, setting).values(METRICS)
-                values[name][i].append({k: float("nan") if m[k] is None else m[k] for k in METRICS})
-    codecs = {}
-    for name, ops in points.items():
-        order = sorted(range(len(ops)), key=lambda i: np.mean([v["bpp"] for v in values[name][i]]))
-        curve = {k: [float(np.mean([v[k] for v in values[name][i]])) for i in order] for k in METRICS}
-        curve["setting"] = [ops[i][0].describe(ops[i][1]) for i in order]
-        curve["per_image"] = {k: [[values[name][i][j][k] for i in order] for j in range(len(files))]
-                              for k in PER_IMAGE}
-        codecs[name] = curve
+                values[name][i].append(_numbers(measure(entry, rgb, setting)))
+    codecs = {name: mean_curve(values[name], [entry.describe(s) for entry, s in ops]) for name, ops in points.items()}
     return {"images": len(files), "files": [p.name for p in files], "codecs": codecs}
+
+
+def mean_curve(values: list[list[dict]], settings: list[str]) -> dict:
+    """One codec's curve from its measurements values[point][image][metric]: the mean over the
+    images at each point, points in increasing mean bpp, and each image's own points (PER_IMAGE)."""
+    order = sorted(range(len(values)), key=lambda i: np.mean([v["bpp"] for v in values[i]]))
+    out = {k: [float(np.mean([v[k] for v in values[i]])) for i in order] for k in METRICS}
+    out["setting"] = [settings[i] for i in order]
+    out["per_image"] = {k: [[values[i][j][k] for i in order] for j in range(len(values[0]))] for k in PER_IMAGE}
+    return out
+
+
+def _numbers(m) -> dict:
+    """A measurement's METRICS, NaN where one did not apply (a codec that made no file)."""
+    values = m.values(METRICS)
+    return {k: float("nan") if values[k] is None else values[k] for k in METRICS}
+
+
+def matched(files: list[Path], names: list[str], rdoq_weight: float = registry.DEFAULT_RDOQ_WEIGHT) -> dict:
+    """Curves with the same allocation for every codec: at each code size, the learned codec's file
+    of each image, and each named codec matched to that file's size (`compare`, as the app does).
+    At a point every codec then has (within the match's tolerance) the same file size on every
+    image, so the mean curves compare the codecs, not how each spreads its bits over the images."""
+    sizes = registry.family(registry.LEARNED, rdoq_weight)
+    values = {name: [[] for _ in sizes] for name in [registry.LEARNED, *names]}
+    for path in tqdm(files, desc="matched"):
+        rgb = load_rgb(path)
+        for i, entry in enumerate(sizes):
+            for m in compare(rgb, entry, names):
+                values[m.codec][i].append(_numbers(m))
+    settings = [f"at {entry.variant}" for entry in sizes]
+    return {name: mean_curve(v, settings) for name, v in values.items()}
 
 
 def earlier_curves(earlier: Path, files: list[Path]) -> dict:
@@ -167,6 +197,7 @@ def per_image_bd_rates(anchor: dict, test: dict, metric: str = "psnr") -> list[f
 def report(results: dict) -> str:
     codecs = results["codecs"]
     lines = []
+    fmt = lambda v: "n/a (curves do not overlap)" if v is None else f"{v:+.1f} %"
     if registry.LEARNED in codecs:
         cyc = codecs[registry.LEARNED]
         lines.append("cycle model per code size (mean over %d images):" % results["images"])
@@ -177,7 +208,6 @@ def report(results: dict) -> str:
         lines.append(f"  speed: {100 * seconds:.1f} s per hundred images (encode + decode, mean over code sizes)")
         lines.append("BD-rate of the cycle model (negative = fewer bytes for the same quality), of the mean "
                      "curves; per image: mean and median over the images whose curves overlap:")
-        fmt = lambda v: "n/a (curves do not overlap)" if v is None else f"{v:+.1f} %"
         for name, curve in codecs.items():
             if name == registry.LEARNED:
                 continue
@@ -187,6 +217,17 @@ def report(results: dict) -> str:
                 if rates := per_image_bd_rates(curve, cyc, metric):
                     lines.append(f"     per image {label:7s} mean {np.mean(rates):+.1f} %, median "
                                  f"{np.median(rates):+.1f} % ({len(rates)} images)")
+    if "matched" in results:
+        curves = results["matched"]
+        lines.append("at matched sizes (each codec matched, image by image, to the size of each code size's "
+                     "file), BD-rate of the mean curves; per image: mean and median:")
+        for name, c in curves.items():
+            if name == registry.LEARNED:
+                continue
+            for metric, label in (("psnr", "PSNR"), ("ms_ssim", "MS-SSIM")):
+                rates = per_image_bd_rates(c, curves[registry.LEARNED], metric) or [float("nan")]
+                lines.append(f"  vs {name:9s} {label:7s} {fmt(bd_rate(c, curves[registry.LEARNED], metric))}   "
+                             f"per image mean {np.mean(rates):+.1f} %, median {np.median(rates):+.1f} %")
     if "rate_control" in results:
         r = results["rate_control"]
         lines.append(f"rate control, {r['points']} points half-way (in bytes) between neighbouring code sizes: "
@@ -208,6 +249,9 @@ def main(argv=None) -> None:
     p.add_argument("--reuse", type=Path, action="append", default=[],
                    help="an earlier evaluation's JSON of the same images: its curves for the codecs not run "
                         "now (repeatable; the first file that has a codec gives its curve)")
+    p.add_argument("--matched", default="",
+                   help="comma-separated codecs to measure again matched, image by image, to each code size's "
+                        "file (mean curves with the same allocation for every codec)")
     p.add_argument("--rate-control", action="store_true",
                    help="also measure the learned codec's points between its code sizes (--target-bytes)")
     args = p.parse_args(argv)
@@ -216,10 +260,12 @@ def main(argv=None) -> None:
     if not args.rdoq_weight >= 0:  # also refuses nan
         raise SystemExit("error: --rdoq-weight must be a number >= 0 (inf: plain rounding)")
     names = [n.strip() for n in args.codecs.split(",") if n.strip()]
-    try:
-        registry.check(names, registry.names())
-    except ValueError as e:
-        raise SystemExit(f"error: {e}") from None
+    to_match = [n.strip() for n in args.matched.split(",") if n.strip()]
+    for option, requested, allowed in (("", names, registry.names()), ("--matched: ", to_match, registry.matchable())):
+        try:
+            registry.check(requested, allowed)
+        except ValueError as e:
+            raise SystemExit(f"error: {option}{e}") from None
     files = image_files(args.images)[: args.limit]
     if not files:
         raise SystemExit(f"error: no images in {args.images}")
@@ -234,6 +280,8 @@ def main(argv=None) -> None:
     for curves in reused:
         for name, curve in curves.items():
             results["codecs"].setdefault(name, curve)
+    if to_match:
+        results["matched"] = matched(files, to_match, args.rdoq_weight)
     if args.rate_control:
         results["rate_control"] = rate_control(files)
     results["report"] = report(results).splitlines()
