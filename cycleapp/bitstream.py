@@ -25,6 +25,10 @@ is unchanged.
 
 Tables of four shapes (format version 7): each (channel, context)'s table is a generalised Gaussian
 of one of four shapes, the Laplace among them (`entropy.ac_tables`); the container is unchanged.
+
+Four passes (format version 8): each channel group is decoded in four passes over a 2x2 pattern of
+positions instead of two, the later ones reading more of their own channel's decoded neighbours
+(`entropy.phases`); the container is unchanged.
 """
 from __future__ import annotations
 
@@ -33,7 +37,7 @@ import zlib
 from dataclasses import dataclass
 
 MAGIC = b"CYC"
-VERSION = 7
+VERSION = 8
 _HEADER = struct.Struct("<3sB8sIIHHHbI")
 _CRC = struct.Struct("<I")
 MAX_PIXELS = 100_000_000  # the same bound as for input images

@@ -79,9 +79,10 @@ def test_lapped_transform_learns_to_overlap_and_keeps_shapes():
 
 
 def test_contexts_are_integer_and_use_only_decoded_symbols():
-    """The decoder picks a table from symbols it has already decoded, in integers: changing a
-    group's own non-anchor positions, or any later group, never changes that pass's contexts."""
-    from cycleapp.entropy import CONTEXTS, GROUP_EDGES, anchors, contexts
+    """The decoder picks a table from symbols it has already decoded, in integers: in each of a
+    group's passes, changing the group's positions of that pass and later ones, or any later group,
+    never changes that pass's contexts."""
+    from cycleapp.entropy import CONTEXTS, GROUP_EDGES, PASSES, contexts, phases
 
     g = torch.Generator().manual_seed(0)
     code = torch.randint(-20, 21, (1, 96, 6, 7), generator=g)
@@ -91,29 +92,49 @@ def test_contexts_are_integer_and_use_only_decoded_symbols():
     assert ctx.dtype == torch.int64 and ctx.min() >= 0 and ctx.max() < CONTEXTS
     assert (ctx[:, 0] == 0).all()
     assert len(ctx[:, 1:].unique()) > 10  # contexts do vary
-    first = anchors(6, 7)
+    phase = phases(6, 7)
+    assert sorted(phase.unique().tolist()) == list(range(PASSES))
     for start in [e for e in GROUP_EDGES if e < 96]:
         end = min([e for e in GROUP_EDGES if e > start] + [96])
-        first_pass = code.clone()  # the decoder has the lower groups only
-        first_pass[:, start:] = torch.randint(-50, 51, first_pass[:, start:].shape, generator=g)
-        assert torch.equal(contexts(first_pass)[:, start:end][..., first], ctx[:, start:end][..., first])
-        later = code.clone()  # ... and then this group's anchors
-        later[:, end:] = torch.randint(-50, 51, later[:, end:].shape, generator=g)
-        later[:, start:end, ~first] = torch.randint(-50, 51, later[:, start:end, ~first].shape, generator=g)
-        assert torch.equal(contexts(later)[:, start:end], ctx[:, start:end])
+        for k in range(PASSES):  # the decoder has the lower groups and this group's earlier passes
+            later = code.clone()
+            later[:, end:] = torch.randint(-50, 51, later[:, end:].shape, generator=g)
+            unknown = phase >= k
+            later[:, start:end, unknown] = torch.randint(-50, 51, later[:, start:end, unknown].shape, generator=g)
+            assert torch.equal(contexts(later)[:, start:end][..., phase == k], ctx[:, start:end][..., phase == k])
+
+
+def test_the_four_passes_read_the_neighbours_decoded_before_them():
+    """The 2x2 pattern: (even, even) first, then (odd, odd), (even, odd), (odd, even); the second
+    pass reads its diagonal neighbours, the third its direct ones, the fourth all eight."""
+    from cycleapp.entropy import NEIGHBOUR_STATES, contexts, phases
+
+    phase = phases(4, 4)
+    assert phase[0].tolist() == [0, 2, 0, 2] and phase[1].tolist() == [3, 1, 3, 1]
+    ones = torch.ones(2, dtype=torch.int64)
+    state = lambda code, i, j: int(contexts(code, ones)[0, 1, i, j]) % NEIGHBOUR_STATES
+    quiet = torch.zeros(1, 2, 5, 5, dtype=torch.int64)
+    for (i, j), first in (((2, 2), 0), ((1, 1), 1), ((2, 1), 5), ((1, 2), 10)):
+        assert state(quiet, i, j) == first  # the first state of each pass, where all is zero
+    busy = quiet.clone()
+    busy[0, 1, 2, 2] = 30  # a first-pass position: a diagonal neighbour of (1, 1), a direct one of (2, 1)
+    assert state(busy, 1, 1) > 1 and state(busy, 2, 1) > 5 and state(busy, 2, 2) == 0
+    busy = quiet.clone()
+    busy[0, 1, 1, 1] = 30  # a second-pass position: a direct neighbour of (2, 1) and (1, 2)
+    assert state(busy, 2, 1) > 5 and state(busy, 1, 2) > 10 and state(busy, 3, 3) == 1
 
 
 def test_a_channels_context_reads_its_own_neighbours_and_the_weighted_channels_below():
-    """At a non-anchor position a channel's context counts its own four anchor neighbours, not
+    """At a position of a later pass a channel's context counts its own decoded neighbours, not
     those of the other channels of its group; the activity counts the channels below the group
     with their weights, so a heavier weight on a lower channel raises the activity above it."""
     from cycleapp.entropy import NEIGHBOUR_STATES, contexts
 
     code = torch.zeros(1, 12, 5, 5, dtype=torch.int64)
-    code[0, 3, 1, 3] = code[0, 3, 3, 3] = 9  # channel 3 (group 1-7): two anchors around (2, 3)
+    code[0, 3, 2, 2] = code[0, 3, 2, 4] = 9  # channel 3 (group 1-7): two first-pass neighbours of (2, 3)
     ctx = contexts(code, torch.ones(12, dtype=torch.int64))
-    assert ctx[0, 3, 2, 3] % NEIGHBOUR_STATES > 1  # its own neighbours are busy
-    assert ctx[0, 4, 2, 3] % NEIGHBOUR_STATES == 1  # channel 4's are quiet
+    assert ctx[0, 3, 2, 3] % NEIGHBOUR_STATES > 5  # its own neighbours are busy
+    assert ctx[0, 4, 2, 3] % NEIGHBOUR_STATES == 5  # channel 4's are quiet
     heavier = contexts(code, torch.tensor([1, 1, 1, 100] + [1] * 8))
     assert heavier[0, 8, 2, 3] > ctx[0, 8, 2, 3]
     assert torch.equal(heavier[0, :8], ctx[0, :8])  # channel 3's weight counts above its group only

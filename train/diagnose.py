@@ -4,8 +4,9 @@
 
 For every code size and folder (mean over the images, every one a real `.cyc` file):
 - bpp of the file, and the share of it spent on the header, the coding tables' moves for this image,
-  the DC channel, and each channel group after it, split into the checkerboard's anchors (decoded
-  first) and the other positions; the shares are ideal bits (-log2 p under the shipped tables, moved
+  the DC channel, and each channel group after it, split into the positions of its first pass (a
+  quarter, decoded before any of the group's own symbols: `entropy.phases`) and those of its later
+  three passes (which also read their decoded neighbours in the same channel); the shares are ideal bits (-log2 p under the shipped tables, moved
   as the encoder moves them for the image), which the ANS coder meets within a fraction of a
   percent (the "coder" column: real payload over ideal bits);
 - the distortion ceiling: PSNR of the decoder fed the unquantised code (what the transform alone
@@ -26,7 +27,7 @@ import torch
 from cycleapp import checkpoint as ckpts
 from cycleapp import codec
 from cycleapp import codecs as registry
-from cycleapp.entropy import AC_CLAMP, DC_CLAMP, anchors, dc_contexts, groups
+from cycleapp.entropy import AC_CLAMP, DC_CLAMP, dc_contexts, groups, phases
 from cycleapp.imageio import load_rgb
 from cycleapp.matching import match_size
 from cycleapp.metrics import psnr
@@ -54,13 +55,13 @@ def diagnose(ckpt, rgb: np.ndarray) -> dict:
     data = codec.encode(ckpt, rgb)
     q = codec.quantized_code(ckpt, rgb)[0].to(torch.int64)
     move_bits, dc_bits, ac = ideal_bits(ckpt.tables, q)
-    first = anchors(*q.shape[1:])
+    first = phases(*q.shape[1:]) == 0
     row = {"bpp": 8 * len(data) / pixels, "header": 8 * (len(data) - len(ckpt.tables.encode(q.numpy()))) / pixels,
            "table moves": move_bits / pixels, "dc": dc_bits / pixels}
     for start, end in groups(q.shape[0]):
         part = ac[start - 1:end - 1]
-        row[f"{start}-{end - 1} anchors"] = float(part[:, first].sum()) / pixels
-        row[f"{start}-{end - 1} others"] = float(part[:, ~first].sum()) / pixels
+        row[f"{start}-{end - 1} first pass"] = float(part[:, first].sum()) / pixels
+        row[f"{start}-{end - 1} later passes"] = float(part[:, ~first].sum()) / pixels
     ideal = sum(v for k, v in row.items() if k not in ("bpp", "header"))
     row["coder"] = (row["bpp"] - row["header"]) / ideal
     padded = np.pad(rgb, ((0, -h % FACTOR), (0, -w % FACTOR), (0, 0)), mode="edge")  # whole blocks
