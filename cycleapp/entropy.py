@@ -203,8 +203,9 @@ def choose_predictors(code: torch.Tensor) -> torch.Tensor:
 
 def phases(h: int, w: int, device=None) -> torch.Tensor:
     """The pass (0 to PASSES - 1) in which a group decodes each position (h, w): (even row, even
-    column), then (odd, odd), then (even, odd), then (odd, even) (PASS_OFFSETS). A position's four
-    diagonal neighbours are decoded before it from pass 1 on, its four direct ones from pass 2 on."""
+    column), then (odd, odd), then (even, odd), then (odd, even) (PASS_OFFSETS). Pass 1's diagonal
+    neighbours are pass 0's positions, pass 2's direct ones are passes 0 and 1's, and all eight of
+    pass 3's are decoded before it."""
     out = torch.empty((h, w), dtype=torch.int64, device=device)
     for k in range(PASSES):
         out[in_pass(k)] = k
@@ -564,9 +565,9 @@ class CodingTables:
         rows = np.arange(end - start).reshape(-1, 1)
         return _runs(self.index[start - 1:end - 1].astype(np.int16)[rows, ctx].ravel())
 
-    def _order(self, c_total: int, h: int, w: int):
+    def _order(self, c_total: int):
         """The coding order after the DC, as (group [start, end), passes): each channel group's
-        PASSES passes over its positions (`phases`), each as (positions, chunks): CHUNK channels at a
+        PASSES passes over its positions (`phases`), each as (pass k, chunks): CHUNK channels at a
         time (each chunk's symbols in runs of one table, `_batches`: few calls to constriction,
         bounded temporaries)."""
         for start, end in groups(c_total):
@@ -583,11 +584,11 @@ class CodingTables:
         order (`_order`): (lo, hi, ctx, values) per chunk of channels [lo, hi) and pass, with the
         chunk's contexts and symbols there (hi - lo, positions) each. The groups are visited from
         the last, each with the weighted magnitudes summed over the channels below it."""
-        c_total, h, w = code.shape
+        c_total = code.shape[0]
         below = [self._weighted(self._symbols(code, 0, 1), 0)]  # summed below each group
         for start, end in groups(c_total)[:-1]:
             below.append(below[-1] + self._weighted(self._symbols(code, start, end), start))
-        for (start, end, passes), lower in reversed(list(zip(self._order(c_total, h, w), below))):
+        for (start, end, passes), lower in reversed(list(zip(self._order(c_total), below))):
             symbols = self._symbols(code, start, end)
             shared = _activity_context(lower)
             for phase, chunks in reversed(passes):
@@ -710,7 +711,7 @@ class CodingTables:
         symbols[0] = dc
         lower = self._weighted(dc[None], 0)
         del dc
-        for start, end, passes in self._order(c_total, h, w):
+        for start, end, passes in self._order(c_total):
             shared = _activity_context(lower)
             for phase, chunks in passes:
                 for lo, hi in chunks:  # the first pass's contexts read no symbol of the group, the others' earlier passes

@@ -187,6 +187,26 @@ def small_tables(channels=20):
     return CodingTables(*density.tables())
 
 
+@pytest.mark.parametrize("h, w", [(1, 1), (1, 5), (2, 3), (5, 7)])
+def test_the_coder_codes_each_symbol_once_under_the_models_context(h, w):
+    """The encoder's chunks, in the stack's order (the decoding order reversed), hold every symbol
+    after the DC once, each under the context that training and calibration compute (`contexts`),
+    whatever the code's shape (passes without positions included)."""
+    from cycleapp.entropy import in_pass
+
+    tables = small_tables(channels=40)
+    code = tables.clamp(random_code(channels=40, h=h, w=w, spread=6))[0].numpy()
+    symbols = tables.symbols(torch.from_numpy(code)[None].long())[0]
+    ctx = tables.contexts(symbols[None])[0]
+    order = [(lo, hi, k) for _, _, passes in tables._order(40) for k, chunks in passes for lo, hi in chunks][::-1]
+    coded = list(tables._coded_after_dc(code))
+    assert [(lo, hi) for lo, hi, _, _ in coded] == [(lo, hi) for lo, hi, _ in order]
+    for (lo, hi, chunk_ctx, values), (_, _, k) in zip(coded, order):
+        at = (slice(lo, hi), *in_pass(k))
+        assert np.array_equal(np.broadcast_to(chunk_ctx, values.shape), ctx[at].reshape(hi - lo, -1).numpy())
+        assert np.array_equal(values, symbols[at].reshape(hi - lo, -1).numpy())
+
+
 def test_a_payload_must_be_consumed_exactly():
     """The coder is sealed: a payload whose first words (the last it reads) are missing runs dry, one
     with words before them leaves data, one decoded under another seal (another header) ends in

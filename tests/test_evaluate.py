@@ -109,6 +109,16 @@ def test_evaluate_refuses_an_unknown_codec(tmp_path):
     result = subprocess.run(cmd + ["--matched", "jpeg,cycle"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode != 0 and "Traceback" not in result.stderr  # the learned codec is the one matched to
     assert result.stderr.strip().splitlines()[-1].startswith("error: --matched: unknown codec(s) cycle")
+    from PIL import Image  # an image over compare's limit: refused before the sweep, not after it
+
+    folder = tmp_path / "big"
+    folder.mkdir()
+    Image.new("RGB", (4100, 4000)).save(folder / "big.png")
+    cmd[cmd.index(str(EXAMPLES))] = str(folder)
+    result = subprocess.run(cmd + ["--matched", "jpeg2000"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: --matched: big.png: ")
+    assert not (tmp_path / "r.json").exists()
 
 
 def test_reused_curves_join_the_new_ones_and_a_mismatch_is_refused(tmp_path):

@@ -15,10 +15,11 @@ differ much in how hard they are, the mean curves compare two allocations as muc
 per-image BD-rate compares the two codecs on each image (what the app shows: one photo, the same
 file size) and is summarised by its mean and median over the images.
 
-`--matched CODECS` also measures mean curves with the allocation taken out: at each code size,
-each named codec matched image by image to the size of the learned codec's file (`compare`, what
-the app does), so at every point every codec has (within 3 %) the same file on every image and the
-mean curves compare the codecs alone.
+`--matched CODECS` also measures mean curves with one allocation for all: at each code size, each
+named codec matched image by image to the size of the learned codec's file (`compare`, what the app
+does), so at every point every codec has (within the match's 3 %, misses counted) the learned
+codec's file size on every image, and the mean curves compare the codecs under that one allocation
+(the learned codec's, not a neutral one).
 """
 from __future__ import annotations
 
@@ -27,12 +28,13 @@ import json
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
 from cycleapp import codecs as registry
 from cycleapp.codecs import CycleCodec
-from cycleapp.compare import compare
-from cycleapp.imageio import load_rgb
+from cycleapp.compare import LIMIT_NOTE, MAX_PIXELS as COMPARE_MAX_PIXELS, compare
+from cycleapp.imageio import load_rgb, size_problem
 from cycleapp.matching import match_learned
 from cycleapp.measure import measure
 from cycleapp.plots import rd_figure
@@ -85,19 +87,22 @@ def _numbers(m) -> dict:
 
 
 def matched(files: list[Path], names: list[str], rdoq_weight: float = registry.DEFAULT_RDOQ_WEIGHT) -> dict:
-    """Curves with the same allocation for every codec: at each code size, the learned codec's file
-    of each image, and each named codec matched to that file's size (`compare`, as the app does).
-    At a point every codec then has (within the match's tolerance) the same file size on every
-    image, so the mean curves compare the codecs, not how each spreads its bits over the images."""
+    """Curves with one allocation for every codec: at each code size, the learned codec's file of
+    each image, and each named codec matched to that file's size (`compare`, as the app does). At a
+    point every codec then has the learned codec's file size on every image (within the match's
+    tolerance; "missed" counts the matches outside it, a codec that cannot go that small, say), so
+    the mean curves compare the codecs, not how each spreads its bits over the images."""
     sizes = registry.family(registry.LEARNED, rdoq_weight)
     values = {name: [[] for _ in sizes] for name in [registry.LEARNED, *names]}
+    missed = dict.fromkeys(values, 0)
     for path in tqdm(files, desc="matched"):
         rgb = load_rgb(path)
         for i, entry in enumerate(sizes):
             for m in compare(rgb, entry, names):
                 values[m.codec][i].append(_numbers(m))
+                missed[m.codec] += bool(m.note)  # outside the tolerance, or no file at all
     settings = [f"at {entry.variant}" for entry in sizes]
-    return {name: mean_curve(v, settings) for name, v in values.items()}
+    return {name: mean_curve(v, settings) | {"missed": missed[name]} for name, v in values.items()}
 
 
 def earlier_curves(earlier: Path, files: list[Path]) -> dict:
@@ -219,15 +224,18 @@ def report(results: dict) -> str:
                                  f"{np.median(rates):+.1f} % ({len(rates)} images)")
     if "matched" in results:
         curves = results["matched"]
-        lines.append("at matched sizes (each codec matched, image by image, to the size of each code size's "
-                     "file), BD-rate of the mean curves; per image: mean and median:")
+        lines.append(f"at matched sizes (each codec matched, image by image, to the size of each code size's file; "
+                     f"{results['images']} images), BD-rate of the cycle model's mean curve (negative = fewer "
+                     f"bytes for the same quality); per image: mean and median:")
         for name, c in curves.items():
             if name == registry.LEARNED:
                 continue
+            missed = f"   ({c['missed']} matches outside 3 %)" if c.get("missed") else ""
             for metric, label in (("psnr", "PSNR"), ("ms_ssim", "MS-SSIM")):
-                rates = per_image_bd_rates(c, curves[registry.LEARNED], metric) or [float("nan")]
+                rates = per_image_bd_rates(c, curves[registry.LEARNED], metric)
+                each = f"mean {np.mean(rates):+.1f} %, median {np.median(rates):+.1f} %" if rates else "n/a"
                 lines.append(f"  vs {name:9s} {label:7s} {fmt(bd_rate(c, curves[registry.LEARNED], metric))}   "
-                             f"per image mean {np.mean(rates):+.1f} %, median {np.median(rates):+.1f} %")
+                             f"per image {each}{missed if metric == 'psnr' else ''}")
     if "rate_control" in results:
         r = results["rate_control"]
         lines.append(f"rate control, {r['points']} points half-way (in bytes) between neighbouring code sizes: "
@@ -260,7 +268,7 @@ def main(argv=None) -> None:
     if not args.rdoq_weight >= 0:  # also refuses nan
         raise SystemExit("error: --rdoq-weight must be a number >= 0 (inf: plain rounding)")
     names = [n.strip() for n in args.codecs.split(",") if n.strip()]
-    to_match = [n.strip() for n in args.matched.split(",") if n.strip()]
+    to_match = list(dict.fromkeys(n.strip() for n in args.matched.split(",") if n.strip()))
     for option, requested, allowed in (("", names, registry.names()), ("--matched: ", to_match, registry.matchable())):
         try:
             registry.check(requested, allowed)
@@ -269,6 +277,14 @@ def main(argv=None) -> None:
     files = image_files(args.images)[: args.limit]
     if not files:
         raise SystemExit(f"error: no images in {args.images}")
+    for path in files if to_match else []:  # compare's own limit: refused now, not after the sweep
+        try:
+            with Image.open(path) as img:
+                problem = size_problem(*img.size, COMPARE_MAX_PIXELS, limit_note=LIMIT_NOTE)
+        except OSError:
+            problem = None  # not an image: load_rgb says so, as without --matched
+        if problem:
+            raise SystemExit(f"error: --matched: {path.name}: {problem}")
     for path in (args.out, args.plot):
         if path:
             try:  # fail now, not after the whole evaluation
