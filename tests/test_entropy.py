@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from conftest import EXAMPLES
+from cycleapp.entropy import stream
 from cycleapp.entropy import (AC_CLAMP, ACTIVITY_WEIGHT_MAX, ADAPT_RANGE, DC_CLAMP, DC_CONTEXTS, DEFAULT_SEAL, LAPLACE,
                               LIKELIHOOD_FLOOR, MED, PLANAR, PREDICTORS, SCALES, SHAPES, CodingTables, EntropyModel, ac_tables,
                               activity_weights, choose_predictors, dc_contexts, from_residuals, laplace_likelihood,
-                              residuals, scale_grid)
+                              in_pass, residuals, scale_grid)
 
 
 def random_code(channels=6, h=7, w=9, spread=20, seed=0):
@@ -187,19 +188,37 @@ def small_tables(channels=20):
     return CodingTables(*density.tables())
 
 
+def test_the_bits_of_symbols_are_read_from_the_stored_probabilities():
+    """`CodingTables.bits` (and `dc_bits`), which RDOQ, the moves and the training tools count with,
+    are -log2 of the probabilities the coder hands constriction, for torch and numpy alike; a symbol
+    at the edge of the range counts under the same table as any other."""
+    tables = small_tables()
+    g = torch.Generator().manual_seed(3)
+    table = torch.randint(0, len(tables.ac_probabilities), (50,), generator=g)
+    symbols = torch.randint(-AC_CLAMP, AC_CLAMP + 1, (50,), generator=g)
+    symbols[:2] = torch.tensor([-AC_CLAMP, AC_CLAMP])
+    minus_log2 = lambda p: -np.log2(np.maximum(p, 1e-300))  # a zero probability is a finite cost
+    expected = minus_log2(tables.ac_probabilities[table.numpy(), symbols.numpy() + AC_CLAMP])
+    assert np.array_equal(tables.bits(table, symbols).numpy(), expected)
+    assert np.array_equal(tables.bits(table.numpy(), symbols.numpy()), expected)
+    dc = torch.randint(-4 * DC_CLAMP, 4 * DC_CLAMP + 1, (5, 6), generator=g)
+    expected = minus_log2(tables.dc_probabilities[dc_contexts(dc).numpy(), dc.numpy() + 4 * DC_CLAMP])
+    assert (tables.dc_probabilities == 0).any()  # a fresh DC density has zeros far out
+    assert np.array_equal(tables.dc_bits(dc).numpy(), expected)
+    assert np.array_equal(tables.dc_bits(dc.numpy()), expected)
+
+
 @pytest.mark.parametrize("h, w", [(1, 1), (1, 5), (2, 3), (5, 7)])
 def test_the_coder_codes_each_symbol_once_under_the_models_context(h, w):
     """The encoder's chunks, in the stack's order (the decoding order reversed), hold every symbol
     after the DC once, each under the context that training and calibration compute (`contexts`),
     whatever the code's shape (passes without positions included)."""
-    from cycleapp.entropy import in_pass
-
     tables = small_tables(channels=40)
     code = tables.clamp(random_code(channels=40, h=h, w=w, spread=6))[0].numpy()
     symbols = tables.symbols(torch.from_numpy(code)[None].long())[0]
     ctx = tables.contexts(symbols[None])[0]
-    order = [(lo, hi, k) for _, _, passes in tables._order(40) for k, chunks in passes for lo, hi in chunks][::-1]
-    coded = list(tables._coded_after_dc(code))
+    order = [(lo, hi, k) for _, _, passes in stream.order(40) for k, chunks in passes for lo, hi in chunks][::-1]
+    coded = list(stream.coded_after_dc(tables, code))
     assert [(lo, hi) for lo, hi, _, _ in coded] == [(lo, hi) for lo, hi, _ in order]
     for (lo, hi, chunk_ctx, values), (_, _, k) in zip(coded, order):
         at = (slice(lo, hi), *in_pass(k))
@@ -239,14 +258,14 @@ def test_a_code_outside_the_clamp_range_is_refused():
 
 @pytest.mark.parametrize("shift", [-16, 0, 16])
 def test_payload_size_bounds_hold_for_extreme_codes(shift):
-    """`payload_bits` is honest for every shipped checkpoint: an all-zero code (the cheapest there is)
+    """`stream.payload_bits` is honest for every shipped checkpoint: an all-zero code (the cheapest there is)
     is above its lower bound and a code at the clamp limits (the dearest) below its upper bound."""
     from cycleapp import checkpoint
 
     for path in checkpoint.available():
         tables = checkpoint.by_name(path.stem).tables.shifted(shift)
         shape = (tables.channels, 6, 7)
-        least, most = tables.payload_bits(shape)
+        least, most = stream.payload_bits(tables, shape)
         cheapest = tables.encode(np.zeros(shape, np.int64))
         extreme = tables.clamp(torch.full((1, *shape), 10 ** 4))[0]
         extreme[:, ::2] *= -1
@@ -320,10 +339,10 @@ def sealed_stream(tables, flag, differences=()):
     """A stream holding a flag and table-move differences only, as an encoder would put them."""
     import constriction
 
-    coder = constriction.stream.stack.AnsCoder(np.array([DEFAULT_SEAL & 0xFFFFFFFF, DEFAULT_SEAL >> 32], np.uint32))
+    coder = constriction.stream.stack.AnsCoder(stream.words(DEFAULT_SEAL))
     if len(differences):
-        coder.encode_reverse(np.array(differences, np.int32) + 2 * ADAPT_RANGE, tables.move_model)
-    coder.encode_reverse(np.array([flag], np.int32), tables.flag_model)
+        coder.encode_reverse(np.array(differences, np.int32) + 2 * ADAPT_RANGE, stream.MOVE_MODEL)
+    coder.encode_reverse(np.array([flag], np.int32), stream.FLAG_MODEL)
     return coder.get_compressed().astype("<u4").tobytes()
 
 

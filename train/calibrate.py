@@ -39,11 +39,13 @@ DC_ITERATIONS = 400
 SYMBOLS = 2 * AC_CLAMP + 1
 
 
-def add_bits(cost: torch.Tensor, cells: torch.Tensor, symbols: torch.Tensor, bits: torch.Tensor) -> None:
-    """cost[cell, table] += the bits of every (cell, symbol) pair under every table: bits (tables,
-    SYMBOLS), symbols from 0 (-AC_CLAMP)."""
-    pairs, n = torch.unique(cells.ravel() * SYMBOLS + symbols.ravel(), return_counts=True)
-    cost.index_add_(0, pairs // SYMBOLS, n[:, None].double() * bits[:, pairs % SYMBOLS].T)
+def add_bits(cost: torch.Tensor, cells: torch.Tensor, symbols: torch.Tensor, tables: entropy.CodingTables,
+             candidates: torch.Tensor) -> None:
+    """cost[cell, j] += the bits of every (cell, symbol) pair under the table candidates[j]
+    (`CodingTables.bits`), each pair counted once however often it occurs."""
+    pairs, n = torch.unique(cells.ravel() * SYMBOLS + symbols.ravel() + AC_CLAMP, return_counts=True)
+    symbol = pairs % SYMBOLS - AC_CLAMP
+    cost.index_add_(0, pairs // SYMBOLS, n[:, None].double() * tables.bits(candidates[None, :], symbol[:, None]))
 
 
 class RealCodes:
@@ -59,7 +61,7 @@ class RealCodes:
         self.symbols = 0
         self.dc = np.zeros(DC_CONTEXTS * (8 * DC_CLAMP + 1), np.int64)
         # every table moved m grid steps narrower, as a photo's moves move it: m -> (TABLES,)
-        self.moved = {m: entropy.moved(np.arange(TABLES), m)
+        self.moved = {m: torch.from_numpy(entropy.moved(np.arange(TABLES), m))
                       for m in range(-entropy.ADAPT_RANGE, entropy.ADAPT_RANGE + 1)}
 
     def add(self, code: torch.Tensor) -> None:
@@ -75,8 +77,7 @@ class RealCodes:
         cells = torch.arange(self.tables.channels - 1).view(-1, 1, 1) * CONTEXTS + ctx
         for m in np.unique(moves):
             channels = torch.from_numpy(np.flatnonzero(moves == m))
-            add_bits(self.ac, cells[channels], symbols[0, 1:][channels] + AC_CLAMP,
-                     self.tables.ac_bits[self.moved[int(m)]])
+            add_bits(self.ac, cells[channels], symbols[0, 1:][channels], self.tables, self.moved[int(m)])
         self.symbols += ctx.numel()
 
     def bits(self, index: torch.Tensor) -> float:

@@ -27,7 +27,7 @@ import torch
 from cycleapp import checkpoint as ckpts
 from cycleapp import codec
 from cycleapp import codecs as registry
-from cycleapp.entropy import AC_CLAMP, DC_CLAMP, dc_contexts, groups, phases
+from cycleapp.entropy import groups, moves_bits, phases
 from cycleapp.imageio import load_rgb
 from cycleapp.matching import match_size
 from cycleapp.metrics import psnr
@@ -39,13 +39,10 @@ def ideal_bits(tables, q: torch.Tensor, moves: np.ndarray | None = None) -> tupl
     """Bits of the tables' moves, of the DC, and of every AC symbol (C - 1, H, W), under the coding
     tables moved by `moves`, by default as the encoder moves them for this code."""
     moves = tables.adaptation(q.numpy()) if moves is None else moves
-    move_bits = tables.moves_bits(moves)
     tables = tables.shifted(moves)
-    s = tables.symbols(q[None])
-    p = tables.dc_probabilities[dc_contexts(s[0, 0]).numpy(), (s[0, 0] + 4 * DC_CLAMP).numpy()]
-    dc_bits = -np.log2(np.maximum(p, 1e-300)).sum()
-    table = torch.from_numpy(tables.index)[torch.arange(q.shape[0] - 1).view(-1, 1, 1), tables.contexts(s)[0, 1:]]
-    return move_bits, float(dc_bits), tables.ac_bits[table, s[0, 1:] + AC_CLAMP]
+    s = tables.symbols(q[None])[0]
+    ac = tables.bits(tables.table(tables.contexts(s[None])[0, 1:]), s[1:])
+    return moves_bits(moves), float(tables.dc_bits(s[0].numpy()).sum()), ac
 
 
 @torch.no_grad()

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from cycleapp import checkpoint as ckpts
 from cycleapp.codec import quantized_code
-from cycleapp.entropy import AC_CLAMP, CONTEXTS, bucket, groups
+from cycleapp.entropy import CONTEXTS, TABLES, bucket, groups
 from cycleapp.imageio import load_rgb
 from train.calibrate import add_bits
 from train.data import SHARED, image_files
@@ -49,19 +49,18 @@ def block_classes(q: torch.Tensor, block: int) -> tuple[torch.Tensor, list[torch
 def costs(ckpt, images: list[np.ndarray], block: int):
     """Bits under each table, per (channel, context) and per (channel, context, class); class counts."""
     ac = ckpt.channels - 1
-    bits = ckpt.tables.ac_bits.double()  # (tables, symbols)
-    plain = torch.zeros(ac * CONTEXTS, len(bits), dtype=torch.float64)
-    split = torch.zeros(ac * CONTEXTS * CLASSES, len(bits), dtype=torch.float64)
+    every = torch.arange(TABLES)  # each cell's bits under every table of the family
+    plain = torch.zeros(ac * CONTEXTS, TABLES, dtype=torch.float64)
+    split = torch.zeros(ac * CONTEXTS * CLASSES, TABLES, dtype=torch.float64)
     side = torch.zeros(len(groups(ckpt.channels)), CLASSES, dtype=torch.float64)
     channel = torch.arange(ac).view(-1, 1, 1)
     for rgb in images:
         q = quantized_code(ckpt, rgb)[0].to(torch.int64)
         symbols = ckpt.tables.symbols(q[None])[0]
         cell = channel * CONTEXTS + ckpt.tables.contexts(symbols[None])[0, 1:]
-        symbol = symbols[1:] + AC_CLAMP
         classes, maps = block_classes(q, block)
-        add_bits(plain, cell, symbol, bits)
-        add_bits(split, cell * CLASSES + classes, symbol, bits)
+        add_bits(plain, cell, symbols[1:], ckpt.tables, every)
+        add_bits(split, cell * CLASSES + classes, symbols[1:], ckpt.tables, every)
         for g, m in enumerate(maps):
             side[g] += torch.bincount(m, minlength=CLASSES)
     return plain, split, side
