@@ -7,13 +7,17 @@
 
 Modules, one concern each: `layers` (tied building blocks), `entropy` (entropy models and the
 coder), `model` (the cycle model), `checkpoint` (weights on disk), `bitstream` (the .cyc container),
-`codec` (pixels <-> .cyc), `imageio` (reading any image), `codecs` (what a codec is, and the
+`codec` (pixels <-> .cyc), `residual` (the enhancement layer: high rates, near-lossless, lossless), `imageio` (reading any image), `codecs` (what a codec is, and the
 registry of all of them), `measure` (how we measure), `matching` (a codec at a given file size),
 `compare`, `sweeps`, `metrics` and `plots` (what the CLI, the app and the evaluation report),
 `api` and `pillow` (the Python API and the Pillow plug-in).
 
 The names above are imported on first use, so `import cycleapp` stays light (no torch).
 """
+
+# Raised with every change to the .cyc format or the weights (docs/release-policy.md, CHANGELOG.md);
+# pyproject.toml says the same.
+__version__ = "0.9.0"
 
 
 def __getattr__(name):

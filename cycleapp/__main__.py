@@ -4,10 +4,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 
 from . import checkpoint as ckpts
 from . import codecs as registry
-from .api import decode, encode
+from .api import MAX_ERROR_RANGE, TargetNotReached, decode, encode
 from .compare import LIMIT_NOTE, MAX_PIXELS as COMPARE_MAX_PIXELS, compare, format_table
 from .imageio import png_bytes, read_image, write_atomic
 
@@ -35,8 +36,23 @@ def parser() -> argparse.ArgumentParser:
 def size_options(p: argparse.ArgumentParser) -> None:
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--code-size", help="a preset (python -m cycleapp sizes)")
-    which.add_argument("--target-bytes", type=int, help="a file size: the nearest code size, its steps "
-                                                         "scaled to land within 3 %% of it")
+    which.add_argument("--target-bytes", type=int, help="a file size, from the smallest file to the "
+                                                         "lossless one: within 3 %% of it where the codec can")
+    if p.prog.endswith("encode"):
+        which.add_argument("--lossless", action="store_true", help="decode to the very same pixels")
+        which.add_argument("--max-error", type=max_error, metavar="N",
+                           help=f"every pixel of every channel within N of the input "
+                                f"({MAX_ERROR_RANGE[0]} to {MAX_ERROR_RANGE[1]})")
+
+
+def max_error(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = None
+    if n is None or not MAX_ERROR_RANGE[0] <= n <= MAX_ERROR_RANGE[1]:
+        raise argparse.ArgumentTypeError(f"must be a whole number from {MAX_ERROR_RANGE[0]} to {MAX_ERROR_RANGE[1]}")
+    return n
 
 
 def main(argv=None) -> int:
@@ -48,9 +64,19 @@ def main(argv=None) -> int:
                 raise ValueError(f"no checkpoints found in {ckpts.checkpoint_dir()}")
             for path in paths:
                 print(ckpts.by_name(path.stem).describe())
+            top, (lo, hi) = paths[-1].stem, registry.NEAR_LOSSLESS_RANGE
+            print(f"{registry.LOSSLESS}\t{top} + a pixel-domain layer: the very same pixels")
+            print(f"{registry.NEAR_LOSSLESS}N\t{top} + a pixel-domain layer: every pixel within N ({lo} to {hi})")
         elif args.command == "encode":
             rgb = read(args.input)
-            data = encode(rgb, args.code_size, args.target_bytes)  # encodes only: nothing decoded or measured
+            with warnings.catch_warnings(record=True) as caught:  # a target out of reach: a note
+                warnings.simplefilter("always", TargetNotReached)
+                data = encode(rgb, args.code_size, args.target_bytes, args.lossless, args.max_error)
+            for w in caught:
+                if issubclass(w.category, TargetNotReached):
+                    print(f"note: {w.message}", file=sys.stderr)
+                else:
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
             write_atomic(args.output, data)
             print(f"{args.output}: {len(data)} bytes, {8 * len(data) / (rgb.shape[0] * rgb.shape[1]):.4f} bpp")
         elif args.command == "decode":

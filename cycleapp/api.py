@@ -7,6 +7,8 @@ width or height over 1,048,560) are refused with ValueError before any conversio
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from PIL import Image
 
@@ -15,7 +17,7 @@ from . import codecs as registry
 from .imageio import size_problem, to_rgb8
 from .matching import match_learned
 
-DEFAULT_CODE_SIZE = "medium"
+DEFAULT_CODE_SIZE = registry.DEFAULT_CODE_SIZE
 
 
 def as_rgb(image) -> np.ndarray:
@@ -42,12 +44,40 @@ def check_size(width: int, height: int) -> None:
         raise ValueError(problem)
 
 
-def encode(image, code_size: str = DEFAULT_CODE_SIZE, target_bytes: int | None = None) -> bytes:
-    """The bytes of a .cyc file for an image, at a code size (`python -m cycleapp sizes`), or, if
-    `target_bytes` is given, as near that size as the model reaches (within 3 % where it can)."""
+MAX_ERROR_RANGE = registry.NEAR_LOSSLESS_RANGE  # near-lossless: every pixel within N of the input
+
+
+class TargetNotReached(UserWarning):
+    """A target size the codec cannot reach on this image (below its smallest file, above its
+    lossless one, or between two of its files): the file written is the nearest it makes, and
+    the warning's message says how far off. `warnings.catch_warnings(record=True)` sees it."""
+
+
+def encode(image, code_size: str = DEFAULT_CODE_SIZE, target_bytes: int | None = None,
+           lossless: bool = False, max_error: int | None = None) -> bytes:
+    """The bytes of a .cyc file for an image, in one of four modes:
+    - a code size (`python -m cycleapp sizes`), the default;
+    - `target_bytes`: as near that size as the codec reaches, from its smallest file to lossless
+      (within 3 % where it can; a `TargetNotReached` warning where it cannot);
+    - `lossless=True`: the decoded pixels equal the image's 8-bit RGB bit for bit;
+    - `max_error=N` (1 to 16): every pixel of every channel within N of the image's.
+    Only the code size may be given together with another mode (it is then ignored)."""
+    modes = (target_bytes is not None) + bool(lossless) + (max_error is not None)
+    if modes > 1:
+        raise ValueError("choose one of target_bytes, lossless and max_error")
+    if max_error is not None and not (isinstance(max_error, (int, np.integer)) and not isinstance(max_error, bool)
+                                      and MAX_ERROR_RANGE[0] <= max_error <= MAX_ERROR_RANGE[1]):
+        raise ValueError(f"max_error must be a whole number from {MAX_ERROR_RANGE[0]} to {MAX_ERROR_RANGE[1]}")
+    rgb = as_rgb(image)
     if target_bytes is not None:
-        return match_learned(as_rgb(image), int(target_bytes)).data
-    return registry.learned(code_size).encode(as_rgb(image))
+        m = match_learned(rgb, int(target_bytes))
+        if m.note:
+            warnings.warn(TargetNotReached(f"target {int(target_bytes):,} bytes not reached: {m.note}; "
+                                           f"the file is {len(m.data):,} bytes"), stacklevel=2)
+        return m.data
+    if lossless or max_error is not None:
+        code_size = registry.LOSSLESS if lossless else f"{registry.NEAR_LOSSLESS}{int(max_error)}"
+    return registry.learned(code_size).encode(rgb)
 
 
 def decode(data: bytes) -> np.ndarray:

@@ -29,6 +29,17 @@ of one of four shapes, the Laplace among them (`entropy.ac_tables`); the contain
 Four passes (format version 8): each channel group is decoded in four passes over a 2x2 pattern of
 positions instead of two, the later ones reading more of their own channel's decoded neighbours
 (`entropy.phases`); the container is unchanged.
+
+An enhancement layer (format version 9): after the learned code's payload length, the layer's kind
+u8 (1: the pixel-domain residual of `residual`, for near-lossless and lossless files; 2: the
+transform-domain residual of `dct_layer`, for lossy files above the presets), its step u16 (in
+sixteenths of a pixel value, never 0) and the length u32 of a second payload; then the two payloads.
+The layer's coder is sealed like the first's, from the same header with a different salt. A file without that layer is still
+written as version 8, so the presets' files are the same bytes as before.
+
+From version 8 on, every version stays readable by every later release (docs/release-policy.md):
+`READABLE` only grows. Files of versions 1 to 7 name the last commit that wrote them
+(`OLDER_RELEASES`).
 """
 from __future__ import annotations
 
@@ -37,8 +48,16 @@ import zlib
 from dataclasses import dataclass
 
 MAGIC = b"CYC"
-VERSION = 8
+VERSION = 9  # the newest version this build writes
+READABLE = (8, 9)  # every version from 8 on, forever
+BASE_ONLY = 8  # the version of a file without an enhancement layer
 _HEADER = struct.Struct("<3sB8sIIHHHbI")
+_LAYER = struct.Struct("<BHI")  # format 9: layer kind, step, layer payload length
+LAYER_KINDS = (1, 2)  # 1: pixel domain (`residual`), 2: transform domain (`dct_layer`)
+# The last commit of the CycleCodec repository that wrote each format before 8 (with the weights of
+# that commit): a file of that version decodes in a checkout of it.
+OLDER_RELEASES = {1: "ac271cb", 2: "ad57aa5", 3: "f9c7a47", 4: "e3e03f9", 5: "6b06ba3", 6: "31830f3",
+                  7: "2f283b2"}
 _CRC = struct.Struct("<I")
 MAX_PIXELS = 100_000_000  # the same bound as for input images
 BLOCK = 16  # pixels per code position (model.FACTOR), on each side
@@ -71,21 +90,37 @@ class CycFile:
     code_shape: tuple[int, int, int]
     payload: bytes  # (a memoryview into the file's bytes when read, to spare a copy)
     step_shift: int = 0
+    layer_kind: int = 0  # the enhancement layer's kind (LAYER_KINDS); 0: none (format 8)
+    layer_step: int = 0  # its step, in sixteenths of a pixel value
+    layer: bytes = b""  # its payload
+
+    @property
+    def version(self) -> int:
+        return VERSION if self.layer_kind else BASE_ONLY
+
+    def _fields(self, payload_length: int, layer_length: int) -> bytes:
+        head = _HEADER.pack(MAGIC, self.version, self.checkpoint_id, self.width, self.height,
+                            *self.code_shape, self.step_shift, payload_length)
+        return head + (_LAYER.pack(self.layer_kind, self.layer_step, layer_length) if self.layer_kind else b"")
 
     @property
     def seal(self) -> int:
         """The entropy coder's initial (and, for the decoder, final) state, in [2^32, 2^33): it binds
         the payload to every header field but its length."""
-        fields = _HEADER.pack(MAGIC, VERSION, self.checkpoint_id, self.width, self.height,
-                              *self.code_shape, self.step_shift, 0)[:-4]
-        return (1 << 32) | zlib.crc32(fields)
+        return (1 << 32) | zlib.crc32(self._fields(0, 0)[:_HEADER.size - 4])
+
+    def layer_seal(self, base) -> int:
+        """The enhancement layer's seal: the same header fields, salted, so neither payload decodes
+        in the other's place, and the CRC-32 of the base's pixels (H, W, 3 uint8, row-major): a layer
+        is coded over exact pixels, and over any others it is refused, never decoded."""
+        pixels = zlib.crc32(memoryview(base).cast("B")).to_bytes(4, "little")
+        return (1 << 32) | zlib.crc32(self._fields(0, 0) + b"enhancement" + pixels)
 
     def to_bytes(self) -> bytes:
         """The file's bytes. Fields are written as they are (a test may write what no encoder
         would; `codec.encode` checks the image first); ValueError for one the header cannot hold."""
         try:
-            head = _HEADER.pack(MAGIC, VERSION, self.checkpoint_id, self.width, self.height,
-                                *self.code_shape, self.step_shift, len(self.payload)) + self.payload
+            head = self._fields(len(self.payload), len(self.layer)) + self.payload + self.layer
         except struct.error as e:
             raise ValueError(f"a .cyc header field is out of range ({e})") from None
         return head + _CRC.pack(zlib.crc32(head))
@@ -95,17 +130,25 @@ class CycFile:
         """Parse and check the container: framing, checksum, and the header fields against each other."""
         if len(data) < 4 or data[:3] != MAGIC:
             raise BitstreamError("not a .cyc file (bad magic number)")
-        if data[3] < VERSION:
-            raise BitstreamError(f".cyc format version {data[3]} is from an older CycleCodec; this build "
-                                 f"reads version {VERSION} only (encode the image again)")
-        if data[3] != VERSION:
-            raise BitstreamError(f"unsupported .cyc format version {data[3]} (this build reads {VERSION})")
-        if len(data) < _HEADER.size + _CRC.size:
+        version = data[3]
+        if version in OLDER_RELEASES:
+            commit = OLDER_RELEASES[version]
+            raise BitstreamError(f".cyc format version {version} is from an early CycleCodec that no release "
+                                 f"reads any more; commit {commit} of the CycleCodec repository decodes it "
+                                 f"(git checkout {commit}, then pip install -r requirements.txt and "
+                                 f"python -m cycleapp decode)")
+        if version not in READABLE:
+            raise BitstreamError(f"unsupported .cyc format version {version} (this build reads "
+                                 f"{', '.join(map(str, READABLE))}: a newer CycleCodec wrote it)")
+        layer = _LAYER.size if version >= 9 else 0
+        if len(data) < _HEADER.size + layer + _CRC.size:
             raise BitstreamError("truncated .cyc file (header incomplete)")
         magic, version, cid, width, height, c, h, w, shift, n = _HEADER.unpack_from(data)
-        if len(data) != _HEADER.size + n + _CRC.size:
+        kind, step, m = _LAYER.unpack_from(data, _HEADER.size) if layer else (0, 0, 0)
+        start = _HEADER.size + layer
+        if len(data) != start + n + m + _CRC.size:
             raise BitstreamError(f"truncated or padded .cyc file ({len(data)} bytes, header says "
-                                 f"{_HEADER.size + n + _CRC.size})")
+                                 f"{start + n + m + _CRC.size})")
         view = memoryview(data)
         (crc,) = _CRC.unpack_from(data, len(data) - _CRC.size)
         if zlib.crc32(view[:-_CRC.size]) != crc:
@@ -117,4 +160,8 @@ class CycFile:
         if n % 4 or n < 8:
             raise BitstreamError(f"corrupted .cyc file (a payload of {n} bytes: the coder writes whole "
                                  "32-bit words, at least the two of its final state)")
-        return cls(cid, width, height, (c, h, w), view[_HEADER.size:_HEADER.size + n], shift)
+        if layer and (kind not in LAYER_KINDS or step == 0 or m % 4 or m < 8):
+            raise BitstreamError(f"corrupted .cyc file (an enhancement layer of kind {kind}, {m} bytes, "
+                                 f"step {step})")
+        return cls(cid, width, height, (c, h, w), view[start:start + n], shift, kind, step,
+                   view[start + n:start + n + m])

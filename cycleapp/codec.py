@@ -1,10 +1,14 @@
 """The learned codec: RGB pixels <-> `.cyc` bytes with one checkpoint."""
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
+
 import numpy as np
 import torch
 
 from . import checkpoint as ckpts
+from . import dct_layer, residual
 from .bitstream import BitstreamError, CycFile, code_shape, unstorable_size
 from .checkpoint import Checkpoint
 from .entropy import GRID_RATIO
@@ -140,20 +144,88 @@ def reconstruct(ckpt: Checkpoint, rgb: np.ndarray, rdoq_weight: float = RDOQ_WEI
     return reconstruct_from_code(ckpt, code, *rgb.shape[:2], step_shift)
 
 
-def encode(ckpt: Checkpoint, rgb: np.ndarray, rdoq_weight: float = RDOQ_WEIGHT, step_shift: int = 0) -> bytes:
+# The enhancement layers of format 9, by kind: the pixel domain (near-lossless and lossless) and
+# the transform domain (lossy files above the presets).
+PIXELS, TRANSFORM = 1, 2
+LAYERS = {PIXELS: residual, TRANSFORM: dct_layer}
+
+
+def encode(ckpt: Checkpoint, rgb: np.ndarray, rdoq_weight: float = RDOQ_WEIGHT, step_shift: int = 0,
+           layer: tuple[int, int] | None = None) -> bytes:
     """Compress an (H, W, 3) uint8 image into the bytes of a .cyc file.
 
     rdoq_weight: the encoder's rounding trade-off (inf: plain rounding); step_shift: quantisation
-    steps GRID_RATIO ** (step_shift / 8) times the checkpoint's (positive: a smaller file)."""
+    steps GRID_RATIO ** (step_shift / 8) times the checkpoint's (positive: a smaller file);
+    layer: (kind, step) of an enhancement layer over the learned code's reconstruction (LAYERS),
+    the step in sixteenths of a pixel value (PIXELS at 16 is lossless, at 16 * (2N + 1) keeps every
+    pixel within N), or None."""
+    return encode_layers(ckpt, rgb, rdoq_weight, step_shift, layer)[0]
+
+
+def encode_layers(ckpt: Checkpoint, rgb: np.ndarray, rdoq_weight: float = RDOQ_WEIGHT, step_shift: int = 0,
+                  layer: tuple[int, int] | None = None,
+                  base: tuple[bytes, np.ndarray] | None = None) -> tuple[bytes, np.ndarray | None]:
+    """`encode`, and the pixels the file decodes to where the encoder knows them without decoding
+    (with an enhancement layer; None without). `base`: the learned code's payload and reconstruction
+    at this checkpoint and step shift, if the caller has them already (rate control tries several
+    steps over one base)."""
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8 or min(rgb.shape[:2]) < 1:
         raise ValueError("expected an RGB image of shape (H, W, 3), uint8, at least 1x1")
     if problem := unstorable_size(rgb.shape[1], rgb.shape[0]):
         raise ValueError(f"cannot encode this image: {problem}")
     check_step_shift(step_shift)
-    code = quantized_code(ckpt, rgb, rdoq_weight, step_shift)[0].numpy()
-    cyc = CycFile(ckpt.id, rgb.shape[1], rgb.shape[0], code.shape, b"", int(step_shift))
-    cyc.payload = ckpt.tables.shifted(table_shift(step_shift)).encode(code, cyc.seal)
-    return cyc.to_bytes()
+    kind, step = layer or (0, 0)
+    if layer is not None and (kind not in LAYERS or not isinstance(step, (int, np.integer))
+                              or not LAYERS[kind].MIN_STEP <= step <= LAYERS[kind].MAX_STEP):
+        raise ValueError(f"an enhancement layer is (kind, step): kind one of {sorted(LAYERS)}, its step "
+                         f"within that kind's MIN_STEP and MAX_STEP")
+    cyc = CycFile(ckpt.id, rgb.shape[1], rgb.shape[0], code_shape(ckpt.channels, rgb.shape[1], rgb.shape[0]),
+                  b"", int(step_shift), int(kind), int(step))
+    if base is None:
+        base = base_layer(ckpt, rgb, rdoq_weight, step_shift, cyc.seal, with_pixels=bool(kind))
+    cyc.payload, pixels = base
+    if kind:
+        cyc.layer, pixels = LAYERS[kind].encode_layer(rgb, pixels, int(step), cyc.layer_seal(pixels))
+    return cyc.to_bytes(), pixels if kind else None
+
+
+@contextmanager
+def one_thread():
+    """Run the transform on one thread. A convolution's float32 sums are split across threads, so
+    their last bits (and a few pixels, by 1) can depend on the thread count (on a 16-core machine:
+    the same at 1 to 4 and 8 threads, not at 5 to 7). An enhancement layer is coded over the base's
+    exact pixels, so a file with one makes and reads its base on one thread, whatever the machine
+    (and its layer's seal binds the base's pixels: any other base is refused, never decoded)."""
+    with _one_thread:
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
+
+_one_thread = threading.Lock()
+
+
+def layered_base(ckpt: Checkpoint, rgb: np.ndarray, rdoq_weight: float = RDOQ_WEIGHT,
+                 step_shift: int = 0) -> tuple[bytes, np.ndarray]:
+    """The learned code's payload and pixels of an image as a file with an enhancement layer
+    holds it (its seal is the format 9 header's), for `encode_layers` to reuse over many steps."""
+    shape = code_shape(ckpt.channels, rgb.shape[1], rgb.shape[0])
+    seal = CycFile(ckpt.id, rgb.shape[1], rgb.shape[0], shape, b"", int(step_shift), layer_kind=PIXELS).seal
+    return base_layer(ckpt, rgb, rdoq_weight, step_shift, seal)
+
+
+def base_layer(ckpt: Checkpoint, rgb: np.ndarray, rdoq_weight: float, step_shift: int, seal: int,
+               with_pixels: bool = True) -> tuple[bytes, np.ndarray | None]:
+    """The learned code's payload of an image, and (if asked) the pixels it decodes to."""
+    code = quantized_code(ckpt, rgb, rdoq_weight, step_shift)
+    payload = ckpt.tables.shifted(table_shift(step_shift)).encode(code[0].numpy(), seal)
+    if not with_pixels:
+        return payload, None
+    with one_thread():
+        return payload, reconstruct_from_code(ckpt, code, *rgb.shape[:2], step_shift)
 
 
 def read_code(data: bytes, ckpt: Checkpoint | None = None) -> tuple[CycFile, Checkpoint, np.ndarray]:
@@ -168,6 +240,13 @@ def read_code(data: bytes, ckpt: Checkpoint | None = None) -> tuple[CycFile, Che
     expected = code_shape(ckpt.channels, cyc.width, cyc.height)
     if cyc.code_shape != expected:
         raise BitstreamError(f"corrupted .cyc file (code shape {cyc.code_shape}, expected {expected})")
+    layer = LAYERS.get(cyc.layer_kind)
+    if layer and not layer.MIN_STEP <= cyc.layer_step <= layer.MAX_STEP:
+        raise BitstreamError(f"corrupted .cyc file (an enhancement layer of kind {cyc.layer_kind} at step "
+                             f"{cyc.layer_step}: that kind's steps are {layer.MIN_STEP} to {layer.MAX_STEP})")
+    if layer and len(cyc.layer) > layer.payload_limit(cyc.height, cyc.width):
+        raise BitstreamError(f"corrupted .cyc file (an enhancement layer of {len(cyc.layer)} bytes "
+                             f"for a {cyc.width}x{cyc.height} image)")
     try:
         code = ckpt.tables.shifted(table_shift(cyc.step_shift)).decode(cyc.payload, cyc.code_shape, cyc.seal)
     except ValueError as e:
@@ -179,6 +258,16 @@ def decode(data: bytes, ckpt: Checkpoint | None = None) -> np.ndarray:
     """Decompress .cyc bytes to (H, W, 3) uint8 pixels; finds the checkpoint by its id if not given.
 
     Whatever the file says, memory stays bounded: the container caps the image size, the payload's
-    size must fit the code's (checked before decoding) and the transform runs in tiles."""
+    size must fit the code's (checked before decoding) and the transform runs in tiles (an
+    enhancement layer works on the whole image: about 100 bytes a pixel)."""
     cyc, ckpt, code = read_code(data, ckpt)
-    return reconstruct_from_code(ckpt, torch.from_numpy(code)[None], cyc.height, cyc.width, cyc.step_shift)
+    code = torch.from_numpy(code)[None]
+    if not cyc.layer_kind:
+        return reconstruct_from_code(ckpt, code, cyc.height, cyc.width, cyc.step_shift)
+    with one_thread():
+        base = reconstruct_from_code(ckpt, code, cyc.height, cyc.width, cyc.step_shift)
+    try:
+        return LAYERS[cyc.layer_kind].decode_layer(cyc.layer, base, cyc.layer_step, cyc.layer_seal(base))
+    except ValueError as e:
+        raise BitstreamError(f"corrupted .cyc enhancement layer, or a base this machine's transform "
+                             f"makes differently from the encoder's ({e})") from None

@@ -15,19 +15,24 @@ from __future__ import annotations
 import io
 import threading
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageFile
 
 from . import checkpoint as ckpts
-from . import codec
+from . import codec, residual
 from . import imageio  # noqa: F401  (registers the HEIF and JPEG XL plug-ins)
 from .checkpoint import Checkpoint
 
 LEARNED = "cycle"  # the name of the learned codec's entries: the codec this project is about
 DEFAULT_RDOQ_WEIGHT = codec.RDOQ_WEIGHT
+FINEST = 16  # the finest step offset rate control tries: two grid steps finer than trained
+# The layered codec's base: the largest code size at that finest offset, so that its smallest file
+# (the base and a layer of zeros) is as good as the best file of the code sizes alone, and a larger
+# target never gives a worse image across the switch from one to the other.
+BASE_SHIFT = -FINEST
 
 
 @dataclass(frozen=True)
@@ -154,7 +159,9 @@ class CycleCodec(Codec):
     name = LEARNED
     label = "CycleCodec"
     settings = (0,)
-    search = Search(-codec.STEP_SHIFT_RANGE[1], -codec.STEP_SHIFT_RANGE[0], "integer")
+    # Finer than FINEST the symbols would run past the coding tables' range and the image fall apart
+    # (kodim23: 26.9 dB at 2 bpp); beyond the largest code size the layered codec takes over.
+    search = Search(-codec.STEP_SHIFT_RANGE[1], FINEST, "integer")
 
     @property
     def variant(self) -> str:
@@ -176,6 +183,101 @@ class CycleCodec(Codec):
         """The integer code (C, H/16, W/16) stored in a .cyc file: entropy decoding only, so a view
         of the code needs no second encode."""
         return codec.read_code(data, self.checkpoint)[2]
+
+
+LAYERED = "layered"  # the variant of the learned codec that adds an enhancement layer
+# The layered codec's settings, smallest file first: the transform-domain layer (`dct_layer`) at
+# steps from 512 down to 3, 16 settings an octave; then the pixel-domain layer (`residual`) at a step
+# of 3 (every pixel within 1), 2, and 1 (lossless). Each is a larger file and a better image than the
+# one before: at a step of 3 the transform-domain layer's errors (about 49 dB) are still above the
+# pixel-domain layer's at the same step (every error within 1: about 50 dB and up).
+TRANSFORM_STEPS = tuple(round(codec.dct_layer.STEP_UNIT * 512 * 2 ** (-i / 16))
+                        for i in range(int(16 * np.log2(512 / 3)) + 1))
+PIXEL_STEPS = (3 * residual.STEP_UNIT, 2 * residual.STEP_UNIT, residual.STEP_UNIT)
+LADDER = len(TRANSFORM_STEPS) + len(PIXEL_STEPS) - 1  # the lossless setting
+
+
+def ladder_layer(setting: int) -> tuple[int, int]:
+    """The enhancement layer (kind, step) of a layered setting, 0 to LADDER (lossless)."""
+    setting = min(max(int(setting), 0), LADDER)
+    if setting < len(TRANSFORM_STEPS):
+        return codec.TRANSFORM, TRANSFORM_STEPS[setting]
+    return codec.PIXELS, PIXEL_STEPS[setting - len(TRANSFORM_STEPS)]
+
+
+DEFAULT_CODE_SIZE = "medium"  # the API's, the plug-in's and the app's code size when none is chosen
+LOSSLESS = "lossless"  # the learned codec's mode whose files decode to the very same pixels
+NEAR_LOSSLESS = "within-"  # "within-N": every pixel of every channel within N (1 to 16) of the image's
+NEAR_LOSSLESS_RANGE = (1, 16)
+
+
+@dataclass(frozen=True)
+class LayeredCodec(Codec):
+    """The learned codec beyond its presets: the largest code size plus an enhancement layer
+    (`codec.LAYERS`), from that code size's own file up to lossless.
+
+    The setting picks the layer and its step on a ladder (`ladder_layer`). A mode (`mode_name`:
+    lossless, near-lossless) is this codec with one fixed layer: its only setting, never matched to
+    a size. `base`, if given, is the learned code's payload and reconstruction of one image, made
+    once and reused by every setting tried on that image (rate control tries several)."""
+    checkpoint: Checkpoint = field(repr=False)
+    fixed: tuple[int, int] | None = None  # a mode's one layer (kind, step); None: the ladder
+    variant: str = LAYERED
+    base: tuple | None = field(default=None, repr=False, compare=False)  # (image, payload, pixels)
+    name = LEARNED
+    label = "CycleCodec"
+
+    @property
+    def settings(self) -> tuple:
+        return (0,) if self.fixed else (60, 84, 100, 114, LADDER - 1)  # a curve from about 0.5 bpp to 51 dB
+
+    @property
+    def search(self) -> Search | None:
+        return None if self.fixed else Search(0, LADDER, "integer")
+
+    def layer(self, setting) -> tuple[int, int]:
+        return self.fixed or ladder_layer(setting)
+
+    def for_image(self, rgb: np.ndarray) -> "LayeredCodec":
+        """The same codec with the base layer of this image made once."""
+        return replace(self, base=(rgb, *codec.layered_base(self.checkpoint, rgb, step_shift=BASE_SHIFT)))
+
+    def encode(self, rgb: np.ndarray, setting=None) -> bytes:
+        setting = self.default if setting is None else int(setting)
+        base = self.base[1:] if self.base is not None and self.base[0] is rgb else None
+        return codec.encode_layers(self.checkpoint, rgb, step_shift=BASE_SHIFT, layer=self.layer(setting),
+                                   base=base)[0]
+
+    def decode(self, data: bytes) -> np.ndarray:
+        return codec.decode(data, self.checkpoint)
+
+    def describe(self, setting) -> str:
+        kind, step = self.layer(setting)
+        if kind == codec.PIXELS:
+            return f"{self.checkpoint.name} + lossless layer" if step == residual.STEP_UNIT else \
+                f"{self.checkpoint.name} + pixel layer, every error within {residual.max_error(step)}"
+        return f"{self.checkpoint.name} + DCT layer, step {step / residual.STEP_UNIT:.3g}"
+
+
+def mode(name: str) -> LayeredCodec | None:
+    """The learned codec's mode of this name (`LOSSLESS`, or `NEAR_LOSSLESS` + N), or None if the name
+    is not one; ValueError for a near-lossless N out of range."""
+    if name == LOSSLESS:
+        step = residual.STEP_UNIT
+    elif name.startswith(NEAR_LOSSLESS) and name[len(NEAR_LOSSLESS):].isdigit():
+        n = int(name[len(NEAR_LOSSLESS):])
+        lo, hi = NEAR_LOSSLESS_RANGE
+        if not lo <= n <= hi:
+            raise ValueError(f"near-lossless N must be from {lo} to {hi}, not {n}")
+        step = residual.near_lossless_step(n)
+    else:
+        return None
+    return replace(layered(), fixed=(codec.PIXELS, step), variant=name)
+
+
+def mode_names() -> list[str]:
+    """The modes the app offers beside the code sizes."""
+    return [LOSSLESS, *(f"{NEAR_LOSSLESS}{n}" for n in (1, 2, 4))]
 
 
 def _jpeg2000(bpp: float) -> dict:
@@ -226,9 +328,27 @@ def check(requested: list[str], allowed: list[str]) -> None:
         raise ValueError(f"unknown codec(s) {', '.join(unknown)} (choose from {', '.join(allowed)})")
 
 
-def learned(code_size: str, rdoq_weight: float = DEFAULT_RDOQ_WEIGHT) -> CycleCodec:
-    """The learned codec at a code size; ValueError naming the installed sizes if unknown."""
+def learned(code_size: str, rdoq_weight: float = DEFAULT_RDOQ_WEIGHT) -> Codec:
+    """The learned codec at a code size, `LAYERED` (the largest with an enhancement layer) or a mode
+    (`mode`: lossless, near-lossless); ValueError naming the installed sizes if unknown."""
+    if code_size == LAYERED:
+        return layered()
+    if (entry := mode(code_size)) is not None:
+        return entry
     return CycleCodec(ckpts.by_name(code_size), rdoq_weight)
+
+
+def presets(rdoq_weight: float = DEFAULT_RDOQ_WEIGHT) -> list[CycleCodec]:
+    """The learned codec at each installed code size, smallest first."""
+    return [CycleCodec(ckpts.by_name(p.stem), rdoq_weight) for p in ckpts.available()]
+
+
+def layered() -> LayeredCodec:
+    """The learned codec's largest code size with an enhancement layer."""
+    paths = ckpts.available()
+    if not paths:
+        raise ValueError(f"no checkpoints found in {ckpts.checkpoint_dir()}")
+    return LayeredCodec(ckpts.by_name(paths[-1].stem))
 
 
 def get(name: str) -> Codec:
@@ -241,5 +361,5 @@ def family(name: str, rdoq_weight: float = DEFAULT_RDOQ_WEIGHT) -> list[Codec]:
     """Every entry of a name: the learned codec at each installed code size (smallest first), or
     the one entry of a classical codec. Its points over their settings make one RD curve."""
     if name == LEARNED:
-        return [learned(p.stem, rdoq_weight) for p in ckpts.available()]
+        return [*presets(rdoq_weight), layered()]
     return [get(name)]

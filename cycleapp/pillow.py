@@ -1,8 +1,9 @@
 """A Pillow plug-in for .cyc files, as pillow-heif is for HEIF.
 
 After `cycleapp.register()` (or `import cycleapp.pillow`), `Image.open("photo.cyc")` decodes a
-.cyc file and `img.save("photo.cyc", code_size="medium")` (or `target_bytes=20000`, as
-`cycleapp.encode` takes them) writes one. Errors are the ones Pillow
+.cyc file and `img.save("photo.cyc", code_size="medium")` (or `target_bytes=20000`,
+`lossless=True` as for WebP, `max_error=2`, as `cycleapp.encode` takes them) writes one; a target
+out of reach warns as `cycleapp.encode` does (`api.TargetNotReached`). Errors are the ones Pillow
 users expect: `UnidentifiedImageError` for a file that is not an image, `OSError` for a damaged
 .cyc file or one whose checkpoint is not installed, `ValueError` for an unknown code size.
 """
@@ -50,7 +51,8 @@ def _save(im: Image.Image, fp, filename) -> None:
     from .api import DEFAULT_CODE_SIZE, encode
 
     info = im.encoderinfo
-    fp.write(encode(im, info.get("code_size", DEFAULT_CODE_SIZE), info.get("target_bytes")))
+    fp.write(encode(im, info.get("code_size", DEFAULT_CODE_SIZE), info.get("target_bytes"),
+                    bool(info.get("lossless", False)), info.get("max_error")))
 
 
 def register() -> None:

@@ -93,7 +93,7 @@ def test_jpeg_xl_is_matched_within_three_percent(photo, target):
 def test_curves_sweep_every_entry(photo):
     small = np.ascontiguousarray(photo[:192, :192])
     learned = sweeps.curve(registry.LEARNED, small)
-    assert len(learned) == len(registry.family(registry.LEARNED)) >= 5
+    assert len(learned) == sum(len(e.settings) for e in registry.family(registry.LEARNED)) >= 10
     jxl = sweeps.curve("jxl", small)
     assert len(jxl) == len(registry.get("jxl").settings)
     for points in (learned, jxl):
@@ -181,18 +181,22 @@ class _Sized(registry.Codec):
 @pytest.mark.parametrize("target", [1, 320, 700, 1000, 2100, 10 ** 6])
 def test_match_learned_bisects_the_code_sizes_and_encodes_nothing_twice(naturals, target, monkeypatch):
     """Files grow with the code size, so bisection finds the size nearest the target in ratio (the
-    one an encode of every size would pick) with at most 3 of 5 such encodes, and the step search
-    starts from that size's file: no (size, setting) is encoded twice."""
+    one an encode of every size would pick) with at most 4 of 5 such encodes (the largest first:
+    above its file the layered codec takes over), and the step search starts from that size's
+    file: no (size, setting) is encoded twice."""
     from cycleapp import matching
 
     calls = []
     entries = [_Sized(f"s{i}", n, calls) for i, n in enumerate(naturals)]
-    monkeypatch.setattr(registry, "family", lambda name: entries)
+    monkeypatch.setattr(registry, "presets", lambda *args: entries)
     m = matching.match_learned(np.zeros((4, 4, 3), np.uint8), target)
     nearest = min(range(len(naturals)), key=lambda i: abs(np.log(naturals[i] / target)))
-    assert m.variant == f"s{nearest}"
+    if target > (1 + matching.TOLERANCE) * naturals[-1]:
+        assert m.variant == registry.LAYERED
+    else:
+        assert m.variant == f"s{nearest}"
     assert len(calls) == len(set(calls))
-    assert sum(setting == 0 for _, setting in calls) <= min(len(naturals), 3)
+    assert sum(setting == 0 for _, setting in calls) <= min(len(naturals), 4)
     assert m.encoded == (m.data, m.encode_s) and m.encode_s is not None
 
 

@@ -52,9 +52,16 @@ def measure_checkpoint(ckpt, directory: Path, limit: int | None = None) -> dict:
 
 
 def operating_points(names: list[str], rdoq_weight: float) -> dict[str, list[tuple]]:
-    """Per codec name, its (entry, setting) points: every entry of the name over its sweep."""
-    return {name: [(entry, s) for entry in registry.family(name, rdoq_weight) for s in entry.settings]
+    """Per codec name, its (entry, setting) points: every entry of the name over its sweep (the
+    learned codec: its code sizes, the range these results report; `train.highrate` measures the
+    layered codec above them)."""
+    return {name: [(entry, s) for entry in learned_or_family(name, rdoq_weight) for s in entry.settings]
             for name in names}
+
+
+def learned_or_family(name: str, rdoq_weight: float = registry.DEFAULT_RDOQ_WEIGHT) -> list:
+    """The learned codec's code sizes, or every entry of a classical codec."""
+    return registry.presets(rdoq_weight) if name == registry.LEARNED else registry.family(name, rdoq_weight)
 
 
 def evaluate(files: list[Path], names: list[str], rdoq_weight: float = registry.DEFAULT_RDOQ_WEIGHT) -> dict:
@@ -92,7 +99,7 @@ def matched(files: list[Path], names: list[str], rdoq_weight: float = registry.D
     point every codec then has the learned codec's file size on every image (within the match's
     tolerance; "missed" counts the matches outside it, a codec that cannot go that small, say), so
     the mean curves compare the codecs, not how each spreads its bits over the images."""
-    sizes = registry.family(registry.LEARNED, rdoq_weight)
+    sizes = registry.presets(rdoq_weight)
     values = {name: [[] for _ in sizes] for name in [registry.LEARNED, *names]}
     missed = dict.fromkeys(values, 0)
     for path in tqdm(files, desc="matched"):
@@ -149,7 +156,7 @@ def rate_control(files: list[Path]) -> dict:
     """Points of the learned codec between its code sizes: for each pair of neighbouring sizes, the
     geometric mean of their file sizes as the target (per image), and how far the point lands from
     the straight line joining the two sizes' points (PSNR over log-rate; positive = above it)."""
-    sizes = registry.family(registry.LEARNED)
+    sizes = registry.presets()
     gaps, misses = [], []
     for path in files:
         rgb = load_rgb(path)

@@ -1,0 +1,66 @@
+"""Speed of the high rates and of lossless against JPEG 2000, on one photo, in one run.
+
+    python tests/bench_highrate.py ../shared/data/dev/clic2025-val/22ea12c903e41583b7c469cb86040157.png
+
+Prints, best of `--runs`: JPEG 2000 at 2 bpp (encode, decode); CycleCodec with `--target-bytes` at
+2 bpp (the rate control's search and its one file's decode), a single encode at the setting that
+search chose, and lossless (encode, decode); each CycleCodec time also as a multiple of JPEG 2000's
+encode + decode.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from cycleapp import api, codec  # noqa: E402
+from cycleapp import codecs as registry  # noqa: E402
+from cycleapp.imageio import read_image  # noqa: E402
+from cycleapp.matching import match_learned  # noqa: E402
+
+
+def best(runs: int, f):
+    times, out = [], None
+    for _ in range(runs):
+        start = time.perf_counter()
+        out = f()
+        times.append(time.perf_counter() - start)
+    return min(times), out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("image")
+    p.add_argument("--bpp", type=float, default=2.0)
+    p.add_argument("--runs", type=int, default=2)
+    args = p.parse_args()
+    rgb = read_image(args.image).rgb
+    pixels = rgb.shape[0] * rgb.shape[1]
+    target = round(args.bpp * pixels / 8)
+    j2k = registry.get("jpeg2000")
+    j2k_encode, data = best(args.runs, lambda: j2k.encode(rgb, args.bpp))
+    j2k_decode, _ = best(args.runs, lambda: j2k.decode(data))
+    reference = j2k_encode + j2k_decode
+    print(f"{args.image}: {rgb.shape[1]}x{rgb.shape[0]}")
+    print(f"JPEG 2000 at {args.bpp} bpp: encode {j2k_encode:.2f} s, decode {j2k_decode:.2f} s "
+          f"({8 * len(data) / pixels:.3f} bpp)")
+    search, m = best(args.runs, lambda: match_learned(rgb, target))
+    decode, _ = best(args.runs, lambda: codec.decode(m.data))
+    print(f"CycleCodec --target-bytes at {args.bpp} bpp: search and encode {search:.2f} s, decode {decode:.2f} s "
+          f"({8 * len(m.data) / pixels:.3f} bpp, {registry.learned(m.variant).describe(m.setting)}): "
+          f"{(search + decode) / reference:.1f}x JPEG 2000")
+    entry = registry.learned(m.variant)
+    once, _ = best(args.runs, lambda: entry.encode(rgb, m.setting))
+    print(f"CycleCodec, one encode at that setting: {once:.2f} s; with its decode "
+          f"{(once + decode) / reference:.1f}x JPEG 2000")
+    encode, lossless = best(args.runs, lambda: api.encode(rgb, lossless=True))
+    decode, _ = best(args.runs, lambda: codec.decode(lossless))
+    print(f"CycleCodec lossless: encode {encode:.2f} s, decode {decode:.2f} s ({8 * len(lossless) / pixels:.3f} bpp): "
+          f"{(encode + decode) / reference:.1f}x JPEG 2000")
+
+
+if __name__ == "__main__":
+    main()

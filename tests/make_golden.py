@@ -1,0 +1,62 @@
+"""Write this release's golden files for the format version it introduces (docs/release-policy.md).
+
+    python tests/make_golden.py 9
+
+Run once, by the release that introduces a format version: it adds tests/golden/vN/*.cyc and their
+entries (with the SHA-256 of the pixels this release decodes them to) to tests/golden/golden.json,
+and refuses to touch a version that already has files. The crops come from the shipped examples.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import cycleapp  # noqa: E402
+from cycleapp import checkpoint as ckpts  # noqa: E402
+from cycleapp import codec  # noqa: E402
+
+GOLDEN = REPO / "tests" / "golden"
+# (name, example, (top, left, height, width), code size, step shift, enhancement layer)
+CASES = {
+    9: [
+        ("kodim23-96x64-lossless", "kodim23", (200, 300, 64, 96), "huge", 0, (codec.PIXELS, 16)),
+        ("kodim04-37x53-within-2", "kodim04", (100, 200, 53, 37), "huge", 0, (codec.PIXELS, 80)),
+        ("cid22-70x40-pixel-step-33", "cid22-1025469", (50, 40, 40, 70), "huge", 0, (codec.PIXELS, 528)),
+        ("kodim23-96x64-dct-step-3", "kodim23", (200, 300, 64, 96), "huge", 0, (codec.TRANSFORM, 49)),
+        ("kodim04-61x45-dct-step-12", "kodim04", (300, 100, 45, 61), "huge", 0, (codec.TRANSFORM, 192)),
+        ("cid22-33x17-tiny-coarser-dct-step-2", "cid22-1025469", (120, 200, 17, 33), "tiny", 9, (codec.TRANSFORM, 32)),
+        ("kodim23-1x1-lossless", "kodim23", (10, 10, 1, 1), "huge", 0, (codec.PIXELS, 16)),
+    ],
+}
+
+
+def main(version: int) -> None:
+    entries = json.loads((GOLDEN / "golden.json").read_text())
+    if any(e["format"] == version for e in entries) or (GOLDEN / f"v{version}").exists():
+        raise SystemExit(f"format {version} has golden files already: they are never rewritten")
+    (GOLDEN / f"v{version}").mkdir()
+    for name, example, (top, left, h, w), size, shift, layer in CASES[version]:
+        rgb = np.ascontiguousarray(np.array(Image.open(REPO / "cycleapp" / "examples" / f"{example}.png")
+                                            .convert("RGB"))[top:top + h, left:left + w])
+        data = codec.encode(ckpts.by_name(size), rgb, step_shift=shift, layer=layer)
+        assert data[3] == version
+        pixels = cycleapp.decode(data)
+        (GOLDEN / f"v{version}" / f"{name}.cyc").write_bytes(data)
+        entries.append(dict(file=f"v{version}/{name}.cyc", format=version, release=cycleapp.__version__,
+                            source=f"cycleapp/examples/{example}.png rows {top}:{top + h} columns {left}:{left + w}",
+                            code_size=size, step_shift=shift, layer=list(layer), bytes=len(data),
+                            pixels_sha256=hashlib.sha256(pixels.tobytes()).hexdigest(), shape=list(pixels.shape)))
+        print(name, len(data))
+    (GOLDEN / "golden.json").write_text(json.dumps(entries, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]))

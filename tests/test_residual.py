@@ -1,0 +1,204 @@
+"""The whole quality range (format 9): lossless, near-lossless, any size up to lossless, never a
+worse image for a larger target, and targets out of reach said."""
+import hashlib
+import struct
+import warnings
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import cycleapp
+from cycleapp import codec, residual
+from cycleapp import codecs as registry
+from cycleapp.__main__ import main
+from cycleapp.api import TargetNotReached
+from cycleapp.bitstream import BitstreamError, CycFile
+from cycleapp.matching import match_learned
+from cycleapp.metrics import psnr
+
+from conftest import EXAMPLES
+
+
+@pytest.fixture(scope="module")
+def crops():
+    """Two small photos: a smooth one and a busy one (crops of the shipped examples)."""
+    return [np.array(Image.open(EXAMPLES / "kodim23.png").convert("RGB"))[180:260, 280:400],
+            np.array(Image.open(EXAMPLES / "kodim04.png").convert("RGB"))[40:112, 100:196]]
+
+
+def test_lossless_is_bit_exact_and_near_lossless_keeps_every_pixel_within_n(crops, noise_image):
+    for rgb in [*crops, noise_image(13, 29), noise_image(1, 1)]:
+        data = cycleapp.encode(rgb, lossless=True)
+        assert np.array_equal(cycleapp.decode(data), rgb)
+        sizes = [len(data)]
+        for n in (1, 2, 4, 16):
+            data = cycleapp.encode(rgb, max_error=n)
+            assert data[3] == 9
+            assert np.abs(cycleapp.decode(data).astype(int) - rgb).max() <= n
+            sizes.append(len(data))
+        if rgb.size > 1000:
+            assert sizes == sorted(sizes, reverse=True)  # smaller files as N rises
+
+
+def test_the_decoder_gives_the_pixels_the_encoder_promised(crops):
+    ckpt = registry.layered().checkpoint
+    for step in (16, 37, 80, 555):
+        data, pixels = codec.encode_layers(ckpt, crops[1], layer=(codec.PIXELS, step))
+        assert np.array_equal(codec.decode(data), pixels)
+        assert np.abs(pixels.astype(int) - crops[1]).max() <= residual.max_error(step)
+
+
+def test_a_larger_target_never_gives_a_worse_image(crops):
+    """Twelve targets from the smallest file to 8 bpp (or the lossless size): PSNR never falls."""
+    for rgb in crops:
+        pixels = rgb.shape[0] * rgb.shape[1]
+        lossless = len(cycleapp.encode(rgb, lossless=True))
+        smallest = len(registry.presets()[0].encode(rgb, -registry.CycleCodec.search.low))
+        top = min(8 * pixels // 8, lossless)
+        targets = np.geomspace(smallest, top, 12).round().astype(int)
+        quality = []
+        for target in targets:
+            m = match_learned(rgb, int(target))
+            quality.append(psnr(rgb, cycleapp.decode(m.data)))
+        assert all(b >= a - 0.05 for a, b in zip(quality, quality[1:])), list(zip(targets, quality))
+        assert quality[-1] > 45
+
+
+def test_no_worse_image_across_the_switch_to_the_layered_codec(crops):
+    """Targets from the largest code size's own file to a quarter above it, in steps of 2.5 %: the
+    switch from its finer steps to the layered codec (whose base is its finest file) never costs
+    quality, and every target there is reached."""
+    rgb = crops[0]
+    natural = len(registry.presets()[-1].encode(rgb))
+    quality = []
+    for target in np.arange(1.0, 1.25, 0.025) * natural:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            data = cycleapp.encode(rgb, target_bytes=int(target))
+        quality.append(psnr(rgb, cycleapp.decode(data)))
+    assert all(b >= a - 0.05 for a, b in zip(quality, quality[1:])), quality
+
+
+def test_the_tables_are_the_ones_files_were_written_with():
+    """The enhancement layer's tables are built, not stored: they must never change (files last)."""
+    weights, _ = residual.tables()
+    assert hashlib.sha256(weights.tobytes()).hexdigest()[:16] == TABLES_SHA
+
+
+TABLES_SHA = "f01364eb24092573"
+
+
+def test_targets_out_of_reach_are_said(crops, tmp_path, capsys):
+    rgb = crops[0]
+    with pytest.warns(TargetNotReached, match="lossless file is"):
+        data = cycleapp.encode(rgb, target_bytes=10_000_000)
+    assert np.array_equal(cycleapp.decode(data), rgb)  # the lossless file
+    with pytest.warns(TargetNotReached, match="cannot go below"):
+        cycleapp.encode(rgb, target_bytes=20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cycleapp.encode(rgb, target_bytes=len(cycleapp.encode(rgb, "medium")))  # within reach: silent
+    Image.fromarray(rgb).save(tmp_path / "in.png")
+    assert main(["encode", str(tmp_path / "in.png"), str(tmp_path / "x.cyc"), "--target-bytes", "10000000"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("note: target 10,000,000 bytes not reached") and err.count("\n") == 1
+    assert (tmp_path / "x.cyc").exists()
+    cycleapp.register()
+    with pytest.warns(TargetNotReached):
+        Image.fromarray(rgb).save(tmp_path / "p.cyc", target_bytes=10_000_000)
+    Image.fromarray(rgb).save(tmp_path / "l.cyc", lossless=True)
+    assert np.array_equal(np.array(Image.open(tmp_path / "l.cyc")), rgb)
+
+
+@pytest.mark.parametrize("args", [["--max-error", "0"], ["--max-error", "17"], ["--max-error", "two"],
+                                  ["--lossless", "--target-bytes", "5000"], ["--lossless", "--max-error", "2"]])
+def test_bad_modes_are_refused_with_one_line_and_nothing_written(crops, tmp_path, capsys, args):
+    Image.fromarray(crops[0]).save(tmp_path / "in.png")
+    with pytest.raises(SystemExit) as exit_:
+        main(["encode", str(tmp_path / "in.png"), str(tmp_path / "x.cyc"), *args])
+    assert exit_.value.code == 2 and not (tmp_path / "x.cyc").exists()
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("python -m cycleapp encode: error:")
+
+
+@pytest.mark.parametrize("kwargs", [dict(max_error=0), dict(max_error=17), dict(max_error=2.5), dict(max_error=True),
+                                    dict(lossless=True, target_bytes=100), dict(lossless=True, max_error=1)])
+def test_the_api_refuses_bad_modes(crops, kwargs):
+    with pytest.raises(ValueError):
+        cycleapp.encode(crops[0], **kwargs)
+
+
+def _rewrite(data: bytes, step: int | None = None, residual_length: int | None = None, payload=None,
+             kind: int | None = None) -> bytes:
+    """A format 9 file with header fields changed and its CRC made right again."""
+    head = struct.calcsize("<3sB8sIIHHHbI")
+    body = bytearray(data[:-4])
+    old_kind, old_step, old_length = struct.unpack_from("<BHI", body, head)
+    struct.pack_into("<BHI", body, head, old_kind if kind is None else kind, old_step if step is None else step,
+                     old_length if residual_length is None else residual_length)
+    if payload is not None:
+        body = body[:len(body) - old_length] + payload
+    return bytes(body) + struct.pack("<I", zlib.crc32(bytes(body)))
+
+
+def test_a_format_9_file_that_lies_is_refused(crops):
+    rgb = crops[1][:40, :40]
+    data = cycleapp.encode(rgb, max_error=2)
+    cyc = CycFile.from_bytes(data)
+    bad = [
+        _rewrite(data, step=0),  # a layer with no step
+        _rewrite(data, step=3 * 16),  # another step than it was coded with: the seal differs
+        _rewrite(data, kind=2),  # read as the other kind of layer
+        _rewrite(data, kind=3),  # a kind that does not exist
+        _rewrite(data, residual_length=len(cyc.layer) + 4),  # longer than the file
+        _rewrite(data, payload=bytes(cyc.layer)[:-4]),  # a layer cut short, the length made to agree
+    ]
+    cut = bytes(cyc.layer)[:-8] + bytes(cyc.layer)[-4:]
+    bad.append(_rewrite(data, residual_length=len(cut), payload=cut))
+    for b in bad:
+        with pytest.raises(BitstreamError):
+            cycleapp.decode(b)
+    flipped = bytearray(data)
+    flipped[-10] ^= 0x40
+    with pytest.raises(BitstreamError, match="checksum"):
+        cycleapp.decode(bytes(flipped))
+
+
+def test_a_file_without_the_layer_is_written_as_format_8(crops):
+    """The presets' files are the bytes they were: older releases still read them."""
+    assert cycleapp.encode(crops[0], "small")[3] == 8
+
+
+def test_values_beyond_the_tables_are_escaped_never_clamped():
+    """A residual far from its base (here the whole range): its DCT coefficients run far past the
+    tables' +-255 and still come back exactly; the pixel layer is lossless over it too."""
+    from cycleapp import dct_layer
+
+    rng = np.random.default_rng(3)
+    rgb = np.where(rng.random((16, 24, 3)) < 0.5, 0, 255).astype(np.uint8)
+    rgb[:8, :8] = 255
+    base = np.zeros_like(rgb)
+    step = dct_layer.MIN_STEP
+    q = dct_layer.forward(rgb.astype(np.int64) - base) * (residual.STEP_UNIT / step)
+    assert np.abs(q).max() > 4 * residual.RADIUS
+    payload, pixels = dct_layer.encode_layer(rgb, base, step, 1 << 32)
+    assert np.array_equal(dct_layer.decode_layer(payload, base, step, 1 << 32), pixels)
+    assert np.abs(pixels.astype(int) - rgb).max() <= 2
+    payload, pixels = residual.encode_layer(rgb, base, residual.STEP_UNIT, 1 << 32)
+    assert np.array_equal(residual.decode_layer(payload, base, residual.STEP_UNIT, 1 << 32), rgb)
+
+
+def test_the_app_says_a_missed_target_in_words_not_a_green_done():
+    from cycleapp import ui
+
+    rows = [{"codec": "cycle", "bytes": 461_414, "bpp": 9.39, "psnr": float("inf"), "ms_ssim": 1.0,
+             "setting": "huge + lossless layer", "note": "the lossless file is 461414 bytes, the largest "
+                                                         "this codec makes (target 1500000)"},
+            {"codec": "jpeg", "note": ""}]
+    assert ui.missed_target(rows, 1_500_000) and not ui.missed_target(rows, None)
+    lines = ui.success_lines(rows, "", 1.0, 1_500_000)
+    assert lines[0].startswith("The target of 1,500,000 bytes is out of CycleCodec's reach")
+    assert "status-warn" in ui.status_html("warn", lines)
+    rows[0]["note"] = ""
+    assert not ui.missed_target(rows, 1_500_000)
