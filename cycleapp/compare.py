@@ -1,5 +1,12 @@
-"""One image, the learned codec and the others at the same file size, measured alike."""
+"""One image, the learned codec and the others at the same file size (or the same quality),
+measured alike."""
 from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from typing import Callable
 
 import numpy as np
 
@@ -7,7 +14,7 @@ from . import codecs as registry
 from .checkpoint import Checkpoint
 from .codecs import Codec, CodecError, CycleCodec
 from .imageio import MAX_PIXELS as ENCODE_MAX_PIXELS, size_problem
-from .matching import match_learned, match_size
+from .matching import match_learned, match_quality, match_size
 from .measure import COLUMNS, Measurement, measure
 
 # compare keeps every codec's reconstruction and computes PSNR, SSIM and MS-SSIM on the whole
@@ -15,10 +22,53 @@ from .measure import COLUMNS, Measurement, measure
 # 3.4 GB at this limit, where `encode` takes up to imageio.MAX_PIXELS.
 MAX_PIXELS = 16_000_000
 LIMIT_NOTE = f" for compare (encode takes up to {ENCODE_MAX_PIXELS:,})"
+# The codecs by the time a match takes (HEIF's encoder is the slowest by far, JPEG's the fastest).
+SLOWEST_FIRST = ("heif", "avif", "jxl", "webp", "jpeg2000", "jpeg")
+# What the other codecs are matched to: the reference file's size, or its quality on one metric.
+MODES = {"size": "the same file size", "psnr": "the same PSNR", "ms_ssim": "the same MS-SSIM"}
 
 
-def compare(rgb: np.ndarray, reference: Codec | Checkpoint | int, codecs: list[str]) -> list[Measurement]:
-    """The reference codec at its default setting, then each named codec matched to its file size.
+class Kept:
+    """Measurements kept between comparisons in one process (the app's), so that a re-run of the
+    same image with one more codec, or in the other mode, measures only what is new: the same
+    image, codec and target make the same file. At most `max_bytes` of files and reconstructions,
+    the least recently used going first."""
+
+    def __init__(self, max_bytes: int = 400_000_000):
+        self.max_bytes, self._bytes = max_bytes, 0
+        self._kept: OrderedDict[tuple, Measurement] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def image_key(rgb: np.ndarray) -> str:
+        return hashlib.sha1(np.ascontiguousarray(rgb).tobytes() + str(rgb.shape).encode()).hexdigest()
+
+    @staticmethod
+    def _size(m: Measurement) -> int:
+        return len(m.data) + (m.reconstruction.nbytes if m.reconstruction is not None else 0)
+
+    def get(self, key: tuple) -> Measurement | None:
+        with self._lock:
+            if key in self._kept:
+                self._kept.move_to_end(key)
+                return self._kept[key]
+        return None
+
+    def put(self, key: tuple, m: Measurement) -> Measurement:
+        with self._lock:
+            if key not in self._kept and self._size(m) <= self.max_bytes:
+                self._kept[key] = m
+                self._bytes += self._size(m)
+                while self._bytes > self.max_bytes:
+                    self._bytes -= self._size(self._kept.popitem(last=False)[1])
+        return m
+
+
+def compare(rgb: np.ndarray, reference: Codec | Checkpoint | int, codecs: list[str], match: str = "size",
+            workers: int = 1, report: Callable[[str], None] | None = None, kept: Kept | None = None
+            ) -> list[Measurement]:
+    """The reference codec at its default setting, then each named codec matched to its file size
+    (`match` "size"), or to its quality (`match` "psnr" or "ms_ssim": `matching.match_quality`).
 
     `reference` is a registry entry (e.g. `codecs.learned("medium")`); a Checkpoint stands for the
     learned codec at that code size, and an int for the learned codec matched to that many bytes.
@@ -26,26 +76,67 @@ def compare(rgb: np.ndarray, reference: Codec | Checkpoint | int, codecs: list[s
     `results[0].entry.code(results[0].data)`, with no second encode. A codec that cannot encode
     this image (a size its library refuses) has a result without a file (`ok` False), its reason
     in the note; ValueError for an image over MAX_PIXELS.
+
+    `workers` > 1 matches that many codecs at once (threads: the codecs' libraries release the
+    GIL), so each encode and decode time is measured while other codecs run. `report` is called
+    with a line saying what is being done, before each step (from the calling thread). `kept`:
+    measurements of earlier comparisons to reuse (see `Kept`; their times are those of their run).
     """
+    if match not in MODES:
+        raise ValueError(f"unknown match {match!r} (choose from {', '.join(MODES)})")
     registry.check(codecs, registry.matchable())
     problem = size_problem(rgb.shape[1], rgb.shape[0], MAX_PIXELS, limit_note=LIMIT_NOTE)
     if problem:
         raise ValueError(problem)
+    report = report or (lambda line: None)
+    kept = kept or Kept(0)
+    image = kept.image_key(rgb) if kept.max_bytes else ""
     if isinstance(reference, Checkpoint):
         reference = CycleCodec(reference)
     if isinstance(reference, int):
-        m = match_learned(rgb, reference)
-        first = measure(registry.learned(m.variant), rgb, m.setting, m.note, m.encoded)
+        report(f"Compressing with {CycleCodec.label} to {reference:,} bytes")
+        first = kept.get((image, "target", reference))
+        if first is None:
+            m = match_learned(rgb, reference)
+            first = kept.put((image, "target", reference),
+                             measure(registry.learned(m.variant), rgb, m.setting, m.note, m.encoded))
     else:
-        first = measure(reference, rgb)
+        report(f"Compressing with {reference.label} ({reference.describe(reference.default)})")
+        key = (image, reference.name, reference.variant, getattr(reference, "rdoq_weight", None))
+        first = kept.get(key) or kept.put(key, measure(reference, rgb))
     if not first.ok:
         raise CodecError(f"{first.entry.label} {first.note}")
-    results = [first]
-    for name in codecs:
+    target = len(first.data) if match == "size" else getattr(first, match)
+    if target is None:
+        raise ValueError("MS-SSIM needs an image of at least 161 pixels on each side: compare at the same "
+                         "file size or PSNR")
+
+    def matched(name: str) -> Measurement:
+        key = (image, name, match, target)
+        if (done := kept.get(key)) is not None:
+            return done
         entry = registry.get(name)
-        m = match_size(entry, rgb, len(first.data))
-        results.append(measure(entry, rgb, m.setting, m.note, m.encoded))
-    return results
+        m = match_size(entry, rgb, target) if match == "size" else match_quality(entry, rgb, match, target)
+        result = measure(entry, rgb, m.setting, m.note, m.encoded)
+        result.values()  # the metrics, computed here (in parallel when workers > 1)
+        return kept.put(key, result)
+
+    labels = [registry.get(n).label for n in codecs]
+    workers = max(1, min(workers, len(codecs)))
+    with ThreadPoolExecutor(workers) as pool:
+        # the slowest started first, so that the last to finish is not a slow one started late
+        order = sorted(range(len(codecs)), key=lambda i: SLOWEST_FIRST.index(codecs[i])
+                       if codecs[i] in SLOWEST_FIRST else len(SLOWEST_FIRST))
+        started = {i: pool.submit(matched, codecs[i]) for i in order}
+        futures = [started[i] for i in range(len(codecs))]
+        pending = list(futures)
+        while pending:
+            running = [labels[i] for i in order if not futures[i].done()][:workers]  # started in this order
+            report(f"Matching {' and '.join(running)} to {MODES[match]}: "
+                   f"{len(futures) - len(pending)} of {len(futures)} codecs done")
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            pending = [f for f in pending if f not in finished]
+    return [first, *(f.result() for f in futures)]
 
 
 def format_table(rows: list[dict]) -> str:

@@ -16,6 +16,10 @@ Before each run, `RunFolders.run` makes room for the most it can write:
 - if that is not enough room, the run is refused (`Busy`, a message the user sees) rather than
   the cap passed. With one comparison at a time this needs over `cap` bytes written within
   `min_age` seconds, which is far more than the app writes on a CPU.
+
+The folders of a process that died (killed, or stopped without cleaning up) are removed when the
+app starts again: each process names its folders after itself and holds a lock while it lives
+(cycleapp/owners.py).
 """
 from __future__ import annotations
 
@@ -25,12 +29,12 @@ import threading
 import time
 from collections import OrderedDict
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from . import inspector, ui
-
-PREFIX = "run-"
+from . import inspector, owners, ui
+from .owners import PREFIX
 
 
 class Busy(Exception):
@@ -57,6 +61,8 @@ class RunFolders:
         self._writing: set[str] = set()  # folders of runs in progress
         self._shown: OrderedDict[str, str] = OrderedDict()  # browser session -> its latest run's folder
         self._sessions = sessions
+        self.owner = owners.new_owner()  # this process's folders are `run-<owner>-...`
+        self._owner_lock: int | None = None  # the descriptor holding its lock, once taken
 
     def usage(self) -> int:
         """Bytes under the root's run folders now."""
@@ -70,7 +76,8 @@ class RunFolders:
         with self._lock:
             self._shown.pop(session, None)
             self._make_room(need)
-            folder = Path(tempfile.mkdtemp(prefix=PREFIX, dir=self.root))
+            self._claim()
+            folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{self.owner}-", dir=self.root))
             self._writing.add(folder.name)
         try:
             yield folder
@@ -91,6 +98,11 @@ class RunFolders:
         """The session's page has closed: its latest run is no longer shown."""
         with self._lock:
             self._shown.pop(session, None)
+
+    def _claim(self) -> None:
+        """Hold this process's lock (once; under self._lock): from then on its folders are alive."""
+        if self._owner_lock is None:
+            self._owner_lock = owners.hold(self.root, self.owner)
 
     def _make_room(self, need: int) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -126,19 +138,41 @@ class RunFolders:
 
 def run_bytes(rgb, codecs: int) -> int:
     """At most what write_run writes: the original and each reconstruction as RGB PNG files, an
-    error map per result (1 byte a pixel), the .cyc file (3 bytes a pixel, more than any code size
-    spends on a photo; the slack of the rest covers the format's worst case); zlib adds well under
-    1 % to data it cannot compress."""
+    error map per result (1 byte a pixel), each codec's own file and the .cyc file (3 bytes a pixel
+    each, more than any of them spends on a photo; the slack of the rest covers the worst case);
+    zlib adds well under 1 % to data it cannot compress."""
     pixels, results = rgb.shape[0] * rgb.shape[1], 1 + codecs
-    return int(1.01 * pixels * (3 * (1 + results) + results + 3)) + 65_536
+    return int(1.01 * pixels * (3 * (1 + results) + results + 3 * results)) + 65_536
 
 
-def write_run(out_dir: Path, stem: str, rgb, results, rows, labels: dict[str, str]) -> tuple[str, list[str], str]:
-    """The run's files in out_dir: the .cyc file, the reconstructions (PNG), and the inspector's
-    markup, which loads the original, the reconstructions and the error maps from there. A codec
-    that could not encode this image (a result that is not ok: its row says why) has no files."""
+# The file name extension of each codec's file (JPEG 2000's is a bare codestream: .j2k, not .jp2).
+EXTENSIONS = {"cycle": "cyc", "jpeg": "jpg", "jpeg2000": "j2k", "webp": "webp", "heif": "heic", "avif": "avif",
+              "jxl": "jxl"}
+
+
+@dataclass
+class RunFiles:
+    """What write_run wrote: the .cyc file, the reconstructions (PNG), every codec's own file as
+    (codec, path, bytes) in table order, and the inspector's markup."""
+    cyc: str
+    reconstructions: list[str]
+    codec_files: list[tuple[str, str, int]]
+    view: str
+
+
+def write_run(out_dir: Path, stem: str, rgb, results, rows, labels: dict[str, str]) -> RunFiles:
+    """The run's files in out_dir: each codec's file as it measured it (named by codec, the .cyc
+    file among them), the reconstructions (PNG), and the inspector's markup, which loads the
+    original, the reconstructions and the error maps from there. A codec that could not encode
+    this image (a result that is not ok: its row says why) has no files."""
     cyc_path = out_dir / f"{stem}.{results[0].entry.variant}.cyc"
     cyc_path.write_bytes(results[0].data)
+    codec_files = [(results[0].codec, str(cyc_path), len(results[0].data))]
+    for r in results[1:]:
+        if r.ok:
+            path = out_dir / f"{stem}.{r.codec}.{EXTENSIONS.get(r.codec, r.codec)}"
+            path.write_bytes(r.data)
+            codec_files.append((r.codec, str(path), len(r.data)))
     original_path = ui.save_png(rgb, out_dir / f"{stem}.original.png")
     done = [(r, row) for r, row in zip(results, rows) if r.ok]
     recon_paths = [ui.save_png(r.reconstruction, out_dir / f"{stem}.{r.codec}.png") for r, _ in done]
@@ -153,4 +187,4 @@ def write_run(out_dir: Path, stem: str, rgb, results, rows, labels: dict[str, st
         errors.append(inspector.Source(f"err-{r.codec}", f"error: {label}", f"Error map: {label}",
                                        "gradio_api/file=" + err, "error"))
     view = inspector.inspector_html(sources + errors, rgb.shape[1], rgb.shape[0], ui.detail_centre(rgb))
-    return str(cyc_path), recon_paths, view
+    return RunFiles(str(cyc_path), recon_paths, codec_files, view)

@@ -148,7 +148,11 @@ def rd_plot(rgb: np.ndarray, codecs: list[str], code_size: str,
         point = {p["setting"]: p for p in curves[learned]}.get(code_size)
         stars = {learned: (point["bpp"], point["psnr"])} if point else {}
         star_note = f"star: the '{code_size}' size on this copy (the table's numbers are for {w}x{h})"
-    fig = rd_figure(columns, stars, title="This image: higher and further left is better")
+    # A log bpp axis from a quarter to four times the size the table's file has (or the code
+    # size's, on a copy): the part of the curves that answers the question asked.
+    centre = (stars.get(learned) or (None,))[0]
+    span = (centre / 4, centre * 4) if centre else None
+    fig = rd_figure(columns, stars, title="This image: higher and further left is better", bpp_range=span)
     sweep = f"{LABELS[learned]}: its {len(curves[learned])} sizes" + (f"; settings swept: {settings}" if settings else "")
     fig.text(0.01, 0.005, f"{what}; {star_note}.\n{sweep}.", fontsize=7.5, va="bottom", ha="left",
              wrap=True)

@@ -1,6 +1,7 @@
 """The app's logic that is not layout: reading uploads with messages fit for a user, the size
-presets in plain words, the results table (HTML, readable from phone to desktop), status lines
-and the bounded view of the code. No Gradio here: `app.py` wires these to components.
+presets in plain words, the results table with its verdict (HTML, readable from phone to desktop),
+the download links, status lines (and a run's progress, step by step) and the bounded view of the
+code. No Gradio here: `app.py` wires these to components.
 """
 from __future__ import annotations
 
@@ -9,16 +10,21 @@ import html
 import io
 import math
 import os
+import queue
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 from PIL import Image
 
 from . import checkpoint as ckpts
 from . import codecs as registry
+from . import verdict as verdicts
 from .imageio import NOT_AN_IMAGE, ImageReadError, fit_size, read_image
+from .matching import QUALITY_TOLERANCE
 
 LABELS = registry.labels()  # every codec's label, from the registry
 
@@ -62,11 +68,23 @@ def read_upload(path: str | os.PathLike | None) -> tuple[np.ndarray, str]:
             reason = f"it is not an image in a format we read ({FORMATS})"
         raise UserError(f"Could not read this file ('{name}') as an image: {reason}.") from None
     notes = [note[0].upper() + note[1:] + "." for note in picture.notes]
+    if has_alpha(path):
+        notes.append("Its transparency was composited onto white (a .cyc file, like a JPEG, has no alpha "
+                     "channel); every codec was given the same white-backed pixels.")
     if picture.reduced:
         (w, h), small = picture.size, picture.rgb
         notes.insert(0, f"The image ({w}x{h}) was downscaled to {small.shape[1]}x{small.shape[0]} "
                         f"(limit {MAX_PIXELS:,} pixels).")
     return picture.rgb, " ".join(notes)
+
+
+def has_alpha(path: str | os.PathLike) -> bool:
+    """Whether an image file has transparency (read from its header: no second decode)."""
+    try:
+        with Image.open(path) as img:
+            return img.mode in ("RGBA", "LA", "La", "PA", "RGBa") or "transparency" in img.info
+    except Exception:  # read_image has read it already; a header Pillow cannot reopen has no note
+        return False
 
 
 def downscale(rgb: np.ndarray, max_pixels: int) -> np.ndarray:
@@ -79,8 +97,9 @@ def downscale(rgb: np.ndarray, max_pixels: int) -> np.ndarray:
 
 # ---- code sizes -------------------------------------------------------------------------------
 
-SIZE_INFO = ("Presets from the smallest file (tiny) to the best quality (huge). The numbers are "
-             "typical on the Kodak photos: bpp = bits per pixel (lower = smaller file), "
+SIZE_INFO = ("Presets from the smallest file (tiny) to the best quality (huge), then lossless (the very "
+             "same pixels back) and near-lossless (every pixel within N of the original). The numbers "
+             "are typical on the Kodak photos: bpp = bits per pixel (lower = smaller file), "
              "dB = PSNR (higher = closer to the original).")
 
 
@@ -112,8 +131,17 @@ def size_label(name: str) -> str:
     return f"{name} · ~{kodak['bpp']:.2f} bpp · {kodak['psnr']:.1f} dB"
 
 
+def mode_label(name: str) -> str:
+    """'lossless · same pixels', 'near-lossless · every pixel within 2'."""
+    if name == registry.LOSSLESS:
+        return "lossless · the same pixels"
+    return f"near-lossless · every pixel within {name[len(registry.NEAR_LOSSLESS):]}"
+
+
 def size_choices() -> list[tuple[str, str]]:
-    return [(size_label(p.stem), p.stem) for p in ckpts.available()]
+    """The code sizes, then the modes above them (lossless, near-lossless)."""
+    return [(size_label(p.stem), p.stem) for p in ckpts.available()] + \
+        [(mode_label(m), m) for m in registry.mode_names()]
 
 
 def resolve_size(preset: str | None, target_kb: float | str | None = None) -> SizeRequest:
@@ -133,7 +161,7 @@ def resolve_size(preset: str | None, target_kb: float | str | None = None) -> Si
             raise UserError(f"The target size of {target_kb:,g} KB is over the limit of {MAX_TARGET_KB:,} KB "
                             f"(100 MB); a compressed image of at most {MAX_PIXELS:,} pixels is far smaller.")
         return SizeRequest(str(preset), target_kb)
-    names = [p.stem for p in ckpts.available()]
+    names = [p.stem for p in ckpts.available()] + registry.mode_names()
     if preset not in names:
         raise UserError(f"Unknown code size '{preset}' (choose one of: {', '.join(names)}).")
     return SizeRequest(preset)
@@ -141,17 +169,19 @@ def resolve_size(preset: str | None, target_kb: float | str | None = None) -> Si
 
 # ---- the results table ------------------------------------------------------------------------
 
-# (key, header, unit line, digits, better): better is "low", "high" or None (no best marked).
+# (key, header, unit line, digits): the columns, in order. "ratio" (the bytes over ours) is shown
+# at the same quality only. Which cells are starred: `verdict.stars`.
 TABLE = [
-    ("codec", "codec", "", None, None),
-    ("bytes", "bytes", "file size", 0, "low"),
-    ("bpp", "bpp", "bits/pixel", 3, "low"),
-    ("psnr", "PSNR", "dB ↑", 2, "high"),
-    ("ms_ssim", "MS-SSIM", "0–1 ↑", 4, "high"),
-    ("ssim", "SSIM", "0–1 ↑", 4, "high"),
-    ("encode_ms", "encode", "ms", 1, "low"),
-    ("decode_ms", "decode", "ms", 1, "low"),
-    ("setting", "setting", "", None, None),
+    ("codec", "codec", "", None),
+    ("bytes", "bytes", "file size", 0),
+    ("ratio", "× bytes", "vs ours ↓", 2),
+    ("bpp", "bpp", "bits/pixel", 3),
+    ("psnr", "PSNR", "dB ↑", 2),
+    ("ms_ssim", "MS-SSIM", "0–1 ↑", 4),
+    ("ssim", "SSIM", "0–1 ↑", 4),
+    ("encode_ms", "encode", "ms", 1),
+    ("decode_ms", "decode", "ms", 1),
+    ("setting", "setting", "", None),
 ]
 MAIN_COLUMNS = ["codec", "bytes", "bpp", "psnr", "ms_ssim"]  # visible without scrolling on a phone
 
@@ -159,8 +189,20 @@ LEGEND = (
     "<b>bytes</b>: the whole file. <b>bpp</b>: bits per pixel, 8 × bytes / pixels: lower is a smaller "
     "file. <b>PSNR</b> (dB): how close the decoded pixels are to the original, higher is better "
     "(+1 dB is a visible step at these sizes). <b>MS-SSIM</b> and <b>SSIM</b>: structural similarity, "
-    "0 to 1, higher is better. Every codec is matched to the <code>.cyc</code> file's size, so compare "
-    "the quality columns. <span class='best'>★</span> marks the best value of a column.")
+    "0 to 1, higher is better. <b>setting</b>: what each codec was set to: for CycleCodec its code size, "
+    "and <i>steps ×0.3</i> when its quantisation steps were scaled to meet a size (finer steps, a larger "
+    "file); for JPEG 2000 the bitrate asked of its encoder (<i>target bpp</i>); for the others their "
+    "quality scale. ")
+LEGEND_MODE = {
+    "size": "Every codec is matched to the <code>.cyc</code> file's size (±3 %), so compare the quality "
+            "columns. <span class='best'>★</span> marks the best value of a column among the codecs that "
+            "matched; a codec marked <i>not matched</i> missed the size and is left out.",
+    "quality": "Every codec is matched to the <code>.cyc</code> file's {metric} (±{tol}), so compare the "
+               "bytes: <b>× bytes</b> is each file's size over ours (under 1: smaller than ours). "
+               "<span class='best'>★</span> marks the smallest among the codecs that matched; a codec "
+               "marked <i>not matched</i> missed the {metric} and is left out.",
+}
+TIMES_NOTE = " Encode and decode times are measured while another codec runs on the other core."
 
 
 def cell_text(key: str, value, digits: int | None) -> str:
@@ -168,6 +210,8 @@ def cell_text(key: str, value, digits: int | None) -> str:
         return "n/a"
     if key == "codec":
         return LABELS.get(value, str(value)).replace("CycleCodec", "Cycle\u00adCodec")
+    if key == "ratio":
+        return f"{value:.2f}×"
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return f"{int(value):,}"
     if isinstance(value, float):
@@ -177,40 +221,76 @@ def cell_text(key: str, value, digits: int | None) -> str:
     return str(value)
 
 
-def best_rows(rows: list[dict], key: str, better: str | None) -> set[int]:
-    """Indices of the rows holding the best value of a column (ties all marked); none if one row."""
-    values = [(i, r[key]) for i, r in enumerate(rows) if isinstance(r.get(key), (int, float))]
-    if better is None or len(values) < 2:
-        return set()
-    target = (min if better == "low" else max)(v for _, v in values)
-    if all(v == target for _, v in values):
-        return set()
-    return {i for i, v in values if v == target}
+def verdict_html(rows: list[dict], match: str = "size") -> str:
+    """The verdict above the table (`verdict.verdict`); its winners are in data attributes."""
+    v = verdicts.verdict(rows, match)
+    data = "".join(f" data-winner-{key.replace('_', '-')}='{html.escape(' '.join(names))}'"
+                   for key, names in v.winners.items())
+    heading, *lines = v.lines
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+    return (f"<div class='verdict' data-match='{html.escape(match)}'{data}><p class='verdict-head'>"
+            f"{html.escape(heading)}</p><ul>{items}</ul></div>")
 
 
-def results_html(rows: list[dict]) -> str:
-    """The results as an HTML table: main columns first (they fit a 390 px phone), units in the
-    headers, best value per column starred, numbers with fixed decimals (33.0 -> 33.00)."""
-    best = {key: best_rows(rows, key, better) for key, _, _, _, better in TABLE}
+def results_html(rows: list[dict], match: str = "size", parallel: bool = False) -> str:
+    """The verdict, then the results as an HTML table: main columns first (they fit a 390 px
+    phone), units in the headers, the best values starred among the codecs that matched (those
+    that did not are marked), numbers with fixed decimals (33.0 -> 33.00). At the same quality
+    the rows are ranked by bytes and a column gives each file's bytes over ours."""
+    flags = verdicts.competes(rows, match)
+    best = verdicts.stars(rows, match)
+    rows = [dict(r, ratio=q) for r, q in zip(rows, verdicts.ratios(rows))]
+    columns = [c for c in TABLE if c[0] != "ratio"]
+    if match != "size":  # the ratio after the bytes; bpp (the same answer again) after the qualities
+        bpp = next(c for c in columns if c[0] == "bpp")
+        columns.remove(bpp)
+        columns.insert(2, next(c for c in TABLE if c[0] == "ratio"))
+        columns.insert(columns.index(next(c for c in columns if c[0] == "ms_ssim")) + 1, bpp)
+    order = list(range(len(rows)))
+    if match != "size":  # ranked by bytes, those that missed the quality last
+        order.sort(key=lambda i: (not flags[i], rows[i]["bytes"] if rows[i]["bytes"] is not None else math.inf))
     head = "".join(
         f"<th class='c-{key}' scope='col'>{html.escape(title)}"
         + (f"<small>{html.escape(unit)}</small>" if unit else "") + "</th>"
-        for key, title, unit, _, _ in TABLE)
+        for key, title, unit, _ in columns)
     body = []
-    for i, r in enumerate(rows):
-        cells = []
-        for key, _, _, digits, _ in TABLE:
+    for i in order:
+        r, cells = rows[i], []
+        for key, _, _, digits in columns:
             text = html.escape(cell_text(key, r.get(key), digits))
-            if i in best[key]:
+            if i in best.get(key, ()):
                 cells.append(f"<td class='c-{key} best' title='best in this column'>{text}<span "
                              "class='star' aria-label='best'>★</span></td>")
             elif key == "codec":
-                cells.append(f"<th class='c-codec' scope='row'>{text}</th>")
+                missed = "" if flags[i] else "<small class='missed-note'>not matched</small>"
+                cells.append(f"<th class='c-codec' scope='row'>{text}{missed}</th>")
             else:
                 cells.append(f"<td class='c-{key}'>{text}</td>")
-        body.append(f"<tr data-codec='{html.escape(str(r['codec']))}'>{''.join(cells)}</tr>")
-    return (f"<div class='results-scroll'><table class='results-table'><thead><tr>{head}</tr></thead>"
-            f"<tbody>{''.join(body)}</tbody></table></div><p class='legend'>{LEGEND}</p>")
+        state = "matched" if flags[i] else "missed"
+        body.append(f"<tr data-codec='{html.escape(str(r['codec']))}' class='{state}'>{''.join(cells)}</tr>")
+    metric = {"psnr": "PSNR", "ms_ssim": "MS-SSIM"}.get(match, "")
+    mode = LEGEND_MODE["size" if match == "size" else "quality"].format(
+        metric=metric, tol=f"{QUALITY_TOLERANCE.get(match, 0):g}" + (" dB" if match == "psnr" else ""))
+    return (f"{verdict_html(rows, match)}<div class='results-scroll'><table class='results-table'><thead><tr>"
+            f"{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div><p class='legend'>{LEGEND}{mode}"
+            f"{TIMES_NOTE if parallel else ''}</p>")
+
+
+def downloads_html(files: list[tuple[str, str, int]], reconstructions: list[str] = ()) -> str:
+    """Links to every codec's real file, named by codec: the file the table measured, so its size
+    is the table's byte count ([(codec, served path, bytes)]); then the lossless PNG
+    reconstructions. Sizes in bytes, as the table gives them."""
+    def item(path: str, text: str, size: int, codec: str, kind: str) -> str:
+        return (f"<li><a href='gradio_api/file={html.escape(path)}' download='{html.escape(Path(path).name)}' "
+                f"data-codec='{html.escape(codec)}' data-kind='{kind}' data-bytes='{size}'>{html.escape(text)}</a> "
+                f"<span class='size'>{size:,} bytes</span></li>")
+
+    coded = "".join(item(path, f"{LABELS.get(codec, codec)} ({Path(path).suffix})", size, codec, "file")
+                    for codec, path, size in files)
+    pngs = "".join(item(path, f"{LABELS.get(codec, codec)} (.png)", os.path.getsize(path), codec, "png")
+                   for path in reconstructions for codec in [Path(path).stem.rsplit(".", 1)[-1]])
+    return (f"<div class='downloads'><p><b>Download the files the table measured</b>:</p><ul>{coded}</ul>"
+            + (f"<p>Their decoded pixels, as lossless PNG:</p><ul>{pngs}</ul>" if pngs else "") + "</div>")
 
 
 def api_table(rows: list[dict], columns: list[str]) -> list[list]:
@@ -226,28 +306,78 @@ def api_table(rows: list[dict], columns: list[str]) -> list[list]:
 # ---- status -----------------------------------------------------------------------------------
 
 def status_html(kind: str, lines: list[str]) -> str:
-    """The status area: kind is 'idle', 'working', 'ok' or 'error'; one line per message."""
+    """The status area: kind is 'idle', 'working', 'ok', 'warn' (done, but a target was out of
+    reach) or 'error'; one line per message."""
     items = "".join(f"<li>{html.escape(line)}</li>" for line in lines if line)
     role = " role='alert'" if kind == "error" else " role='status'"
     title = "<b>Error.</b> " if kind == "error" else ""
     return f"<div class='status status-{kind}'{role}>{title}<ul>{items}</ul></div>"
 
 
-def success_lines(rows: list[dict], note: str, seconds: float, target_bytes: int | None = None) -> list[str]:
+MATCH_CHOICES = [("the same file size", "size"), ("the same PSNR", "psnr"), ("the same MS-SSIM", "ms_ssim")]
+
+
+def resolve_match(match: str | None) -> str:
+    """The comparison mode ('size', 'psnr' or 'ms_ssim'; empty or None: 'size'); UserError otherwise."""
+    match = match or "size"
+    if match not in [value for _, value in MATCH_CHOICES]:
+        raise UserError(f"Unknown comparison '{str(match)[:40]}' (choose one of: "
+                        f"{', '.join(value for _, value in MATCH_CHOICES)}).")
+    return match
+
+
+def missed_target(rows: list[dict], target_bytes: int | None) -> bool:
+    """Whether the learned codec's file (the first row) missed a target size it was asked for."""
+    return target_bytes is not None and bool(rows[0].get("note"))
+
+
+def success_lines(rows: list[dict], note: str, seconds: float, target_bytes: int | None = None,
+                  match: str = "size") -> list[str]:
     """What a run found, one line each: timing and size (and, for a target, the code size and step
     offset the rate control chose), the downscale note, each codec's note."""
     first = rows[0]
     label = LABELS.get(first["codec"], first["codec"])
+    to = {"size": "the same size", "psnr": f"the same PSNR ({first['psnr']:.2f} dB)",
+          "ms_ssim": f"the same MS-SSIM ({first['ms_ssim'] or 0:.4f})"}[match]
     lines = [f"Done in {seconds:.1f} s: {label} wrote {first['bytes']:,} bytes "
-             f"({first['bpp']:.3f} bpp); every other codec was set to the same size."]
+             f"({first['bpp']:.3f} bpp); every other codec was set to {to}."]
+    if missed_target(rows, target_bytes):
+        lines.insert(0, f"The target of {target_bytes:,} bytes is out of {label}'s reach on this image: "
+                        f"{first['note']}. The table is for the nearest file it makes.")
     if target_bytes is not None:
         lines.append(f"Target {target_bytes:,} bytes: {label} chose code size {first['setting']} "
                      f"({100 * (first['bytes'] / target_bytes - 1):+.1f} % from the target).")
     if note:
         lines.append(note)
-    notes = [f"{LABELS.get(r['codec'], r['codec'])}: {r['note']}" for r in rows if r.get("note")]
-    lines += notes or (["All codecs matched the .cyc file's size within 3 %."] if len(rows) > 1 else [])
+    notes = [f"{LABELS.get(r['codec'], r['codec'])}: {r['note']}" for r in rows[missed_target(rows, target_bytes):]
+             if r.get("note")]
+    within = "size within 3 %" if match == "size" else \
+        f"{'PSNR' if match == 'psnr' else 'MS-SSIM'} within {QUALITY_TOLERANCE[match]:g}"
+    lines += notes or ([f"All codecs matched the .cyc file's {within}."] if len(rows) > 1 else [])
     return lines
+
+
+def progress_steps(work: Callable[[Callable[[str], None]], object], show: Callable[[str], object]) -> Iterator:
+    """Run `work(report)` in a thread and yield `show(line)` for each line it reports, as it comes;
+    the generator returns work's result (`result = yield from progress_steps(...)`), or raises its
+    exception. A run that reports what it does can then be shown step by step by a generator."""
+    lines: queue.Queue = queue.Queue()
+    end, outcome = object(), {}
+
+    def run():
+        try:
+            outcome["result"] = work(lines.put)
+        except BaseException as e:  # re-raised in the caller's thread
+            outcome["error"] = e
+        finally:
+            lines.put(end)
+
+    threading.Thread(target=run, name="compare", daemon=True).start()
+    while (line := lines.get()) is not end:
+        yield show(line)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
 
 
 # ---- the code, as an image --------------------------------------------------------------------
@@ -338,6 +468,7 @@ PAGE_CSS = """
 #status .status li + li { margin-top: 4px; }
 #status .status-error { border-color: #d33; background: #fdecec; color: #8a1010; font-weight: 600; }
 #status .status-ok { border-color: #2a8a4a; }
+#status .status-warn { border-color: #c77700; background: #fff6e5; }
 .results-scroll { overflow-x: auto; -webkit-overflow-scrolling: touch; }
 .results-table { border-collapse: collapse; font-variant-numeric: tabular-nums; font-size: 14px;
   width: 100%; }
@@ -353,6 +484,17 @@ PAGE_CSS = """
 .results-table .star { color: #2a8a4a; }
 .legend { font-size: 12.5px; color: var(--body-text-color-subdued); margin: 6px 0 0; }
 .legend .best { color: #2a8a4a; }
+.verdict { border: 1px solid #2a8a4a; border-radius: 8px; padding: 8px 12px; margin: 0 0 8px;
+  background: #2a8a4a14; }
+.verdict .verdict-head { margin: 0 0 4px; font-weight: 600; }
+.verdict ul { margin: 0; padding-left: 1.2em; }
+.verdict li + li { margin-top: 2px; }
+.results-table tr.missed { color: var(--body-text-color-subdued); }
+.results-table .missed-note { display: block; font-weight: 400; font-size: 10.5px; color: #a05a00; }
+.downloads { font-size: 13.5px; margin-top: 8px; }
+.downloads p { margin: 6px 0 2px; }
+.downloads ul { margin: 0; padding: 0; list-style: none; display: flex; flex-wrap: wrap; gap: 4px 16px; }
+.downloads .size { color: var(--body-text-color-subdued); font-variant-numeric: tabular-nums; }
 .code-view { margin: 0; }
 .code-view img { display: block; max-width: 100%; max-height: 480px; width: auto; height: auto;
   image-rendering: pixelated; border: 1px solid var(--border-color-primary); }

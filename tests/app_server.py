@@ -22,10 +22,18 @@ def free_port() -> int:
 def running_app(timeout: float = 120):
     """The app on a free port, with a Gradio folder of its own (uploads, cache, run folders): another
     app on the same machine, which shares /tmp/gradio by default, cannot touch its files."""
+    with tempfile.TemporaryDirectory(prefix="cyclecodec-test-gradio-") as gradio_dir:
+        with app_process(gradio_dir, timeout) as (_, url):
+            yield url
+
+
+@contextmanager
+def app_process(gradio_dir: str, timeout: float = 120):
+    """`python app.py` on a free port with `gradio_dir` as its Gradio folder (which the caller owns
+    and removes), once it answers: yields (the process, its URL); stopped afterwards if it still runs."""
     port = free_port()
-    gradio_dir = tempfile.TemporaryDirectory(prefix="cyclecodec-test-gradio-")
     env = dict(os.environ, GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1",
-               GRADIO_ANALYTICS_ENABLED="False", GRADIO_TEMP_DIR=gradio_dir.name, PYTHONPATH=str(REPO))
+               GRADIO_ANALYTICS_ENABLED="False", GRADIO_TEMP_DIR=gradio_dir, PYTHONPATH=str(REPO))
     log = open(REPO / "tests" / f".app-{port}.log", "w+")
     proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
@@ -40,13 +48,13 @@ def running_app(timeout: float = 120):
                     log.seek(0)
                     raise RuntimeError(f"app did not start:\n{log.read()[-3000:]}")
                 time.sleep(0.5)
-        yield url
+        yield proc, url
     finally:
         proc.terminate()
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()
         log.close()
         os.unlink(log.name)
-        gradio_dir.cleanup()

@@ -1,9 +1,10 @@
 """Speed benchmark of the app, measured from the API as a user's browser sees it (not a test).
 
-    .venv/bin/python tests/bench_app.py [--runs 3] [--code-size medium]
+    .venv/bin/python tests/bench_app.py [--runs 3] [--code-size medium] [--codecs all]
     .venv/bin/python tests/bench_app.py --clients 1,5,10,20
 
-Starts `python app.py`, then, with JPEG and JPEG 2000 (the app's defaults), prints:
+Starts `python app.py`, then, with JPEG and JPEG 2000 (the app's defaults; `--codecs all` for the
+six), prints:
 - the time to the table (/compare) and to the plot (/compare, then /rd_plot, as the page chains
   them) for a 768x512 photo and a 4-megapixel one (2448x1632, a mosaic of the example photos);
   every run uses an image the plot cache has not seen (one pixel changed), then one re-run of the
@@ -32,6 +33,7 @@ from app_server import running_app  # noqa: E402
 from conftest import EXAMPLES  # noqa: E402
 
 CODECS = ["jpeg", "jpeg2000"]
+PLOTS = [True]  # --tables-only: no /rd_plot calls, no second visitor
 
 
 def mosaic_4mp() -> np.ndarray:
@@ -60,6 +62,8 @@ def visit(client, path: Path, size: str) -> tuple[float, float]:
     t = time.perf_counter()
     out = client.predict(handle_file(str(path)), size, CODECS, api_name="/compare")
     table_s = time.perf_counter() - t
+    if not PLOTS[0]:
+        return table_s, table_s
     client.predict(handle_file(str(path)), size, CODECS, out[1], api_name="/rd_plot")
     return table_s, time.perf_counter() - t
 
@@ -108,7 +112,13 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=3, help="runs per image size (each on an image new to the cache)")
     p.add_argument("--code-size", default="medium")
     p.add_argument("--clients", help="comma-separated numbers of visitors at once, e.g. 1,5,10,20")
+    p.add_argument("--codecs", default=",".join(CODECS), help="comma-separated codec names, or 'all'")
+    p.add_argument("--tables-only", action="store_true", help="time the tables only (no plots)")
     args = p.parse_args()
+    from cycleapp import codecs as registry
+
+    PLOTS[0] = not args.tables_only
+    CODECS[:] = registry.matchable() if args.codecs == "all" else args.codecs.split(",")
     from gradio_client import Client
 
     folder = Path(tempfile.mkdtemp(prefix="cyclecodec-bench-"))
@@ -129,10 +139,14 @@ def main() -> None:
             print(f"{name}, {' + '.join(CODECS)}, code size {args.code_size}, {args.runs} runs: "
                   f"table {statistics.median(tables):.1f} s median (max {max(tables):.1f}), "
                   f"plot {statistics.median(plots):.1f} s after the table (max {max(plots):.1f})")
+            if not PLOTS[0]:
+                continue
             other = "small" if args.code_size != "small" else "tiny"
             table_s, plot_s = visit(client, variant(rgb, 0, folder, name[:4]), other)
             print(f"  same image again at '{other}' (cached curves): table {table_s:.1f} s, "
                   f"plot {plot_s - table_s:.1f} s after the table")
+        if not PLOTS[0]:
+            return
 
         # Two visitors: A's 4 MP plot is running when B sends a 768x512 photo.
         a, b = Client(url, verbose=False), Client(url, verbose=False)

@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import cycleapp
+
 from app_server import running_app
 from conftest import EXAMPLES, run_cli
 
@@ -19,10 +21,13 @@ def client():
         yield Client(url, verbose=False)
 
 
-def call(client, path, size, codecs, target_kb=None):
-    """/compare as a script calls it: three inputs (the original contract), or four with a target."""
+def call(client, path, size, codecs, target_kb=None, match=None):
+    """/compare as a script calls it: three inputs (the original contract), four with a target, five
+    with what to match ('size', 'psnr' or 'ms_ssim')."""
     from gradio_client import handle_file
 
+    if match is not None:
+        return client.predict(handle_file(str(path)), size, codecs, target_kb, match, api_name="/compare")
     if target_kb is None:
         return client.predict(handle_file(str(path)), size, codecs, api_name="/compare")
     return client.predict(handle_file(str(path)), size, codecs, target_kb, api_name="/compare")
@@ -61,6 +66,14 @@ def test_compare_api_matched_sizes_and_pixel_exact(client, middle_size, tmp_path
     assert np.array_equal(np.array(Image.open(original)), np.array(Image.open(EXAMPLES / "kodim23.png").convert("RGB")))
     for path, r in zip(recon_paths, rows):
         assert path.endswith(f"{r['codec']}.png")
+    # Every codec's own file, named by codec, is the file the table measured: its bytes, its pixels.
+    files = out[7]
+    assert [Path(p).suffix for p in files] == [".cyc", ".jpg", ".j2k"]
+    for path, r, recon in zip(files, rows, recon_paths):
+        assert Path(path).stat().st_size == r["bytes"]
+        assert f".{r['codec']}." in Path(path).name or Path(path).name == f"kodim23.{r['setting']}.cyc"
+        pixels = cycleapp.decode(Path(path).read_bytes()) if path.endswith(".cyc") else np.array(Image.open(path))
+        assert np.array_equal(pixels, np.array(Image.open(recon)))
 
 
 def test_a_codec_that_cannot_encode_the_size_is_a_row_not_a_failure(client, tmp_path):
@@ -82,8 +95,24 @@ def test_a_codec_that_cannot_encode_the_size_is_a_row_not_a_failure(client, tmp_
     assert plot and plot.get("type") == "matplotlib"
 
 
+def test_compare_api_at_the_same_quality(client, tmp_path):
+    """The fifth input asks for the same PSNR: every codec within its tolerance of ours (or its
+    row says why), the verdict in bytes; the files are still the table's."""
+    from cycleapp.matching import QUALITY_TOLERANCE
+
+    small = tmp_path / "small.png"
+    Image.open(EXAMPLES / "kodim23.png").convert("RGB").crop((200, 100, 456, 292)).save(small)
+    out = call(client, small, "small", ["jpeg", "webp"], "", "psnr")
+    rows = [dict(zip(out[1]["headers"], r)) for r in out[1]["data"]]
+    assert [r["codec"] for r in rows] == ["cycle", "jpeg", "webp"] and "the same PSNR" in out[0]
+    for r in rows[1:]:  # the API rounds PSNR to 0.01 dB
+        assert abs(r["psnr"] - rows[0]["psnr"]) <= QUALITY_TOLERANCE["psnr"] + 0.01 or r["note"], r
+    assert "the bytes each codec needs" in html.unescape(out[4]) and "x the bytes" in html.unescape(out[4])
+    assert [Path(p).stat().st_size for p in out[7]] == [r["bytes"] for r in rows]
+
+
 def test_compare_api_rejects_bad_input(client, ckpt, tmp_path):
-    from gradio_client.exceptions import AppError
+    from gradio_client.exceptions import AppError, ValidationError
 
     fake = tmp_path / "fake.png"
     fake.write_text("this is text, not an image")
@@ -97,7 +126,8 @@ def test_compare_api_rejects_bad_input(client, ckpt, tmp_path):
                                          (EXAMPLES / "kodim23.png", (ckpt.name, -5), ["jpeg"], "more than 0 KB"),
                                          (EXAMPLES / "kodim23.png", (ckpt.name, 2e5), ["jpeg"], "over the limit")]:
         size, target = size if isinstance(size, tuple) else (size, None)
-        with pytest.raises(AppError, match=expected) as err:
+        # refused before the queue by /compare's validator (ValidationError), or by the run (AppError)
+        with pytest.raises((AppError, ValidationError), match=expected) as err:
             call(client, path, size, codecs, target)
         # The reason, without the server's paths (Gradio's upload folder, the repository).
         message = str(err.value)
@@ -145,23 +175,156 @@ def test_huge_image_is_downscaled_with_a_note(client, ckpt, tmp_path):
 
 # ---- the app's helpers (no server) ----------------------------------------------------------
 
-def test_table_formats_units_and_best_values():
+def make_row(codec, nbytes, psnr, ms_ssim=None, note="", **more):
+    row = {"codec": codec, "setting": "s", "bytes": nbytes, "bpp": None if nbytes is None else nbytes / 1000,
+           "psnr": psnr, "ssim": None if psnr is None else psnr / 40, "ms_ssim": ms_ssim,
+           "encode_ms": None if nbytes is None else 5.0, "decode_ms": None if nbytes is None else 5.0, "note": note}
+    return dict(row, **more)
+
+
+def test_table_formats_units_and_stars_only_matched_codecs():
     from cycleapp.ui import MAIN_COLUMNS, TABLE, results_html, success_lines
 
-    rows = [{"codec": "cycle", "setting": "medium", "bytes": 1000, "bpp": 0.25, "psnr": 33.0, "ssim": 0.9,
-             "ms_ssim": 0.95, "encode_ms": 50.0, "decode_ms": 60.0, "note": ""},
-            {"codec": "jpeg", "setting": "quality 20", "bytes": 1010, "bpp": 0.2525, "psnr": 31.5, "ssim": None,
-             "ms_ssim": None, "encode_ms": 2.0, "decode_ms": 1.0, "note": "cannot go below 1010 bytes"},
-            {"codec": "webp", "setting": "quality 30", "bytes": 1200, "bpp": 0.3, "psnr": 32.0, "ssim": 0.8,
-             "ms_ssim": 0.9, "encode_ms": 9.0, "decode_ms": 3.0, "note": "largest file is 1200 bytes"}]
+    rows = [make_row("cycle", 1000, 33.0, 0.95, encode_ms=50.0, decode_ms=60.0),
+            make_row("jpeg", 1010, 31.5, 0.96, note="cannot go below 1010 bytes", encode_ms=2.0, decode_ms=1.0),
+            # the best PSNR of all, but 20 % larger: it missed the size and wins nothing
+            make_row("webp", 1200, 34.0, 0.99, note="largest file is 1200 bytes", encode_ms=1.0)]
     page = results_html(rows)
-    assert ">33.00<" in page and "n/a" in page  # fixed decimals, missing metrics said so
-    assert [k for k, *_ in TABLE][:len(MAIN_COLUMNS)] == MAIN_COLUMNS  # the columns a phone shows first
+    assert ">33.00<" in page  # fixed decimals
+    assert [k for k, *_ in TABLE if k != "ratio"][:len(MAIN_COLUMNS)] == MAIN_COLUMNS  # a phone's columns first
     assert "dB" in page and "bits/pixel" in page  # units in the headers
     best = re.findall(r"<td class='c-(\w+) best'", page)
-    assert sorted(best) == sorted(["bytes", "bpp", "psnr", "ms_ssim", "ssim", "encode_ms", "decode_ms"])
+    assert "bytes" not in best and "bpp" not in best  # what was matched is never starred
+    assert sorted(best) == ["decode_ms", "encode_ms", "ms_ssim", "psnr", "ssim"], best
+    webp = re.search(r"<tr data-codec='webp'.*?</tr>", page).group(0)
+    assert "★" not in webp and "not matched" in webp and "missed" in webp
+    cycle = re.search(r"<tr data-codec='cycle'.*?</tr>", page).group(0)
+    assert "c-psnr best" in cycle and "c-ms_ssim best" not in cycle  # JPEG matched: its MS-SSIM wins
+    verdict = re.search(r"<div class='verdict'[^>]*>", page).group(0)
+    assert "data-winner-psnr='cycle'" in verdict and "data-winner-ms-ssim='jpeg'" in verdict
     lines = success_lines(rows, "", 1.0)
     assert lines[1] == "JPEG: cannot go below 1010 bytes" and lines[2] == "WebP: largest file is 1200 bytes"
+
+
+def test_verdict_at_the_same_size_names_the_winner_and_the_gap():
+    from cycleapp.verdict import competes, stars, verdict
+
+    rows = [make_row("cycle", 28_547, 33.00, 0.9500), make_row("avif", 28_900, 33.06, 0.9490),
+            make_row("jpeg2000", 29_503, 34.00, 0.9900),  # +3.3 %: outside the match
+            make_row("heif", None, None, note="cannot encode a 5000x16 image")]
+    assert competes(rows) == [True, True, False, False]
+    v = verdict(rows)
+    assert v.winners == {"psnr": ["avif"], "ms_ssim": ["cycle"]} and v.missed == ["jpeg2000", "heif"]
+    text = "\n".join(v.lines)
+    assert "28,547 bytes" in v.lines[0]
+    assert "PSNR: AVIF is best, +0.06 dB over CycleCodec." in text
+    assert "MS-SSIM: CycleCodec is best, +0.0010 over AVIF, the next best." in text
+    assert "JPEG 2000 (+3.3 %)" in text and "HEIF (HEVC) (no file)" in text
+    marks = stars(rows)
+    assert marks["psnr"] == {1} and marks["ms_ssim"] == {0} and "bytes" not in marks and "bpp" not in marks
+    # Nothing matched: said, and no star anywhere.
+    alone = [rows[0], rows[2]]
+    assert "nothing to compare" in " ".join(verdict(alone).lines) and not any(stars(alone).values())
+    assert "tick codecs" in verdict(rows[:1]).lines[0]
+
+
+def test_verdict_at_the_same_quality_reads_in_bytes():
+    from cycleapp.ui import results_html
+    from cycleapp.verdict import stars, verdict
+
+    rows = [make_row("cycle", 1000, 33.00), make_row("jpeg", 2310, 33.05), make_row("avif", 970, 32.95),
+            make_row("webp", 1500, 32.50, note="no setting within 0.15")]  # 0.5 dB short: not compared
+    v = verdict(rows, "psnr")
+    assert v.winners == {"bytes": ["avif"]} and v.missed == ["webp"]
+    assert "AVIF needs 0.97x the bytes, JPEG 2.31x of CycleCodec." in v.lines
+    assert "Smallest file: AVIF, 0.97x CycleCodec's bytes (970 against 1,000)." in v.lines
+    assert "WebP (-0.50 dB)" in v.lines[-1]
+    assert stars(rows, "psnr")["ratio"] == {2} and "psnr" not in stars(rows, "psnr")
+    page = results_html(rows, "psnr")
+    order = re.findall(r"<tr data-codec='(\w+)'", page)
+    assert order == ["avif", "cycle", "jpeg", "webp"]  # ranked by bytes, the miss last
+    assert "2.31×" in page and re.search(r"<tr data-codec='avif'.*?c-ratio best", page)
+    # Ours the smallest: said so, with the next smallest's ratio.
+    ours = verdict([rows[0], rows[1]], "psnr")
+    assert ours.winners == {"bytes": ["cycle"]} and "the next smallest needs 2.31x its bytes" in ours.lines[-1]
+
+
+def test_quality_match_reaches_the_target_or_says_why(photo):
+    from cycleapp import codecs as registry
+    from cycleapp.matching import QUALITY_TOLERANCE, match_quality
+    from cycleapp.metrics import psnr
+
+    small = np.ascontiguousarray(photo[:96, :128])
+    jpeg = registry.get("jpeg")
+    target = psnr(small, jpeg.decode(jpeg.encode(small, 37))) + 0.04
+    for name in ("jpeg", "jpeg2000"):  # an integer setting, and a rate bisected on its logarithm
+        codec = registry.get(name)
+        m = match_quality(codec, small, "psnr", target)
+        assert m.within_tolerance and not m.note, (name, m.value, m.note)
+        assert m.value == psnr(small, codec.decode(m.data))  # the file's own quality
+        assert abs(m.value - target) <= QUALITY_TOLERANCE["psnr"]
+    far = match_quality(jpeg, small, "psnr", 80.0)  # beyond JPEG at quality 100
+    assert not far.within_tolerance and far.note.startswith("best is") and "80.00 dB" in far.note
+
+
+def test_compare_at_the_same_quality_in_parallel(photo, ckpt):
+    from cycleapp.codecs import CycleCodec
+    from cycleapp.compare import compare
+    from cycleapp.matching import QUALITY_TOLERANCE
+
+    small = np.ascontiguousarray(photo[:96, :128])
+    lines = []
+    one = compare(small, CycleCodec(ckpt), ["jpeg", "jpeg2000"], "psnr")
+    two = compare(small, CycleCodec(ckpt), ["jpeg", "jpeg2000"], "psnr", workers=2, report=lines.append)
+    assert [r.codec for r in two] == ["cycle", "jpeg", "jpeg2000"]
+    assert [r.data for r in one] == [r.data for r in two]  # threads change the times, not the files
+    for r in two[1:]:
+        assert abs(r.psnr - two[0].psnr) <= QUALITY_TOLERANCE["psnr"] or r.note
+    assert lines[0].startswith("Compressing with CycleCodec") and "0 of 2 codecs done" in lines[1]
+    assert any("to the same PSNR" in line for line in lines)
+    with pytest.raises(ValueError, match="MS-SSIM needs an image of at least 161 pixels"):
+        compare(small, CycleCodec(ckpt), ["jpeg"], "ms_ssim")
+
+
+def test_a_rerun_reuses_what_was_measured(photo, ckpt):
+    """The same image with one more codec: the first codecs' measurements are reused (the very
+    objects), the new one measured; a bound of 0 bytes keeps nothing."""
+    from cycleapp.codecs import CycleCodec
+    from cycleapp.compare import Kept, compare
+
+    small = np.ascontiguousarray(photo[:96, :128])
+    kept = Kept()
+    first = compare(small, CycleCodec(ckpt), ["jpeg"], kept=kept)
+    again = compare(small, CycleCodec(ckpt), ["jpeg", "webp"], kept=kept)
+    assert again[0] is first[0] and again[1] is first[1] and again[2].codec == "webp"
+    other = small.copy()
+    other[0, 0] ^= 1  # another image: nothing reused
+    assert compare(other, CycleCodec(ckpt), ["jpeg"], kept=kept)[1] is not first[1]
+    tiny = Kept(max_bytes=0)
+    assert compare(small, CycleCodec(ckpt), ["jpeg"], kept=tiny)[1] is not compare(small, CycleCodec(ckpt), ["jpeg"],
+                                                                                    kept=tiny)[1]
+
+
+def test_progress_steps_relay_lines_then_the_result_or_the_error():
+    from cycleapp.ui import progress_steps
+
+    def work(report):
+        report("one")
+        report("two")
+        return 42
+
+    steps = progress_steps(work, str.upper)
+    assert [next(steps), next(steps)] == ["ONE", "TWO"]
+    with pytest.raises(StopIteration) as stop:
+        next(steps)
+    assert stop.value.value == 42
+
+    def broken(report):
+        report("starting")
+        raise ValueError("no")
+
+    with pytest.raises(ValueError, match="no"):
+        list(progress_steps(broken, str))
 
 
 def test_messages_carry_no_server_paths(tmp_path):
@@ -175,6 +338,18 @@ def test_messages_carry_no_server_paths(tmp_path):
     assert clean_message(f"cannot read image {tmp_path}/a b.png: broken", f"{tmp_path}/a b.png") == \
         "cannot read image 'a b.png': broken"
     assert "/" not in clean_message("no such file: /srv/data/x.png")
+
+
+def test_transparency_is_said(tmp_path):
+    from cycleapp.ui import read_upload
+
+    rgba = np.zeros((20, 30, 4), np.uint8)
+    rgba[..., 3] = 100
+    Image.fromarray(rgba).save(tmp_path / "alpha.png")
+    Image.fromarray(rgba[..., :3]).save(tmp_path / "opaque.png")
+    rgb, note = read_upload(tmp_path / "alpha.png")
+    assert "transparency was composited onto white" in note and (rgb > 0).all()
+    assert read_upload(tmp_path / "opaque.png")[1] == ""
 
 
 @pytest.mark.parametrize("shape", [(160, 125, 1), (160, 1, 125), (160, 32, 48), (160, 1, 1), (16, 2000, 3)])
@@ -235,6 +410,12 @@ def test_a_plot_waits_while_a_table_is_being_made(photo):
 
 
 # ---- bounded output: the run folders and Gradio's cache -------------------------------------
+
+def last(steps):
+    """The final answer of /compare's generator (what an API client gets)."""
+    *_, answer = steps
+    return answer
+
 
 def make_run(root, name, size, age):
     import os
@@ -311,16 +492,16 @@ def test_compare_output_stays_under_its_cap(tmp_path, monkeypatch, photo):
     request = gr.Request(session_hash="visitor")
     written = []
     for i in range(8):
-        out = app.run_compare(str(images[i % 3]), "tiny", ["jpeg", "webp"], None, request)
+        out = last(app.run_compare(str(images[i % 3]), "tiny", ["jpeg", "webp"], None, "size", request))
         written.append(folder_bytes(Path(out[2]).parent))
         assert written[-1] <= one_run
         assert app.RUNS.usage() <= cap
-        for path in [out[2], *out[3], *re.findall(r"gradio_api/file=([^\"]+?\.png)", html.unescape(out[5]))]:
+        for path in [out[2], *out[3], *out[7], *re.findall(r"gradio_api/file=([^\"]+?\.png)", html.unescape(out[5]))]:
             assert Path(path).is_file(), path
     assert sum(written) > cap and len(list(root.iterdir())) < 8  # it had to delete, and did
     monkeypatch.setattr(app, "RUNS", RunFolders(root, cap=one_run // 2, min_age=0))
     with pytest.raises(gr.Error, match="busy"):
-        app.run_compare(str(images[0]), "tiny", ["jpeg", "webp"])
+        last(app.run_compare(str(images[0]), "tiny", ["jpeg", "webp"]))
 
 
 def test_rd_plot_api_refuses_a_malformed_table(client, tmp_path):

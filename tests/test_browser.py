@@ -70,18 +70,21 @@ def upload(page, path):
     expect(page.locator("#upload")).to_contain_text(path.stem, timeout=30_000)
 
 
-def run_and_wait(page, codecs=("cycle", "jpeg", "jpeg2000")):
-    """Press the button; wait for this run's plot (it comes after the table), then check the table's
-    rows (in this order). The previous run's plot is marked first: until the page has cleared it,
-    the previous run's table and plot would otherwise pass for this run's."""
+def run_and_wait(page, codecs=("cycle", "jpeg", "jpeg2000"), press=True):
+    """Press the button (unless pressed already); wait for this run's plot (it comes after the
+    table), then check the table's rows (in this order; in any order when `codecs` is a set). The
+    previous run's plot is marked first: until the page has cleared it, the previous run's table
+    and plot would otherwise pass for this run's."""
     from playwright.sync_api import expect
 
-    page.eval_on_selector_all("#rd-plot img", "imgs => imgs.forEach(i => i.dataset.stale = '1')")
-    page.click("#run")
+    if press:
+        page.eval_on_selector_all("#rd-plot img", "imgs => imgs.forEach(i => i.dataset.stale = '1')")
+        page.click("#run")
     page.locator("#rd-plot img:not([data-stale])").first.wait_for(timeout=240_000)
     rows = page.locator("#results-view tbody tr")
     expect(rows).to_have_count(len(codecs))
-    assert [rows.nth(i).get_attribute("data-codec") for i in range(len(codecs))] == list(codecs)
+    shown = [rows.nth(i).get_attribute("data-codec") for i in range(len(codecs))]
+    assert (set(shown) if isinstance(codecs, set) else shown) == (codecs if isinstance(codecs, set) else list(codecs))
 
 
 def screenshot(page, name, width):
@@ -93,6 +96,94 @@ def screenshot(page, name, width):
     if img.width > width:
         img = img.resize((width, round(img.height * width / img.width)), Image.Resampling.LANCZOS)
     img.save(ARTIFACTS / f"{name}.webp", quality=72, method=6)
+
+
+def table_rows(page) -> list[dict]:
+    """The results table as shown: codec, bytes, PSNR and MS-SSIM as numbers, the row's state
+    (matched or missed) and the columns holding a star."""
+    return page.eval_on_selector_all("#results-view tbody tr", """trs => trs.map(tr => {
+        const num = key => { const c = tr.querySelector('.c-' + key); if (!c) return null;
+            const t = c.textContent.replace(/[★,×]/g, ''); return t === 'n/a' ? null : parseFloat(t); };
+        return {codec: tr.dataset.codec, state: tr.className, bytes: num('bytes'), psnr: num('psnr'),
+                ms_ssim: num('ms_ssim'), stars: [...tr.querySelectorAll('td.best')].map(td => td.className)};
+    })""")
+
+
+def check_verdict_and_table(page, match="size"):
+    """The verdict agrees with the table: a codec competes when its bytes (same size) or its PSNR
+    (same PSNR) are within the tolerance of ours, only those carry stars (never in the byte
+    columns at the same size), the verdict's winner is the best of those on the table's numbers
+    and is named in its words; at the same PSNR the rows rank by bytes."""
+    from cycleapp.matching import QUALITY_TOLERANCE, TOLERANCE
+    from cycleapp.codecs import labels
+
+    rows = table_rows(page)
+    ours = next(r for r in rows if r["codec"] == "cycle")
+    for r in rows:
+        if r["bytes"] is None:
+            matched = False
+        elif match == "size":
+            matched = abs(r["bytes"] - ours["bytes"]) <= TOLERANCE * ours["bytes"]
+        else:  # the page shows PSNR to 0.01 dB
+            matched = abs(r["psnr"] - ours["psnr"]) <= QUALITY_TOLERANCE["psnr"] + 0.005
+        assert r["state"] == ("matched" if matched else "missed"), r
+        if not matched:
+            assert not r["stars"], r  # no star on a missed match
+        if match == "size":
+            assert not [c for c in r["stars"] if "c-bytes" in c or "c-bpp" in c], r
+    verdict = page.locator("#results-view .verdict")
+    words = verdict.inner_text()
+    competing = [r for r in rows if r["state"] == "matched"]
+    if match == "size":
+        for key, name in (("psnr", "PSNR"), ("ms_ssim", "MS-SSIM")):
+            values = [r[key] for r in competing if r[key] is not None]
+            if len(values) < 2 or len(set(values)) == 1:  # nothing to compare (MS-SSIM: n/a under 161 px)
+                assert not verdict.get_attribute(f"data-winner-{key.replace('_', '-')}")
+                continue
+            best = max(values)
+            winners = (verdict.get_attribute(f"data-winner-{key.replace('_', '-')}") or "").split()
+            assert winners, (key, words)
+            for w in winners:
+                assert next(r for r in rows if r["codec"] == w)[key] == best, (key, w, rows)
+            line = next(line for line in words.splitlines() if line.startswith(f"{name}:"))
+            assert line.startswith(f"{name}: {labels()[winners[0]]}"), line
+    else:
+        assert [r["bytes"] for r in competing] == sorted(r["bytes"] for r in competing)
+        assert rows[:len(competing)] == competing  # the misses last
+        winner = verdict.get_attribute("data-winner-bytes")
+        assert winner == competing[0]["codec"] and f"Smallest file: {labels()[winner]}" in words
+    return rows
+
+
+def check_downloads(page):
+    """Every codec's file is offered, named by codec, with exactly its row's bytes, and decodes
+    (Pillow, or cycleapp for .cyc) to the pixels the inspector shows (its PNG files)."""
+    import io
+
+    import cycleapp
+    import cycleapp.imageio  # noqa: F401  (HEIF, AVIF and JPEG XL in Pillow)
+
+    rows = {r["codec"]: r for r in table_rows(page)}
+    links = page.eval_on_selector_all("#results-view .downloads a", "as => as.map(a => ({href: a.href, "
+                                      "name: a.getAttribute('download'), codec: a.dataset.codec, kind: a.dataset.kind, "
+                                      "bytes: +a.dataset.bytes}))")
+    files = [a for a in links if a["kind"] == "file"]
+    pngs = {a["codec"]: a for a in links if a["kind"] == "png"}
+    assert sorted(a["codec"] for a in files) == sorted(c for c, r in rows.items() if r["bytes"] is not None)
+    inspector = page.locator("#inspector").inner_html()
+    for a in files:
+        data = page.request.get(a["href"]).body()
+        assert len(data) == a["bytes"] == rows[a["codec"]]["bytes"], a
+        extension = {"cycle": ".cyc", "jpeg": ".jpg", "jpeg2000": ".j2k", "webp": ".webp", "heif": ".heic",
+                     "avif": ".avif", "jxl": ".jxl"}[a["codec"]]
+        assert a["name"].endswith(extension) and (a["codec"] in a["name"] or a["codec"] == "cycle"), a
+        pixels = cycleapp.decode(data) if extension == ".cyc" else \
+            np.array(Image.open(io.BytesIO(data)).convert("RGB"))
+        png = pngs[a["codec"]]
+        assert png["href"].split("gradio_api/file=")[1] in inspector  # the very file the inspector shows
+        shown = np.array(Image.open(io.BytesIO(page.request.get(png["href"]).body())))
+        assert np.array_equal(pixels, shown), a["codec"]
+    return files
 
 
 def regions(page):
@@ -110,6 +201,8 @@ def test_desktop_run(desktop):
         assert desktop.wait_for_function("img => img.complete && img.naturalWidth === 768", arg=img.element_handle())
     # Before a run nothing but the inputs and a hint; after it the status says what happened.
     assert "Done in" in desktop.locator("#status").inner_text()
+    check_verdict_and_table(desktop)
+    assert len(check_downloads(desktop)) == 3
     screenshot(desktop, "app-desktop", 960)
 
 
@@ -160,12 +253,38 @@ def test_zoom_is_synchronised(desktop):
 
 def test_phone_run_and_main_columns_visible(phone):
     upload(phone, EXAMPLES / "kodim04.png")
-    run_and_wait(phone)
+    phone.evaluate("window.scrollTo(0, 0)")
+    phone.click("#run")
+    # As the run starts, the button waits and the status (below the inputs on a phone) comes into view.
+    from playwright.sync_api import expect
+
+    expect(phone.locator("#run")).to_be_disabled()
+    box = phone.locator("#status").bounding_box()
+    assert 0 <= box["y"] < PHONE["height"], box
+    run_and_wait(phone, press=False)
+    expect(phone.locator("#run")).to_be_enabled()
+    check_verdict_and_table(phone)
+    assert len(check_downloads(phone)) == 3
     assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     for key in ("codec", "bytes", "bpp", "psnr", "ms_ssim"):
         box = phone.locator(f"#results-view thead th.c-{key}").bounding_box()
         assert box and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], (key, box)
     screenshot(phone, "app-phone", 390)
+
+
+def test_same_quality_table_ranks_by_bytes(desktop, tmp_path):
+    """The same PSNR: each matched codec within 0.15 dB of ours, the rows ranked by bytes, the
+    verdict in bytes naming the smallest; the files offered are still the table's."""
+    small = tmp_path / "parrots.png"
+    Image.open(EXAMPLES / "kodim23.png").convert("RGB").crop((200, 60, 520, 300)).save(small)
+    upload(desktop, small)
+    desktop.check("#match input[value='psnr']")
+    run_and_wait(desktop, {"cycle", "jpeg", "jpeg2000"})
+    check_verdict_and_table(desktop, "psnr")
+    assert "x the bytes" in desktop.locator("#results-view .verdict").inner_text()
+    check_downloads(desktop)
+    desktop.locator("#results-view").screenshot(path=str(ARTIFACTS / "app-same-quality.png"))
+    desktop.check("#match input[value='size']")
 
 
 def test_narrow_strip_keeps_the_page_bounded(desktop, tmp_path):
@@ -182,10 +301,20 @@ def test_narrow_strip_keeps_the_page_bounded(desktop, tmp_path):
 
 
 def test_error_after_success_clears_results_and_stays(desktop, tmp_path):
+    """First a success on a 192x128 image, whose .cyc file (about 240 bytes) is smaller than any
+    JPEG can be (460): JPEG misses the size, is marked, left out of the verdict (which says so)
+    and never starred. Then a file that is no image: the results go, the message stays."""
     from playwright.sync_api import expect
 
-    upload(desktop, EXAMPLES / "kodim04.png")
+    small = tmp_path / "small.png"
+    Image.open(EXAMPLES / "kodim04.png").convert("RGB").crop((300, 200, 492, 328)).save(small)
+    upload(desktop, small)
     run_and_wait(desktop)
+    rows = {r["codec"]: r for r in check_verdict_and_table(desktop)}
+    assert rows["jpeg"]["state"] == "missed" and not rows["jpeg"]["stars"]
+    words = desktop.locator("#results-view .verdict").inner_text()
+    assert "Not compared" in words and "JPEG (+" in words
+    check_downloads(desktop)
     fake = tmp_path / "notes.png"
     fake.write_text("hello, I am text")
     upload(desktop, fake)
@@ -196,7 +325,7 @@ def test_error_after_success_clears_results_and_stays(desktop, tmp_path):
     for box in ("#results-box", "#inspect-box"):
         expect(desktop.locator(box)).to_be_hidden()
     assert "All codecs matched" not in status.inner_text() and "Done in" not in status.inner_text()
-    time.sleep(15)  # a toast fades; the status stays until the next run
+    time.sleep(11)  # a toast fades (gr.Error: after 10 s); the status stays until the next run
     expect(status).to_contain_text("Could not read this file ('notes.png') as an image")
     text = desktop.locator("body").inner_text()
     assert not SERVER_PATH.search(text), SERVER_PATH.search(text)
@@ -248,15 +377,19 @@ def test_queue_place_shows_in_the_status(browser, desktop):
     jobs = [other.submit(handle_file(str(EXAMPLES / "kodim04.png")), "medium", ["jpeg", "jpeg2000"],
                          api_name="/compare") for _ in range(2)]
     deadline = time.time() + 60
-    while jobs[0].status().code != Status.PROCESSING and time.time() < deadline:
+    while jobs[0].status().code not in (Status.PROCESSING, Status.ITERATING) and time.time() < deadline:
         time.sleep(0.1)
     desktop.click("#run")
     status = desktop.locator("#status")
-    expect(status).to_contain_text(re.compile(r"queue: [1-9]\d*/\d+"), timeout=30_000)
-    expect(status).to_contain_text("your place in the queue")
-    line = desktop.locator("#status .progress-text").bounding_box()
-    words = desktop.locator("#status .status li").last.bounding_box()
-    assert line["y"] >= words["y"] + words["height"], (line, words)
+    # Checked in one step of the page (the queue moves fast): the place, the words, the line below them.
+    desktop.wait_for_function("""() => {
+        const status = document.getElementById('status'), line = status.querySelector('.progress-text');
+        const words = [...status.querySelectorAll('.status li')].pop();
+        if (!line || !words || !/queue: [1-9]\\d*\\/\\d+/.test(line.textContent)) return false;
+        if (!status.textContent.includes('your place in the queue')) return false;
+        const a = line.getBoundingClientRect(), b = words.getBoundingClientRect();
+        return a.top >= b.bottom;
+    }""", timeout=30_000)
     expect(status).to_contain_text("Done in", timeout=180_000)
     for job in jobs:
         job.result()
