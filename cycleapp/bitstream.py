@@ -54,6 +54,7 @@ BASE_ONLY = 8  # the version of a file without an enhancement layer
 _HEADER = struct.Struct("<3sB8sIIHHHbI")
 _LAYER = struct.Struct("<BHI")  # format 9: layer kind, step, layer payload length
 LAYER_KINDS = (1, 2)  # 1: pixel domain (`residual`), 2: transform domain (`dct_layer`)
+MAX_LAYER_PIXELS = 4096 * 4096  # an enhancement layer works on the whole image: about 80 bytes a pixel
 # The last commit of the CycleCodec repository that wrote each format before 8 (with the weights of
 # that commit): a file of that version decodes in a checkout of it.
 OLDER_RELEASES = {1: "ac271cb", 2: "ad57aa5", 3: "f9c7a47", 4: "e3e03f9", 5: "6b06ba3", 6: "31830f3",
@@ -160,6 +161,9 @@ class CycFile:
         if n % 4 or n < 8:
             raise BitstreamError(f"corrupted .cyc file (a payload of {n} bytes: the coder writes whole "
                                  "32-bit words, at least the two of its final state)")
+        if layer and width * height > MAX_LAYER_PIXELS:
+            raise BitstreamError(f"corrupted .cyc file (an enhancement layer over {width}x{height} pixels: "
+                                 f"at most {MAX_LAYER_PIXELS:,})")
         if layer and (kind not in LAYER_KINDS or step == 0 or m % 4 or m < 8):
             raise BitstreamError(f"corrupted .cyc file (an enhancement layer of kind {kind}, {m} bytes, "
                                  f"step {step})")

@@ -9,7 +9,7 @@ import torch
 
 from . import checkpoint as ckpts
 from . import dct_layer, residual
-from .bitstream import BitstreamError, CycFile, code_shape, unstorable_size
+from .bitstream import MAX_LAYER_PIXELS, BitstreamError, CycFile, code_shape, unstorable_size
 from .checkpoint import Checkpoint
 from .entropy import GRID_RATIO
 from .model import FACTOR
@@ -179,6 +179,9 @@ def encode_layers(ckpt: Checkpoint, rgb: np.ndarray, rdoq_weight: float = RDOQ_W
                               or not LAYERS[kind].MIN_STEP <= step <= LAYERS[kind].MAX_STEP):
         raise ValueError(f"an enhancement layer is (kind, step): kind one of {sorted(LAYERS)}, its step "
                          f"within that kind's MIN_STEP and MAX_STEP")
+    if kind and rgb.shape[0] * rgb.shape[1] > MAX_LAYER_PIXELS:
+        raise ValueError(f"high rates, near-lossless and lossless take images of at most {MAX_LAYER_PIXELS:,} "
+                         f"pixels (this one has {rgb.shape[0] * rgb.shape[1]:,})")
     cyc = CycFile(ckpt.id, rgb.shape[1], rgb.shape[0], code_shape(ckpt.channels, rgb.shape[1], rgb.shape[0]),
                   b"", int(step_shift), int(kind), int(step))
     if base is None:

@@ -28,7 +28,10 @@ from .checkpoint import Checkpoint
 
 LEARNED = "cycle"  # the name of the learned codec's entries: the codec this project is about
 DEFAULT_RDOQ_WEIGHT = codec.RDOQ_WEIGHT
-FINEST = 16  # the finest step offset rate control tries: two grid steps finer than trained
+# Above the largest code size's own file, rate control makes its steps at most FINEST finer (two grid
+# steps), then the layered codec takes over: much finer, the symbols would run past the coding
+# tables' range and the image fall apart (kodim23: 26.9 dB at 2 bpp).
+FINEST = 16
 # The layered codec's base: the largest code size at that finest offset, so that its smallest file
 # (the base and a layer of zeros) is as good as the best file of the code sizes alone, and a larger
 # target never gives a worse image across the switch from one to the other.
@@ -159,9 +162,7 @@ class CycleCodec(Codec):
     name = LEARNED
     label = "CycleCodec"
     settings = (0,)
-    # Finer than FINEST the symbols would run past the coding tables' range and the image fall apart
-    # (kodim23: 26.9 dB at 2 bpp); beyond the largest code size the layered codec takes over.
-    search = Search(-codec.STEP_SHIFT_RANGE[1], FINEST, "integer")
+    search: Search = Search(-codec.STEP_SHIFT_RANGE[1], -codec.STEP_SHIFT_RANGE[0], "integer")
 
     @property
     def variant(self) -> str:

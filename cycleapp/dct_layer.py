@@ -73,11 +73,12 @@ def block_activity(base: np.ndarray) -> np.ndarray:
     neighbours, summed over the block and the channels: int64 (BH, BW)."""
     h, w = base.shape[:2]
     bh, bw = blocks_shape(h, w)
-    b = base.astype(np.int64)
-    grad = np.zeros((bh * BLOCK, bw * BLOCK), np.int64)
-    grad[:h, 1:w] += np.abs(np.diff(b, axis=1)).sum(2)
-    grad[1:h, :w] += np.abs(np.diff(b, axis=0)).sum(2)
-    return grad.reshape(bh, BLOCK, bw, BLOCK).sum((1, 3))
+    grad = np.zeros((bh * BLOCK, bw * BLOCK), np.int32)
+    for c in range(3):  # a channel at a time: a few bytes a pixel
+        b = base[..., c].astype(np.int16)
+        grad[:h, 1:w] += np.abs(np.diff(b, axis=1))
+        grad[1:h, :w] += np.abs(np.diff(b, axis=0))
+    return grad.reshape(bh, BLOCK, bw, BLOCK).sum((1, 3), dtype=np.int64)
 
 
 def walk(shape: tuple[int, int], act: np.ndarray, step: int, code) -> np.ndarray:
@@ -85,7 +86,7 @@ def walk(shape: tuple[int, int], act: np.ndarray, step: int, code) -> np.ndarray
     integer values at blocks (ys, xs) of channel c, frequency (u, v) (the encoder's quantised
     coefficients, or the decoder's reading). Returns the integer coefficients (3, BH, BW, 8, 8)."""
     bh, bw = shape
-    q = np.zeros((3, BLOCK, BLOCK, bh + 2, bw + 2), np.int64)  # a plane per frequency, a margin of zeros
+    q = np.zeros((3, BLOCK, BLOCK, bh + 2, bw + 2), np.int32)  # a plane per frequency, a margin of zeros
     parity = np.add.outer(np.arange(bh), np.arange(bw)) % 2
     where = [np.nonzero(parity == p) for p in (0, 1)]
     activity = [(act[ys, xs] * STEP_UNIT) // (ACTIVITY_DIVISOR * step) for ys, xs in where]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import codecs as registry
-from .codecs import Codec, CodecError
+from .codecs import Codec, CodecError, Search
 from .measure import timed
 from .metrics import ms_ssim, psnr
 
@@ -47,7 +47,7 @@ class Match:
 
 
 def match_size(codec: Codec, rgb: np.ndarray, target: int, max_tries: int = 24,
-               known: dict | None = None) -> Match:
+               known: dict | None = None, search: Search | None = None) -> Match:
     """The setting whose file size is closest to `target` bytes (bisection on the setting, or for a
     rate setting a correction by the size error). A codec that cannot encode the image (CodecError)
     gives a match without a file (or the closest file it made before failing), the reason in the note.
@@ -62,7 +62,7 @@ def match_size(codec: Codec, rgb: np.ndarray, target: int, max_tries: int = 24,
         return len(tried[s][0])
 
     try:
-        _search(codec.search, size_at, tried, rgb, target, max_tries)
+        _search(search or codec.search, size_at, tried, rgb, target, max_tries)
         failure = ""
     except CodecError as e:
         failure = str(e)
@@ -73,7 +73,7 @@ def match_size(codec: Codec, rgb: np.ndarray, target: int, max_tries: int = 24,
     match = Match(codec.name, best, data, target, f"the search stopped early: {failure}" if failure else "",
                   encode_s=encode_s)
     if not match.within_tolerance and not failure:
-        search = codec.search
+        search = search or codec.search
         smallest = size_at(search.low)
         if smallest > target:
             match.note = f"cannot go below {smallest} bytes (target {target})"
@@ -190,13 +190,14 @@ def match_learned(rgb: np.ndarray, target: int) -> Match:
     if target > (1 + TOLERANCE) * natural(len(entries) - 1):
         known = {top.default: made[len(entries) - 1], registry.FINEST: timed(top.encode, rgb, registry.FINEST)}
         finest = len(known[registry.FINEST][0])
+        finer = Search(top.default, registry.FINEST, "integer")  # its steps finer, up to FINEST
         if target <= (1 + TOLERANCE) * finest:  # the largest code size reaches it
-            return _named(match_size(top, rgb, target, known=known), top.variant)
+            return _named(match_size(top, rgb, target, known=known, search=finer), top.variant)
         m = _named(match_size(registry.layered().for_image(rgb), rgb, target), registry.LAYERED)
         if not m.within_tolerance and abs(finest - target) <= abs(len(m.data) - target):
             # between the largest code size's finest file and the layered codec's smallest (that file
             # and a layer of zeros): the nearer is the former, and just as good
-            return _named(match_size(top, rgb, target, known=known), top.variant)
+            return _named(match_size(top, rgb, target, known=known, search=finer), top.variant)
         if m.setting == registry.LADDER and len(m.data) < target and not m.within_tolerance:
             m.note = f"the lossless file is {len(m.data)} bytes, the largest this codec makes (target {target})"
         return m

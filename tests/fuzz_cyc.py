@@ -1,13 +1,17 @@
-"""Fuzzing the .cyc decoder with malformed files (not a test; tests/test_fuzz.py runs a short version).
+"""Fuzzing the .cyc decoder with malformed files (not a test; tests/test_fuzz.py and
+tests/test_fuzz_layers.py run short versions).
 
     .venv/bin/python tests/fuzz_cyc.py [--cases 20000] [--seed 0]
 
-Mutants of a few real files: header fields edited (the CRC recomputed, so the decoder itself must
-notice), truncations, extensions, random payloads, bit flips, payload words dropped or added
-(length and CRC fixed), garbage. Every case must raise ValueError (BitstreamError, or the checkpoint
-lookup's: what the command line prints as one `error:` line) or decode to exactly the size its header
-states, within SECONDS_PER_CASE; a payload that runs dry or leaves data must be refused as such.
-Prints one summary line: cases, outcomes, the slowest case, the process's peak memory.
+Mutants of a few real files of both formats (8: the learned code alone; 9: with an enhancement
+layer of either kind): header fields edited (the CRC recomputed, so the decoder itself must notice),
+truncations, extensions, random payloads, bit flips, payload words dropped or added (lengths and CRC
+fixed), garbage; for format 9 the same edits of the layer and its fields, the two payloads swapped, a
+format 9 header over a format 8 body and the other way round. Every case must raise ValueError
+(BitstreamError, or the checkpoint lookup's: what the command line prints as one `error:` line) or
+decode to exactly the size its header states, within SECONDS_PER_CASE; a payload or layer that runs
+dry or leaves data must be refused as such. Prints a summary line (cases, outcomes, the slowest case,
+the process's peak memory), then the outcomes of each kind of mutant.
 """
 from __future__ import annotations
 
@@ -24,38 +28,105 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import cycleapp  # noqa: E402
 from cycleapp import checkpoint, codec  # noqa: E402
 from cycleapp.bitstream import MAX_SIDE, CycFile, code_shape  # noqa: E402
 
 SECONDS_PER_CASE = 5.0  # a small file decodes in milliseconds; 100 megapixels take a minute
-HEADER = 31  # bytes before the payload
+# The layout of each format (docs/format.md), the one place that knows it: the fields of the header
+# (name: offset, struct format), and the bytes before the first payload. Format 9 is format 8's
+# header followed by the enhancement layer's fields; its payloads are the learned code's, then the
+# layer's, the CRC after both.
 FIELDS = {"version": (3, "B"), "width": (12, "I"), "height": (16, "I"), "channels": (20, "H"),
           "code height": (22, "H"), "code width": (24, "H"), "step shift": (26, "b"), "length": (27, "I")}
-# What a refusal must say for the mutants whose payload certainly runs dry or leaves data.
+LAYER_FIELDS = {"layer kind": (31, "B"), "layer step": (32, "H"), "layer length": (34, "I")}
+HEADER = {8: 31, 9: 38}
+# What a refusal must say for the mutants whose payload (format 8's kinds, which tests/test_fuzz.py
+# counts) or layer (format 9's) certainly runs dry or leaves data. A layer cut below two words is
+# refused by the container, one too large for its image before it is read: both say how many bytes.
 EXPECTED = {"dry": re.compile(r"ran out|cannot hold|a payload of \d+ bytes"),
             "leftover": re.compile(r"left after|cannot hold")}
+LAYER_EXPECTED = {"layer dry": re.compile(r"ran out|an enhancement layer of kind \d+, \d+ bytes"),
+                  "layer leftover": re.compile(r"left after|an enhancement layer of \d+ bytes")}
+# The kinds of mutant that edit the learned code's payload and the layer, and the edit each makes
+# (`edited_stream`).
+PAYLOAD_EDITS = {"payload flip": "flip", "payload cut": "cut", "payload add": "add", "random payload": "random",
+                 "dry": "dry", "leftover": "leftover"}
+LAYER_EDITS = {"layer flip": "flip", "layer cut": "cut", "layer add": "add", "random layer": "random",
+               "layer dry": "dry", "layer leftover": "leftover"}
+KINDS = ["field", "size", "checkpoint", "truncate", "extend", "flip", *PAYLOAD_EDITS, "garbage"]
+LAYER_KINDS = ["layer field", *LAYER_EDITS, "swap", "v8 header, v9 body", "v9 header, v8 body"]
 
 
-def base_files() -> list[bytes]:
-    """Real files: a few small images (1x1 up to 40x72) at the smallest and the largest code size."""
-    rng = np.random.default_rng(0)
+def base_files(versions=(8,)) -> list[tuple[bytes, bytes | None]]:
+    """Real files, each with (for format 9) the format 8 file of the same image, checkpoint and step
+    shift, for the mutants that mix the two. Format 8: a few small images (1x1 up to 40x72) at the
+    smallest and the largest code size; format 9: lossless and near-lossless (pixel layers), a
+    transform layer at a fine and a coarse step."""
     files = []
-    for name, sizes in (("tiny", [(1, 1), (23, 37), (40, 72)]), ("huge", [(17, 33)])):
-        ckpt = checkpoint.by_name(name)
-        for h, w in sizes:
-            base = np.linspace(0, 255, w)[None, :, None] * np.ones((h, 1, 3))
-            rgb = np.clip(base + rng.normal(0, 30, (h, w, 3)), 0, 255).astype(np.uint8)
-            files.append(codec.encode(ckpt, rgb))
+    if 8 in versions:
+        rng = np.random.default_rng(0)
+        for name, sizes in (("tiny", [(1, 1), (23, 37), (40, 72)]), ("huge", [(17, 33)])):
+            ckpt = checkpoint.by_name(name)
+            for h, w in sizes:
+                files.append((codec.encode(ckpt, noisy_ramp(h, w, rng)), None))
+    if 9 in versions:
+        rng = np.random.default_rng(9)
+        tiny, huge = checkpoint.by_name("tiny"), checkpoint.by_name("huge")
+        for (h, w), make in [((1, 1), lambda rgb: cycleapp.encode(rgb, lossless=True)),
+                             ((17, 33), lambda rgb: cycleapp.encode(rgb, max_error=2)),
+                             ((40, 72), lambda rgb: cycleapp.encode(rgb, lossless=True)),
+                             ((1, 1), lambda rgb: codec.encode(tiny, rgb, layer=(codec.TRANSFORM, 96))),
+                             ((17, 33), lambda rgb: codec.encode(huge, rgb, layer=(codec.TRANSFORM, 32))),
+                             ((40, 72), lambda rgb: codec.encode(tiny, rgb, layer=(codec.TRANSFORM, 2000)))]:
+            rgb = noisy_ramp(h, w, rng)
+            data = make(rgb)
+            cyc = CycFile.from_bytes(data)
+            twin = codec.encode(checkpoint.by_id(cyc.checkpoint_id), rgb, step_shift=cyc.step_shift)
+            files.append((data, twin))
     return files
+
+
+def noisy_ramp(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    base = np.linspace(0, 255, w)[None, :, None] * np.ones((h, 1, 3))
+    return np.clip(base + rng.normal(0, 30, (h, w, 3)), 0, 255).astype(np.uint8)
 
 
 def with_crc(body: bytes) -> bytes:
     return body + struct.pack("<I", zlib.crc32(body))
 
 
+def parts(data: bytes) -> tuple[bytes, bytes, bytes]:
+    """A well-formed file's header, payload and layer (b"" in format 8)."""
+    header = data[:HEADER[data[3]]]
+    (n,) = struct.unpack_from("<I", data, FIELDS["length"][0])
+    return header, data[len(header):len(header) + n], data[len(header) + n:-4]
+
+
+def assemble(header: bytes, payload: bytes, layer: bytes = b"") -> bytes:
+    """A file of this header (its format told by the header's size) and payloads, their lengths
+    and the CRC fixed; in format 8 a layer is just more bytes after the payload."""
+    head = bytearray(header)
+    struct.pack_into("<I", head, FIELDS["length"][0], len(payload))
+    if len(head) == HEADER[9]:
+        struct.pack_into("<I", head, LAYER_FIELDS["layer length"][0], len(layer))
+    return with_crc(bytes(head) + payload + layer)
+
+
 def with_payload(data: bytes, payload: bytes) -> bytes:
-    """The file with another payload, its length field and CRC fixed."""
-    return with_crc(data[:HEADER - 4] + struct.pack("<I", len(payload)) + payload)
+    """The file with another learned code's payload, its length field and CRC fixed."""
+    header, _, layer = parts(data)
+    return assemble(header, payload, layer)
+
+
+def with_layer(data: bytes, layer: bytes) -> bytes:
+    """The format 9 file with another layer, its length field and CRC fixed."""
+    header, payload, _ = parts(data)
+    return assemble(header, payload, layer)
+
+
+def with_version(header: bytes, version: int) -> bytes:
+    return header[:3] + bytes([version]) + header[4:]
 
 
 def flipped(data: bytes, rng: np.random.Generator) -> bytes:
@@ -66,25 +137,57 @@ def flipped(data: bytes, rng: np.random.Generator) -> bytes:
     return bytes(out)
 
 
-def mutant(data: bytes, rng: np.random.Generator) -> tuple[str, bytes]:
-    """One malformed variant of a real file: (kind, bytes), never the file itself. Kinds "dry" and
-    "leftover" are payloads that certainly run out before the last symbol or leave words after it."""
-    payload = data[HEADER:-4]
-    words = len(payload) // 4
-    r = lambda n: rng.bytes(int(n))  # noqa: E731
-    kind = str(rng.choice(["field", "size", "checkpoint", "truncate", "extend", "flip", "payload flip",
-                           "payload cut", "payload add", "random payload", "dry", "leftover", "garbage"]))
-    if kind == "field":  # one header field, the CRC recomputed
-        name = rng.choice(list(FIELDS))
-        offset, fmt = FIELDS[name]
-        old = struct.unpack_from("<" + fmt, data, offset)[0]
-        limit = 2 ** (8 * struct.calcsize(fmt) - (fmt == "b"))
-        new = int(rng.choice([0, 1, 2, old - 1, old + 1, old * 2, old + 16, limit - 1, rng.integers(limit)]))
-        new = min(max(new, -limit if fmt == "b" else 0), limit - 1)
-        new = new if new != old else old - 1 if old > 0 else old + 1  # an edit, not the same file
-        body = bytearray(data[:-4])
-        struct.pack_into("<" + fmt, body, offset, new)
-        return kind, with_crc(bytes(body))
+def edited_field(data: bytes, offset: int, fmt: str, rng: np.random.Generator, extra=()) -> bytes:
+    """The file with one header field set to another value (near the old one, at a limit, random,
+    or one of `extra`), the CRC recomputed."""
+    old = struct.unpack_from("<" + fmt, data, offset)[0]
+    limit = 2 ** (8 * struct.calcsize(fmt) - (fmt == "b"))
+    new = int(rng.choice([0, 1, 2, old - 1, old + 1, old * 2, old + 16, limit - 1, rng.integers(limit), *extra]))
+    new = min(max(new, -limit if fmt == "b" else 0), limit - 1)
+    new = new if new != old else old - 1 if old > 0 else old + 1  # an edit, not the same file
+    body = bytearray(data[:-4])
+    struct.pack_into("<" + fmt, body, offset, new)
+    return with_crc(bytes(body))
+
+
+def edited_stream(edit: str, stream: bytes, rng: np.random.Generator, unit: int = 1) -> bytes:
+    """A payload (the learned code's or the layer's: whole 32-bit words, read from the end) edited:
+    bits flipped, bytes cut or inserted (whole words at word boundaries if `unit` is 4: the container
+    cannot tell those), random words, the first words dropped ("dry": the last ones the decoder
+    reads, so it must run out) or words put before them ("leftover": read after the last symbol, if
+    at all)."""
+    words = len(stream) // 4
+    if edit == "flip":
+        return flipped(stream, rng)
+    if edit == "cut":  # from the end, the middle or the start
+        n = unit * int(rng.integers(1, len(stream) // unit + 1))
+        at = unit * int(rng.integers((len(stream) - n) // unit + 1))
+        return stream[:at] + stream[at + n:]
+    if edit == "add":  # anywhere
+        at = unit * int(rng.integers(len(stream) // unit + 1))
+        return stream[:at] + rng.bytes(unit * int(rng.integers(1, 64 // unit))) + stream[at:]
+    if edit == "random":
+        return rng.bytes(int(rng.choice([0, 4, 8, len(stream), 4 * rng.integers(1, 2 * words + 2)])))
+    if edit == "dry":
+        return stream[4 * int(rng.integers(1, words + 1)):]
+    assert edit == "leftover", edit
+    return rng.bytes(int(4 * rng.integers(1, 8))) + stream
+
+
+def mutant(data: bytes, rng: np.random.Generator, twin: bytes | None = None) -> tuple[str, bytes]:
+    """One malformed variant of a real file: (kind, bytes), never the file itself. Format 8 files
+    get the KINDS, format 9 files those half the time and the LAYER_KINDS the other half; `twin`: for
+    format 9, the format 8 file of the same image. The kinds of EXPECTED and LAYER_EXPECTED certainly
+    run dry or leave data."""
+    version = data[3]
+    kind = str(rng.choice(KINDS if version == 8 else (KINDS, LAYER_KINDS)[rng.integers(2)]))
+    if kind == "field":  # one of format 8's header fields, the CRC recomputed
+        offset, fmt = FIELDS[rng.choice(list(FIELDS))]
+        return kind, edited_field(data, offset, fmt, rng)
+    if kind == "layer field":  # the layer's kind (1 <-> 2 among the edits), step or length
+        name = rng.choice(list(LAYER_FIELDS))
+        steps = (15, 16, 17, 31, 32, 33, 4080, 4081, 8192, 8193) if name == "layer step" else ()
+        return kind, edited_field(data, *LAYER_FIELDS[name], rng, steps)
     if kind == "size":  # width, height and code shape changed together, the CRC recomputed
         cyc = CycFile.from_bytes(data)
         width, height = (int(rng.choice([1, 15, 16, 17, 100, 10_000, MAX_SIDE, rng.integers(1, 5000)]))
@@ -98,72 +201,101 @@ def mutant(data: bytes, rng: np.random.Generator) -> tuple[str, bytes]:
         return kind, cyc.to_bytes()
     if kind == "checkpoint":  # another installed checkpoint's id, or an unknown one
         cyc = CycFile.from_bytes(data)
-        ids = [checkpoint.by_name(p.stem).id for p in checkpoint.available()] + [r(8)]
+        ids = [checkpoint.by_name(p.stem).id for p in checkpoint.available()] + [rng.bytes(8)]
         ids.remove(cyc.checkpoint_id)
         cyc.checkpoint_id = ids[rng.integers(len(ids))]
         return kind, cyc.to_bytes()
     if kind == "truncate":
         return kind, data[:rng.integers(len(data))]
     if kind == "extend":
-        return kind, data + r(rng.integers(1, 64))
+        return kind, data + rng.bytes(int(rng.integers(1, 64)))
     if kind == "flip":
         return kind, flipped(data, rng)
-    if kind == "payload flip":
-        return kind, with_payload(data, flipped(payload, rng))
-    if kind == "payload cut":  # bytes cut from the end, the middle or the start
-        n = int(rng.integers(1, len(payload) + 1))
-        at = int(rng.integers(len(payload) - n + 1))
-        return kind, with_payload(data, payload[:at] + payload[at + n:])
-    if kind == "payload add":  # bytes inserted anywhere
-        at = int(rng.integers(len(payload) + 1))
-        return kind, with_payload(data, payload[:at] + r(rng.integers(1, 64)) + payload[at:])
-    if kind == "random payload":
-        n = int(rng.choice([0, 4, 8, len(payload), 4 * rng.integers(1, 2 * words + 2)]))
-        return kind, with_payload(data, r(n))
-    if kind == "dry":  # the first words (the last the decoder reads) dropped: it must run out
-        return kind, with_payload(data, payload[4 * int(rng.integers(1, words + 1)):])
-    if kind == "leftover":  # words before the first one (read after the last symbol): data left over
-        return kind, with_payload(data, r(4 * rng.integers(1, 8)) + payload)
-    # garbage: random bytes, some of them behind a valid magic number and version
-    prefix = rng.choice([b"", b"CYC", b"CYC\x03", b"CYC\x02"])
-    return kind, prefix + r(rng.integers(0, 200))
+    header, payload, layer = parts(data)
+    if kind in PAYLOAD_EDITS:
+        return kind, assemble(header, edited_stream(PAYLOAD_EDITS[kind], payload, rng), layer)
+    if kind in LAYER_EDITS:
+        unit = int(rng.choice([1, 4]))  # bytes or words
+        return kind, assemble(header, payload, edited_stream(LAYER_EDITS[kind], layer, rng, unit))
+    if kind == "swap":  # the layer where the learned code's payload belongs, and the other way round
+        return kind, assemble(header, layer, payload)
+    if kind == "v8 header, v9 body":  # the layer dropped, or read as part of the payload, or its
+        # fields too (only the version byte changed)
+        v8 = with_version(header[:HEADER[8]], 8)
+        variant = rng.integers(3)
+        if variant == 2:
+            return kind, with_crc(with_version(data[:-4], 8))
+        return kind, assemble(v8, payload + layer if variant else payload)
+    if kind == "v9 header, v8 body":  # the format 8 payload of the same image under this header,
+        # with this layer or an empty one; or the format 8 file with only its version byte changed
+        twin_payload = parts(twin)[1]
+        variant = rng.integers(3)
+        if variant == 2:
+            return kind, with_crc(with_version(twin[:-4], 9))
+        return kind, assemble(header, twin_payload, b"" if variant else layer)
+    assert kind == "garbage", kind
+    # random bytes, some of them behind a valid magic number and version
+    prefix = rng.choice([b"", b"CYC", b"CYC\x08", b"CYC\x09"])
+    return kind, prefix + rng.bytes(int(rng.integers(0, 200)))
 
 
 def check(kind: str, data: bytes) -> str:
     """Decode one mutant as the command line does; the outcome ("decoded" or "refused"), or
     AssertionError for anything else."""
     header = data[12:20]
+    expected = EXPECTED.get(kind) or LAYER_EXPECTED.get(kind)
     try:
         pixels = codec.decode(data)
     except ValueError as e:  # BitstreamError and the checkpoint lookup's errors
-        if kind in EXPECTED:
-            assert EXPECTED[kind].search(str(e)), f"{kind}: refused for another reason: {e}"
+        if expected:
+            assert expected.search(str(e)), f"{kind}: refused for another reason: {e}"
         return "refused"
-    assert kind not in EXPECTED, f"a {kind} payload decoded"
+    assert not expected, f"a {kind} payload decoded"
     width, height = struct.unpack("<II", header)
     assert pixels.shape == (height, width, 3) and pixels.dtype == np.uint8, (kind, pixels.shape, (width, height))
     return "decoded"
 
 
-def run(cases: int, seed: int = 0) -> dict:
-    """Check `cases` mutants; returns the outcomes by kind, the slowest case and the peak memory."""
+class Escape(AssertionError):
+    """A case outside the contract; `data` holds its bytes, to write out as a reproducer."""
+
+    def __init__(self, message: str, data: bytes):
+        super().__init__(message)
+        self.data = data
+
+
+def run(cases: int, seed: int = 0, versions=(8,)) -> dict:
+    """Check `cases` mutants of the base files of these formats (format 8 alone unless asked: the
+    cases tests/test_fuzz.py counts on); returns the outcomes by kind, the base files' (version,
+    layer kind, layer step), the slowest case and the peak memory. Raises Escape for a case outside
+    the contract."""
     rng = np.random.default_rng(seed)
-    files = base_files()
+    files = base_files(versions)
     outcomes = collections.Counter()
     slowest = 0.0
     for i in range(cases):
-        kind, data = mutant(files[i % len(files)], rng)
+        data, twin = files[i % len(files)]
+        kind, data = mutant(data, rng, twin)
         start = time.perf_counter()
         try:
             outcomes[kind, check(kind, data)] += 1
         except AssertionError as e:
-            raise AssertionError(f"case {i} (seed {seed}): {e}") from None
+            raise Escape(f"case {i} (seed {seed}): {e}", data) from None
         except Exception as e:
-            raise AssertionError(f"case {i} (seed {seed}, {kind}): {type(e).__name__}: {e}") from e
+            raise Escape(f"case {i} (seed {seed}, {kind}): {type(e).__name__}: {e}", data) from e
         slowest = max(slowest, time.perf_counter() - start)
-        assert slowest < SECONDS_PER_CASE, f"case {i} (seed {seed}, {kind}) took {slowest:.1f} s"
-    return {"outcomes": outcomes, "slowest": slowest,
+        if slowest >= SECONDS_PER_CASE:
+            raise Escape(f"case {i} (seed {seed}, {kind}) took {slowest:.1f} s", data)
+    return {"outcomes": outcomes, "files": [described(data) for data, _ in files], "slowest": slowest,
             "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def described(data: bytes) -> tuple[int, int, int]:
+    """A well-formed file's (version, layer kind, layer step); no layer: kind and step 0."""
+    if data[3] == 8:
+        return 8, 0, 0
+    return 9, *(struct.unpack_from("<" + LAYER_FIELDS[name][1], data, LAYER_FIELDS[name][0])[0]
+                for name in ("layer kind", "layer step"))
 
 
 def summary(result: dict, cases: int, seconds: float) -> str:
@@ -176,6 +308,15 @@ def summary(result: dict, cases: int, seconds: float) -> str:
             f"peak memory {result['peak_mb']:.0f} MB")
 
 
+def by_kind(result: dict) -> str:
+    """The base files, then one line per kind of mutant: how many were refused and decoded."""
+    outcomes = result["outcomes"]
+    files = ", ".join(f"format {v}" + (f" (layer kind {k}, step {s})" if k else "") for v, k, s in result["files"])
+    lines = [f"  {kind:<20} refused {outcomes[kind, 'refused']:>5}, decoded {outcomes[kind, 'decoded']:>3}"
+             for kind in KINDS + LAYER_KINDS if outcomes[kind, "refused"] + outcomes[kind, "decoded"]]
+    return "\n".join([f"mutants of {files}:", *lines])
+
+
 def main() -> None:
     import torch
 
@@ -183,10 +324,17 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--cases", type=int, default=20000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--save", metavar="PATH", help="where to write the bytes of a case outside the contract")
     args = p.parse_args()
     start = time.perf_counter()
-    result = run(args.cases, args.seed)
+    try:
+        result = run(args.cases, args.seed, versions=(8, 9))
+    except Escape as e:
+        if args.save:
+            Path(args.save).write_bytes(e.data)
+        raise
     print(summary(result, args.cases, time.perf_counter() - start))
+    print(by_kind(result))
 
 
 if __name__ == "__main__":

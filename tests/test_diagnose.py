@@ -1,11 +1,9 @@
 """train.diagnose: its bit shares add up to the real file, and its ceilings are ordered."""
-import subprocess
-import sys
-
 import numpy as np
+import pytest
 
-from conftest import EXAMPLES, REPO
-from train.diagnose import ACTIVITY_NAMES, diagnose, error_by_activity
+from conftest import EXAMPLES
+from train.diagnose import ACTIVITY_NAMES, diagnose, error_by_activity, main
 
 
 def test_shares_add_up_to_the_file_and_the_ceiling_is_above_the_file(ckpt, photo):
@@ -27,7 +25,11 @@ def test_error_by_activity_covers_every_block(ckpt, photo):
 
 
 def test_bad_input_is_one_line(tmp_path):
-    for args in (["--versus", "gif", str(EXAMPLES)], [str(tmp_path)], ["--sizes", "gigantic", str(EXAMPLES)]):
-        r = subprocess.run([sys.executable, "-m", "train.diagnose", *args], cwd=REPO, capture_output=True,
-                           text=True, timeout=300)
-        assert r.returncode != 0 and "Traceback" not in r.stderr and r.stderr.strip().startswith("error:")
+    """An unknown codec or code size, a folder without images: the command stops with one
+    `error:` line (its SystemExit, run in this process), before any work."""
+    for args, why in ((["--versus", "gif", str(EXAMPLES)], "unknown codec gif"), ([str(tmp_path)], "no images in"),
+                      (["--sizes", "gigantic", str(EXAMPLES)], "unknown code size gigantic")):
+        with pytest.raises(SystemExit) as stopped:
+            main(args)
+        message = str(stopped.value.code)
+        assert message.startswith(f"error: {why}") and "\n" not in message, message

@@ -1,15 +1,17 @@
-"""train.evaluate: the Bjontegaard delta rate against hand-computed cases, and the JSON it writes."""
+"""train.evaluate: the Bjontegaard delta rate against hand-computed cases, and the JSON it writes.
+
+The command runs in this process (its `main`; a refusal is its SystemExit), on two 256x256 crops
+of the example photos where what is tested is the JSON and the refusals, not the photos' numbers."""
 import json
 import math
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 
-from conftest import EXAMPLES, REPO
+from conftest import EXAMPLES
 from train.data import image_files
-from train.evaluate import PER_IMAGE, bd_rate, per_image_bd_rates
+from train.evaluate import PER_IMAGE, bd_rate, main, per_image_bd_rates
 
 QUALITY = [28.0, 30.0, 32.0, 34.0, 36.0]
 
@@ -71,14 +73,31 @@ def test_per_image_bd_rate_compares_each_image_on_its_own():
     assert per_image_bd_rates(anchor, {"bpp": [], "psnr": []}) is None
 
 
-def test_evaluate_writes_every_requested_codec(tmp_path):
+@pytest.fixture(scope="module")
+def crops(tmp_path_factory):
+    """A folder of two small photos (256x256 crops of two examples: MS-SSIM's five scales fit)."""
+    folder = tmp_path_factory.mktemp("crops")
+    for name in ("kodim04.png", "kodim23.png"):
+        Image.open(EXAMPLES / name).crop((128, 128, 384, 384)).save(folder / name)
+    return folder
+
+
+def refused(*args) -> str:
+    """The one `error:` line a refused evaluation stops with (exit status 1 as a command)."""
+    with pytest.raises(SystemExit) as stopped:
+        main([str(a) for a in args])
+    message = str(stopped.value.code)
+    assert message.startswith("error: ") and "\n" not in message, message
+    return message
+
+
+def test_evaluate_writes_every_requested_codec(tmp_path, crops, capsys):
     """One image, the learned codec and JPEG XL: a curve each in the JSON and a BD-rate line; and
     JPEG 2000 matched to each code size's file: the same bpp at every point, within the tolerance."""
     out = tmp_path / "r.json"
-    cmd = [sys.executable, "-m", "train.evaluate", "--images", str(EXAMPLES), "--limit", "1",
-           "--codecs", "cycle,jxl", "--matched", "jpeg2000", "--out", str(out)]
-    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-2000:]
+    main([str(a) for a in ("--images", crops, "--limit", "1", "--codecs", "cycle,jxl", "--matched", "jpeg2000",
+                           "--out", out)])
+    stdout = capsys.readouterr().out
     codecs = json.loads(out.read_text())["codecs"]
     from cycleapp import checkpoint, codecs as registry
     assert codecs["cycle"]["setting"] == [p.stem for p in checkpoint.available()]
@@ -87,41 +106,32 @@ def test_evaluate_writes_every_requested_codec(tmp_path):
     for name in ("cycle", "jxl"):  # each image's points, in the order of the mean curve
         per_image = codecs[name]["per_image"]
         assert len(per_image["psnr"]) == 1 and per_image["bpp"][0] == pytest.approx(codecs[name]["bpp"])
-    assert json.loads(out.read_text())["files"] == [image_files(EXAMPLES)[0].name]
-    assert any(line.strip().startswith("vs jxl") for line in result.stdout.splitlines())
+    assert json.loads(out.read_text())["files"] == [image_files(crops)[0].name]
+    assert any(line.strip().startswith("vs jxl") for line in stdout.splitlines())
     matched = json.loads(out.read_text())["matched"]
     assert set(matched) == {"cycle", "jpeg2000"}
     assert matched["cycle"]["bpp"] == pytest.approx(codecs["cycle"]["bpp"])  # the same files
     assert matched["jpeg2000"]["bpp"] == pytest.approx(matched["cycle"]["bpp"], rel=0.03)
     assert matched["jpeg2000"]["setting"] == [f"at {p.stem}" for p in checkpoint.available()]
-    lines = result.stdout.splitlines()
+    lines = stdout.splitlines()
     assert any(line.startswith("at matched sizes") for line in lines)
     assert any(line.split()[:3] == ["vs", "jpeg2000", "PSNR"] for line in lines[-2:])
 
 
-def test_evaluate_refuses_an_unknown_codec(tmp_path):
-    cmd = [sys.executable, "-m", "train.evaluate", "--images", str(EXAMPLES), "--codecs", "cycle,gif",
-           "--out", str(tmp_path / "r.json")]
-    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith("error: unknown codec(s) gif")
-    cmd[cmd.index("cycle,gif")] = "cycle"
-    result = subprocess.run(cmd + ["--matched", "jpeg,cycle"], cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert result.returncode != 0 and "Traceback" not in result.stderr  # the learned codec is the one matched to
-    assert result.stderr.strip().splitlines()[-1].startswith("error: --matched: unknown codec(s) cycle")
-    from PIL import Image  # an image over compare's limit: refused before the sweep, not after it
-
-    folder = tmp_path / "big"
+def test_evaluate_refuses_an_unknown_codec(tmp_path, crops):
+    args = ["--images", crops, "--codecs", "cycle", "--out", tmp_path / "r.json"]
+    assert refused(*args[:3], "cycle,gif", *args[4:]).startswith("error: unknown codec(s) gif")
+    assert refused(*args, "--matched", "jpeg,cycle").startswith(  # the learned codec is the one matched to
+        "error: --matched: unknown codec(s) cycle")
+    folder = tmp_path / "big"  # an image over compare's limit: refused before the sweep, not after it
     folder.mkdir()
     Image.new("RGB", (4100, 4000)).save(folder / "big.png")
-    cmd[cmd.index(str(EXAMPLES))] = str(folder)
-    result = subprocess.run(cmd + ["--matched", "jpeg2000"], cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith("error: --matched: big.png: ")
+    args[1] = folder
+    assert refused(*args, "--matched", "jpeg2000").startswith("error: --matched: big.png: ")
     assert not (tmp_path / "r.json").exists()
 
 
-def test_reused_curves_join_the_new_ones_and_a_mismatch_is_refused(tmp_path):
+def test_reused_curves_join_the_new_ones_and_a_mismatch_is_refused(tmp_path, crops, capsys):
     """--reuse takes the curves of the codecs not run now from an earlier JSON of the same images;
     an earlier JSON of another number of images is one error line, before any work."""
     from cycleapp import codecs as registry
@@ -131,30 +141,24 @@ def test_reused_curves_join_the_new_ones_and_a_mismatch_is_refused(tmp_path):
                                                                     "psnr": [25.0, 28.0, 31.0, 34.0],
                                                                     "ms_ssim": [0.9, 0.95, 0.97, 0.98]}}}))
     out = tmp_path / "r.json"
-    cmd = [sys.executable, "-m", "train.evaluate", "--images", str(EXAMPLES), "--limit", "1",
-           "--codecs", "cycle", "--reuse", str(earlier), "--out", str(out)]
-    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-2000:]
+    args = ["--images", crops, "--limit", "1", "--codecs", "cycle", "--reuse", earlier, "--out", out]
+    main([str(a) for a in args])
     codecs = json.loads(out.read_text())["codecs"]
     assert set(codecs) == {registry.LEARNED, "jpeg"} and codecs["jpeg"]["psnr"][0] == 25.0
-    assert any(line.strip().startswith("vs jpeg") for line in result.stdout.splitlines())
-    cmd[cmd.index("--limit") + 1] = "2"  # its curves keep each image's points, here one image's
+    assert any(line.strip().startswith("vs jpeg") for line in capsys.readouterr().out.splitlines())
+    out.unlink()
+    args[args.index("--limit") + 1] = "2"  # its curves keep each image's points, here one image's
     earlier.write_text(json.dumps({"images": 1, "codecs": {"jpeg": codecs["jpeg"] | {"per_image": {
         k: [codecs["jpeg"][k]] for k in PER_IMAGE}}}}))
-    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines()[-1] == f"error: {earlier} has 1 images, this evaluation 2"
+    assert refused(*args) == f"error: {earlier} has 1 images, this evaluation 2"
     earlier.write_text(json.dumps(json.loads(earlier.read_text()) | {"files": ["another.png"]}))
-    cmd[cmd.index("--limit") + 1] = "1"
-    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines()[-1] == f"error: {earlier} is an evaluation of other images than these"
+    args[args.index("--limit") + 1] = "1"
+    assert refused(*args) == f"error: {earlier} is an evaluation of other images than these"
     for broken in ({"per_image": {"bpp": 5}}, {"psnr": [25.0, "x", 31.0, 34.0]}):  # hostile or damaged
         curve = {"bpp": [0.1, 0.2, 0.4, 0.8], "psnr": [25.0, 28.0, 31.0, 34.0], "ms_ssim": [0.9, 0.95, 0.97, 0.98]}
         earlier.write_text(json.dumps({"images": 1, "codecs": {"jpeg": curve | broken}}))
-        result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
-        assert result.returncode != 0 and "Traceback" not in result.stderr
-        assert result.stderr.strip().splitlines()[-1] == f"error: {earlier} is not the JSON of an earlier evaluation"
+        assert refused(*args) == f"error: {earlier} is not the JSON of an earlier evaluation"
+    assert not out.exists()  # refused before any work or file
 
 
 def test_points_between_code_sizes_are_measured(photo):

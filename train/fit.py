@@ -39,7 +39,7 @@ MS_SSIM_SCALE = 1000.0  # puts (1 - MS-SSIM) on roughly the scale of 255^2 * MSE
 MS_SSIM_WEIGHTS = [0.0448, 0.2856, 0.3001, 0.2363]  # four scales: fits 128-pixel crops
 # What a run is, as opposed to where it runs (device, threads, data, saves): a resumed run keeps it.
 RECIPE = ("sizes", "steps", "batch_size", "patch_size", "lr", "seed", "width", "kernel", "blocks", "untied",
-          "beta", "gamma", "distortion", "balanced", "val_every", "val_images")
+          "beta", "gamma", "distortion", "balanced", "val_every", "val_images", "prefit_iterations")
 
 
 def parse_args(argv=None):
@@ -73,6 +73,9 @@ def parse_args(argv=None):
     p.add_argument("--val-every", type=int, default=1000, help="steps between Kodak validations")
     p.add_argument("--val-images", type=int, default=4)
     p.add_argument("--save-minutes", type=float, default=5.0)
+    p.add_argument("--prefit-iterations", type=int, default=300,
+                   help="iterations per code size of the entropy models' fit before training "
+                        "(fit_densities; the tests shorten it to save time, 0 skips it)")
     args = p.parse_args(argv)
     p.set_defaults(**dict.fromkeys(vars(args)))  # every default None: what is left is what argv gave
     args.given = [k for k, v in vars(p.parse_args(argv)).items() if v is not None]
@@ -228,7 +231,8 @@ def run(args, stop: Stop, distributed: bool) -> None:
     if rank == 0:
         trim_log(args.out / "log.jsonl", step)
     if fit is not None and not fit_densities(model, sampler, args, device, fit,
-                                             lambda: stopping(bool(stop.requested), distributed, device)):
+                                             lambda: stopping(bool(stop.requested), distributed, device),
+                                             args.prefit_iterations):
         if rank == 0:
             save_run(state_path, model, opt, step, args, sampler, fit)
             print(f"{stop.requested} during the entropy fit: saved {state_path} at its iteration "
@@ -311,6 +315,8 @@ def read_inputs(args, state_path: Path) -> tuple[dict | None, dict | None]:
                          "or choose another --out")
     if args.blocks < 0:
         raise SystemExit(f"error: --blocks must be 0 or more, not {args.blocks}")
+    if args.prefit_iterations < 0:
+        raise SystemExit(f"error: --prefit-iterations must be 0 or more, not {args.prefit_iterations}")
     unknown = [n for n in args.sizes.split(",") if n not in SIZES]
     if unknown:
         raise SystemExit(f"error: unknown code size {unknown[0]!r} (choose from {', '.join(SIZES)})")
