@@ -29,7 +29,7 @@ from cycleapp.matching import match_size
 from cycleapp.metrics import psnr
 from train.evaluate import bd_rate
 
-LADDER_POINTS = (60, 78, 90, 100, 108, 114, 118, 120)  # layered: about 0.5 to 6 bpp
+LADDER_POINTS = (60, 78, 90, 100, 108, 114, 120, 128)  # layered: about 0.5 bpp to 52 dB
 BAND = (0.75, 4.0)  # bpp
 NEAR = (1, 2, 4)
 TOLERANCE_DB = 0.05
