@@ -8,7 +8,7 @@ import warnings
 
 from . import checkpoint as ckpts
 from . import codecs as registry
-from .api import MAX_ERROR_RANGE, TargetNotReached, decode, encode
+from .api import TargetNotReached, decode, encode
 from .compare import LIMIT_NOTE, MAX_PIXELS as COMPARE_MAX_PIXELS, compare, format_table
 from .imageio import png_bytes, read_image, write_atomic
 
@@ -42,7 +42,7 @@ def size_options(p: argparse.ArgumentParser) -> None:
         which.add_argument("--lossless", action="store_true", help="decode to the very same pixels")
         which.add_argument("--max-error", type=max_error, metavar="N",
                            help=f"every pixel of every channel within N of the input "
-                                f"({MAX_ERROR_RANGE[0]} to {MAX_ERROR_RANGE[1]})")
+                                f"({registry.NEAR_LOSSLESS_RANGE[0]} to {registry.NEAR_LOSSLESS_RANGE[1]})")
 
 
 def max_error(text: str) -> int:
@@ -50,8 +50,9 @@ def max_error(text: str) -> int:
         n = int(text)
     except ValueError:
         n = None
-    if n is None or not MAX_ERROR_RANGE[0] <= n <= MAX_ERROR_RANGE[1]:
-        raise argparse.ArgumentTypeError(f"must be a whole number from {MAX_ERROR_RANGE[0]} to {MAX_ERROR_RANGE[1]}")
+    lo, hi = registry.NEAR_LOSSLESS_RANGE
+    if n is None or not lo <= n <= hi:
+        raise argparse.ArgumentTypeError(f"must be a whole number from {lo} to {hi}")
     return n
 
 

@@ -44,7 +44,6 @@ def check_size(width: int, height: int) -> None:
         raise ValueError(problem)
 
 
-MAX_ERROR_RANGE = registry.NEAR_LOSSLESS_RANGE  # near-lossless: every pixel within N of the input
 
 
 class TargetNotReached(UserWarning):
@@ -65,9 +64,10 @@ def encode(image, code_size: str = DEFAULT_CODE_SIZE, target_bytes: int | None =
     modes = (target_bytes is not None) + bool(lossless) + (max_error is not None)
     if modes > 1:
         raise ValueError("choose one of target_bytes, lossless and max_error")
+    lo, hi = registry.NEAR_LOSSLESS_RANGE
     if max_error is not None and not (isinstance(max_error, (int, np.integer)) and not isinstance(max_error, bool)
-                                      and MAX_ERROR_RANGE[0] <= max_error <= MAX_ERROR_RANGE[1]):
-        raise ValueError(f"max_error must be a whole number from {MAX_ERROR_RANGE[0]} to {MAX_ERROR_RANGE[1]}")
+                                      and lo <= max_error <= hi):
+        raise ValueError(f"max_error must be a whole number from {lo} to {hi}")
     rgb = as_rgb(image)
     if target_bytes is not None:
         m = match_learned(rgb, int(target_bytes))
