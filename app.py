@@ -7,8 +7,8 @@ Everything the browser shows is the decoded pixels, sent as PNG (lossless), so t
 honest to the byte and to the pixel.
 
 This file is layout and wiring; the codecs, their names and labels come from the registry
-(cycleapp/codecs.py), the measuring from cycleapp/compare.py, and the app's logic is in cycleapp/
-(ui.py: uploads, sizes, table, status, code view; verdict.py: who wins, and the stars;
+(cycleapp/evaluation/registry.py), the measuring from cycleapp/evaluation/compare.py, and the app's
+logic is in cycleapp/app/ (ui.py: uploads, sizes, table, status, code view; evaluation/verdict.py: who wins, and the stars;
 inspector.py: the synchronised zoom/pan viewer and error maps; rdplot.py: the plot; outputs.py:
 the run folders and what a run writes; owners.py: which run folders a process that no longer runs
 left behind).
@@ -23,7 +23,7 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 
-from cycleapp import owners
+from cycleapp.app import owners
 
 # The run folders live in Gradio's upload folder (found as gradio.utils.get_upload_folder finds it,
 # without importing gradio yet), which Gradio serves: the inspector loads these PNGs.
@@ -34,11 +34,14 @@ if __name__ == "__main__":  # first of all, before gradio and torch take seconds
 
 import gradio as gr  # noqa: E402
 
-from cycleapp import codecs as registry  # noqa: E402
-from cycleapp import inspector, outputs, ui  # noqa: E402
-from cycleapp.compare import Kept, compare  # noqa: E402
-from cycleapp.measure import COLUMNS  # noqa: E402
-from cycleapp.rdplot import making_a_table, rd_plot, table_marks  # noqa: E402
+from cycleapp.core import learned  # noqa: E402
+from cycleapp.evaluation import registry  # noqa: E402
+from cycleapp.app import inspector  # noqa: E402
+from cycleapp.app import outputs
+from cycleapp.app import ui
+from cycleapp.evaluation.compare import Kept, compare  # noqa: E402
+from cycleapp.evaluation.measure import COLUMNS  # noqa: E402
+from cycleapp.app.rdplot import making_a_table, rd_plot, table_marks  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parent / "cycleapp" / "examples"
 MAX_UPLOAD = "25mb"
@@ -150,7 +153,7 @@ def run_rd_plot(image_file, code_size, codecs, table):
 # While a run waits and works, Gradio's progress line ("queue: 3/5 | 4.1/9.8s", then "processing |
 # ...") is drawn in the status area, under these words, which say how to read it.
 WORKING = ui.status_html("working", [
-    f"Waiting for a turn, then compressing with {LABELS[registry.LEARNED]} and setting each codec to the "
+    f"Waiting for a turn, then compressing with {LABELS[learned.LEARNED]} and setting each codec to the "
     "same file size...",
     "One comparison runs at a time. Below: \"queue: 3/5\" is your place in the queue and its length, "
     "then the seconds so far and the time expected; once yours runs, this says what is being done."])
@@ -254,7 +257,7 @@ def build() -> gr.Blocks:
                 image = gr.File(label="Image (PNG, JPEG, WebP, AVIF, HEIC, TIFF, BMP)",
                                 file_types=["image", ".heic", ".heif", ".avif", ".tif", ".tiff"],
                                 type="filepath", elem_id="upload")
-                code_size = gr.Dropdown(choices, value=registry.DEFAULT_CODE_SIZE if choices else None,
+                code_size = gr.Dropdown(choices, value=learned.DEFAULT_CODE_SIZE if choices else None,
                                         label="Code size", info=ui.SIZE_INFO, elem_id="code-size")
                 # A textbox, not gr.Number: a Number field shows and sends 0 when empty, and empty
                 # must mean "use the preset".

@@ -5,12 +5,11 @@
     pixels = cycleapp.decode(data)                       # -> (H, W, 3) uint8
     cycleapp.register()                                  # Pillow opens and saves .cyc files
 
-Modules, one concern each: `layers` (tied building blocks), `entropy` (entropy models and the
-coder), `model` (the cycle model), `checkpoint` (weights on disk), `bitstream` (the .cyc container),
-`codec` (pixels <-> .cyc), `residual` (the enhancement layer: high rates, near-lossless, lossless), `imageio` (reading any image), `codecs` (what a codec is, and the
-registry of all of them), `measure` (how we measure), `matching` (a codec at a given file size),
-`compare`, `sweeps`, `metrics` and `plots` (what the CLI, the app and the evaluation report),
-`api` and `pillow` (the Python API and the Pillow plug-in).
+Three layers, each a sub-package: `core` (the codec: model, entropy coder, checkpoints, the .cyc
+container, rate control), `evaluation` (the classical codecs, measuring, matching, comparisons and
+plots) and `app` (the Gradio app's logic). At the top: `api` (the Python API), `pillow` (the Pillow
+plug-in), `imageio` (reading any image) and `__main__` (the command line). The core imports
+nothing from the other two (tests/test_layout.py).
 
 The names above are imported on first use, so `import cycleapp` stays light (no torch).
 """
@@ -22,11 +21,11 @@ __version__ = "0.9.0"
 
 def __getattr__(name):
     if name in ("encode", "decode"):
-        from . import api
+        from cycleapp import api
 
         return getattr(api, name)
     if name == "register":
-        from .pillow import register
+        from cycleapp.pillow import register
 
         return register
     raise AttributeError(f"module 'cycleapp' has no attribute {name!r}")

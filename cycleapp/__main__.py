@@ -6,11 +6,12 @@ import os
 import sys
 import warnings
 
-from . import checkpoint as ckpts
-from . import codecs as registry
-from .api import TargetNotReached, decode, encode
-from .compare import LIMIT_NOTE, MAX_PIXELS as COMPARE_MAX_PIXELS, compare, format_table
-from .imageio import png_bytes, read_image, write_atomic
+from cycleapp.core import checkpoint as ckpts
+from cycleapp.core import learned
+from cycleapp.evaluation import registry
+from cycleapp.api import TargetNotReached, decode, encode
+from cycleapp.evaluation.compare import LIMIT_NOTE, MAX_PIXELS as COMPARE_MAX_PIXELS, compare, format_table
+from cycleapp.imageio import png_bytes, read_image, write_atomic
 
 
 def parser() -> argparse.ArgumentParser:
@@ -42,7 +43,7 @@ def size_options(p: argparse.ArgumentParser) -> None:
         which.add_argument("--lossless", action="store_true", help="decode to the very same pixels")
         which.add_argument("--max-error", type=max_error, metavar="N",
                            help=f"every pixel of every channel within N of the input "
-                                f"({registry.NEAR_LOSSLESS_RANGE[0]} to {registry.NEAR_LOSSLESS_RANGE[1]})")
+                                f"({learned.NEAR_LOSSLESS_RANGE[0]} to {learned.NEAR_LOSSLESS_RANGE[1]})")
 
 
 def max_error(text: str) -> int:
@@ -50,7 +51,7 @@ def max_error(text: str) -> int:
         n = int(text)
     except ValueError:
         n = None
-    lo, hi = registry.NEAR_LOSSLESS_RANGE
+    lo, hi = learned.NEAR_LOSSLESS_RANGE
     if n is None or not lo <= n <= hi:
         raise argparse.ArgumentTypeError(f"must be a whole number from {lo} to {hi}")
     return n
@@ -65,9 +66,9 @@ def main(argv=None) -> int:
                 raise ValueError(f"no checkpoints found in {ckpts.checkpoint_dir()}")
             for path in paths:
                 print(ckpts.by_name(path.stem).describe())
-            top, (lo, hi) = paths[-1].stem, registry.NEAR_LOSSLESS_RANGE
-            print(f"{registry.LOSSLESS}\t{top} + a pixel-domain layer: the very same pixels")
-            print(f"{registry.NEAR_LOSSLESS}N\t{top} + a pixel-domain layer: every pixel within N ({lo} to {hi})")
+            top, (lo, hi) = paths[-1].stem, learned.NEAR_LOSSLESS_RANGE
+            print(f"{learned.LOSSLESS}\t{top} + a pixel-domain layer: the very same pixels")
+            print(f"{learned.NEAR_LOSSLESS}N\t{top} + a pixel-domain layer: every pixel within N ({lo} to {hi})")
         elif args.command == "encode":
             rgb = read(args.input)
             with warnings.catch_warnings(record=True) as caught:  # a target out of reach: a note
@@ -111,8 +112,8 @@ def read(path: str, **limits):
 
 def reference(args):
     """The learned codec at the requested code size, or the target size in bytes to match it to
-    (`matching.match_learned` refuses a target under 1 byte)."""
-    return registry.learned(args.code_size) if args.target_bytes is None else args.target_bytes
+    (`rate.match_learned` refuses a target under 1 byte)."""
+    return learned.by_name(args.code_size) if args.target_bytes is None else args.target_bytes
 
 
 if __name__ == "__main__":

@@ -12,12 +12,11 @@ import warnings
 import numpy as np
 from PIL import Image
 
-from . import codec
-from . import codecs as registry
-from .imageio import size_problem, to_rgb8
-from .matching import match_learned
+from cycleapp.core import codec, learned
+from cycleapp.core.rate import match_learned
+from cycleapp.imageio import size_problem, to_rgb8
 
-DEFAULT_CODE_SIZE = registry.DEFAULT_CODE_SIZE
+DEFAULT_CODE_SIZE = learned.DEFAULT_CODE_SIZE
 
 
 def as_rgb(image) -> np.ndarray:
@@ -64,7 +63,7 @@ def encode(image, code_size: str = DEFAULT_CODE_SIZE, target_bytes: int | None =
     modes = (target_bytes is not None) + bool(lossless) + (max_error is not None)
     if modes > 1:
         raise ValueError("choose one of target_bytes, lossless and max_error")
-    lo, hi = registry.NEAR_LOSSLESS_RANGE
+    lo, hi = learned.NEAR_LOSSLESS_RANGE
     if max_error is not None and not (isinstance(max_error, (int, np.integer)) and not isinstance(max_error, bool)
                                       and lo <= max_error <= hi):
         raise ValueError(f"max_error must be a whole number from {lo} to {hi}")
@@ -76,8 +75,8 @@ def encode(image, code_size: str = DEFAULT_CODE_SIZE, target_bytes: int | None =
                                            f"the file is {len(m.data):,} bytes"), stacklevel=2)
         return m.data
     if lossless or max_error is not None:
-        code_size = registry.LOSSLESS if lossless else f"{registry.NEAR_LOSSLESS}{int(max_error)}"
-    return registry.learned(code_size).encode(rgb)
+        code_size = learned.LOSSLESS if lossless else f"{learned.NEAR_LOSSLESS}{int(max_error)}"
+    return learned.by_name(code_size).encode(rgb)
 
 
 def decode(data: bytes) -> np.ndarray:

@@ -34,7 +34,7 @@ from PIL import Image, UnidentifiedImageError
 import pillow_jxl  # noqa: F401  (registers JPEG XL with Pillow: input, and output for the classical codecs)
 from pillow_heif import register_heif_opener
 
-from .bitstream import MAX_PIXELS, MAX_SIDE  # what a .cyc file can hold is what we read
+from cycleapp.core.bitstream import MAX_PIXELS, MAX_SIDE  # what a .cyc file can hold is what we read
 
 register_heif_opener()  # HEIC / HEIF input (and HEIF output for the classical codecs)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from PIL import Image, ImageFile
 
-from .bitstream import MAGIC, BitstreamError, CycFile
+from cycleapp.core.bitstream import MAGIC, BitstreamError, CycFile
 
 FORMAT = "CYC"
 
@@ -37,7 +37,7 @@ class CycImageFile(ImageFile.ImageFile):
 
     def load(self):
         if self._im is None:
-            from .api import decode
+            from cycleapp.api import decode
 
             try:
                 rgb = decode(self._cyc_data)
@@ -48,7 +48,7 @@ class CycImageFile(ImageFile.ImageFile):
 
 
 def _save(im: Image.Image, fp, filename) -> None:
-    from .api import DEFAULT_CODE_SIZE, encode
+    from cycleapp.api import DEFAULT_CODE_SIZE, encode
 
     info = im.encoderinfo
     fp.write(encode(im, info.get("code_size", DEFAULT_CODE_SIZE), info.get("target_bytes"),

@@ -115,7 +115,7 @@ def main() -> None:
     p.add_argument("--codecs", default=",".join(CODECS), help="comma-separated codec names, or 'all'")
     p.add_argument("--tables-only", action="store_true", help="time the tables only (no plots)")
     args = p.parse_args()
-    from cycleapp import codecs as registry
+    from cycleapp.evaluation import registry
 
     PLOTS[0] = not args.tables_only
     CODECS[:] = registry.matchable() if args.codecs == "all" else args.codecs.split(",")

@@ -16,10 +16,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cycleapp import api, codec  # noqa: E402
-from cycleapp import codecs as registry  # noqa: E402
+from cycleapp import api  # noqa: E402
+from cycleapp.core import codec
+from cycleapp.core import learned  # noqa: E402
+from cycleapp.evaluation import registry  # noqa: E402
 from cycleapp.imageio import read_image  # noqa: E402
-from cycleapp.matching import match_learned  # noqa: E402
+from cycleapp.core.rate import match_learned  # noqa: E402
 
 
 def best(runs: int, f):
@@ -50,9 +52,9 @@ def main() -> None:
     search, m = best(args.runs, lambda: match_learned(rgb, target))
     decode, _ = best(args.runs, lambda: codec.decode(m.data))
     print(f"CycleCodec --target-bytes at {args.bpp} bpp: search and encode {search:.2f} s, decode {decode:.2f} s "
-          f"({8 * len(m.data) / pixels:.3f} bpp, {registry.learned(m.variant).describe(m.setting)}): "
+          f"({8 * len(m.data) / pixels:.3f} bpp, {learned.by_name(m.variant).describe(m.setting)}): "
           f"{(search + decode) / reference:.1f}x JPEG 2000")
-    entry = registry.learned(m.variant)
+    entry = learned.by_name(m.variant)
     once, _ = best(args.runs, lambda: entry.encode(rgb, m.setting))
     print(f"CycleCodec, one encode at that setting: {once:.2f} s; with its decode "
           f"{(once + decode) / reference:.1f}x JPEG 2000")

@@ -21,7 +21,7 @@ sys.path.insert(0, str(REPO))
 @pytest.fixture(scope="session")
 def ckpt():
     """The smallest shipped checkpoint (the real weights, not a stand-in)."""
-    from cycleapp import checkpoint
+    from cycleapp.core import checkpoint
 
     return checkpoint.by_name(checkpoint.available()[0].stem)
 

@@ -29,8 +29,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import cycleapp  # noqa: E402
-from cycleapp import checkpoint, codec  # noqa: E402
-from cycleapp.bitstream import MAX_SIDE, CycFile, code_shape  # noqa: E402
+from cycleapp.core import checkpoint  # noqa: E402
+from cycleapp.core import codec
+from cycleapp.core.bitstream import MAX_SIDE, CycFile, code_shape  # noqa: E402
 
 SECONDS_PER_CASE = 5.0  # a small file decodes in milliseconds; 100 megapixels take a minute
 # The layout of each format (docs/format.md), the one place that knows it: the fields of the header

@@ -20,7 +20,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cycleapp import checkpoint, codec  # noqa: E402
+from cycleapp.core import checkpoint  # noqa: E402
+from cycleapp.core import codec
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "cycleapp" / "examples"
 IMAGES = ("kodim04", "kodim23", "cid22-1025469")
@@ -81,11 +82,11 @@ def main() -> None:
 
 def layered_hash(images) -> str:
     """The files of the layered codec and its modes (format 9) on the crops, and their pixels."""
-    from cycleapp import codecs as registry
-    from cycleapp.matching import match_learned
+    from cycleapp.core import learned
+    from cycleapp.core.rate import match_learned
 
     digest = hashlib.sha256()
-    entries = [registry.layered(), registry.mode(registry.LOSSLESS), registry.mode(f"{registry.NEAR_LOSSLESS}2")]
+    entries = [learned.layered(), learned.mode(learned.LOSSLESS), learned.mode(f"{learned.NEAR_LOSSLESS}2")]
     for name, rgb in images[3:]:
         for entry in entries:
             for setting in entry.settings:

@@ -20,8 +20,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import cycleapp  # noqa: E402
-from cycleapp import checkpoint as ckpts  # noqa: E402
-from cycleapp import codec  # noqa: E402
+from cycleapp.core import checkpoint as ckpts  # noqa: E402
+from cycleapp.core import codec  # noqa: E402
 
 GOLDEN = REPO / "tests" / "golden"
 # (name, example, (top, left, height, width), code size, step shift, enhancement layer)

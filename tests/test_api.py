@@ -4,7 +4,7 @@ import pytest
 from PIL import Image, UnidentifiedImageError
 
 import cycleapp
-from cycleapp import codec
+from cycleapp.core import codec
 from conftest import EXAMPLES
 
 
@@ -60,7 +60,7 @@ def test_pillow_errors_are_pillows_usual(ckpt, photo, tmp_path):
     (tmp_path / "flip.cyc").write_bytes(bytes(flipped))
     with pytest.raises(OSError, match="checksum"):
         Image.open(tmp_path / "flip.cyc")
-    from cycleapp.bitstream import CycFile
+    from cycleapp.core.bitstream import CycFile
     foreign = CycFile.from_bytes(data)
     foreign.checkpoint_id = bytes(8)
     (tmp_path / "foreign.cyc").write_bytes(foreign.to_bytes())

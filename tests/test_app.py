@@ -35,7 +35,7 @@ def call(client, path, size, codecs, target_kb=None, match=None):
 
 @pytest.fixture(scope="module")
 def middle_size():
-    from cycleapp import checkpoint
+    from cycleapp.core import checkpoint
 
     sizes = checkpoint.available()
     return sizes[len(sizes) // 2].stem
@@ -98,7 +98,7 @@ def test_a_codec_that_cannot_encode_the_size_is_a_row_not_a_failure(client, tmp_
 def test_compare_api_at_the_same_quality(client, tmp_path):
     """The fifth input asks for the same PSNR: every codec within its tolerance of ours (or its
     row says why), the verdict in bytes; the files are still the table's."""
-    from cycleapp.matching import QUALITY_TOLERANCE
+    from cycleapp.evaluation.matching import QUALITY_TOLERANCE
 
     small = tmp_path / "small.png"
     Image.open(EXAMPLES / "kodim23.png").convert("RGB").crop((200, 100, 456, 292)).save(small)
@@ -151,7 +151,7 @@ def test_compare_api_target_size(client, middle_size, tmp_path):
 
 
 def test_size_request_validation():
-    from cycleapp.ui import UserError, resolve_size
+    from cycleapp.app.ui import UserError, resolve_size
 
     assert resolve_size("medium").target_bytes is None
     assert resolve_size("medium", 12.3456).reference == 12_346  # KB x 1000, whole bytes
@@ -183,7 +183,7 @@ def make_row(codec, nbytes, psnr, ms_ssim=None, note="", **more):
 
 
 def test_table_formats_units_and_stars_only_matched_codecs():
-    from cycleapp.ui import MAIN_COLUMNS, TABLE, results_html, success_lines
+    from cycleapp.app.ui import MAIN_COLUMNS, TABLE, results_html, success_lines
 
     rows = [make_row("cycle", 1000, 33.0, 0.95, encode_ms=50.0, decode_ms=60.0),
             make_row("jpeg", 1010, 31.5, 0.96, note="cannot go below 1010 bytes", encode_ms=2.0, decode_ms=1.0),
@@ -207,7 +207,7 @@ def test_table_formats_units_and_stars_only_matched_codecs():
 
 
 def test_verdict_at_the_same_size_names_the_winner_and_the_gap():
-    from cycleapp.verdict import competes, stars, verdict
+    from cycleapp.evaluation.verdict import competes, stars, verdict
 
     rows = [make_row("cycle", 28_547, 33.00, 0.9500), make_row("avif", 28_900, 33.06, 0.9490),
             make_row("jpeg2000", 29_503, 34.00, 0.9900),  # +3.3 %: outside the match
@@ -229,8 +229,8 @@ def test_verdict_at_the_same_size_names_the_winner_and_the_gap():
 
 
 def test_verdict_at_the_same_quality_reads_in_bytes():
-    from cycleapp.ui import results_html
-    from cycleapp.verdict import stars, verdict
+    from cycleapp.app.ui import results_html
+    from cycleapp.evaluation.verdict import stars, verdict
 
     rows = [make_row("cycle", 1000, 33.00), make_row("jpeg", 2310, 33.05), make_row("avif", 970, 32.95),
             make_row("webp", 1500, 32.50, note="no setting within 0.15")]  # 0.5 dB short: not compared
@@ -250,9 +250,9 @@ def test_verdict_at_the_same_quality_reads_in_bytes():
 
 
 def test_quality_match_reaches_the_target_or_says_why(photo):
-    from cycleapp import codecs as registry
-    from cycleapp.matching import QUALITY_TOLERANCE, match_quality
-    from cycleapp.metrics import psnr
+    from cycleapp.evaluation import registry
+    from cycleapp.evaluation.matching import QUALITY_TOLERANCE, match_quality
+    from cycleapp.evaluation.metrics import psnr
 
     small = np.ascontiguousarray(photo[:96, :128])
     jpeg = registry.get("jpeg")
@@ -268,9 +268,9 @@ def test_quality_match_reaches_the_target_or_says_why(photo):
 
 
 def test_compare_at_the_same_quality_in_parallel(photo, ckpt):
-    from cycleapp.codecs import CycleCodec
-    from cycleapp.compare import compare
-    from cycleapp.matching import QUALITY_TOLERANCE
+    from cycleapp.core.learned import CycleCodec
+    from cycleapp.evaluation.compare import compare
+    from cycleapp.evaluation.matching import QUALITY_TOLERANCE
 
     small = np.ascontiguousarray(photo[:96, :128])
     lines = []
@@ -289,8 +289,8 @@ def test_compare_at_the_same_quality_in_parallel(photo, ckpt):
 def test_a_rerun_reuses_what_was_measured(photo, ckpt):
     """The same image with one more codec: the first codecs' measurements are reused (the very
     objects), the new one measured; a bound of 0 bytes keeps nothing."""
-    from cycleapp.codecs import CycleCodec
-    from cycleapp.compare import Kept, compare
+    from cycleapp.core.learned import CycleCodec
+    from cycleapp.evaluation.compare import Kept, compare
 
     small = np.ascontiguousarray(photo[:96, :128])
     kept = Kept()
@@ -306,7 +306,7 @@ def test_a_rerun_reuses_what_was_measured(photo, ckpt):
 
 
 def test_progress_steps_relay_lines_then_the_result_or_the_error():
-    from cycleapp.ui import progress_steps
+    from cycleapp.app.ui import progress_steps
 
     def work(report):
         report("one")
@@ -328,7 +328,7 @@ def test_progress_steps_relay_lines_then_the_result_or_the_error():
 
 
 def test_messages_carry_no_server_paths(tmp_path):
-    from cycleapp.ui import UserError, clean_message, read_upload
+    from cycleapp.app.ui import UserError, clean_message, read_upload
 
     fake = tmp_path / "notes.png"
     fake.write_text("text")
@@ -341,7 +341,7 @@ def test_messages_carry_no_server_paths(tmp_path):
 
 
 def test_transparency_is_said(tmp_path):
-    from cycleapp.ui import read_upload
+    from cycleapp.app.ui import read_upload
 
     rgba = np.zeros((20, 30, 4), np.uint8)
     rgba[..., 3] = 100
@@ -354,7 +354,7 @@ def test_transparency_is_said(tmp_path):
 
 @pytest.mark.parametrize("shape", [(160, 125, 1), (160, 1, 125), (160, 32, 48), (160, 1, 1), (16, 2000, 3)])
 def test_code_view_is_bounded_for_any_aspect_ratio(shape):
-    from cycleapp.ui import CODE_VIEW_MAX, code_mosaic
+    from cycleapp.app.ui import CODE_VIEW_MAX, code_mosaic
 
     code = np.random.default_rng(0).integers(-3, 4, shape)
     img = code_mosaic(code)
@@ -364,7 +364,7 @@ def test_code_view_is_bounded_for_any_aspect_ratio(shape):
 
 
 def test_error_map_is_exact_and_lossless(tmp_path):
-    from cycleapp.inspector import ERROR_FULL_SCALE, error_levels, save_error_map
+    from cycleapp.app.inspector import ERROR_FULL_SCALE, error_levels, save_error_map
 
     a = np.full((4, 5, 3), 100, np.uint8)
     b = a.copy()
@@ -378,7 +378,7 @@ def test_error_map_is_exact_and_lossless(tmp_path):
 
 
 def test_rd_plot_says_what_it_was_computed_on(photo):
-    from cycleapp.rdplot import PLOT_PIXELS, rd_plot
+    from cycleapp.app.rdplot import PLOT_PIXELS, rd_plot
 
     big = np.repeat(np.repeat(photo[:256, :384], 2, axis=0), 2, axis=1)  # 768x512: plotted as it is
     texts = " ".join(t.get_text() for t in rd_plot(big, ["jpeg"], "tiny").texts)
@@ -396,7 +396,7 @@ def test_a_plot_waits_while_a_table_is_being_made(photo):
     import threading
     import time
 
-    from cycleapp import rdplot
+    from cycleapp.app import rdplot
 
     small = np.ascontiguousarray(photo[:64, :96])
     done = threading.Event()
@@ -430,7 +430,7 @@ def make_run(root, name, size, age):
 
 
 def test_run_folders_oldest_first_never_young_refuse_rather_than_pass_the_cap(tmp_path):
-    from cycleapp.outputs import Busy, RunFolders
+    from cycleapp.app.outputs import Busy, RunFolders
 
     runs = RunFolders(tmp_path, cap=1000, min_age=60, max_age=3600)
     expired = make_run(tmp_path, "expired", 10, 4000)
@@ -475,7 +475,7 @@ def test_compare_output_stays_under_its_cap(tmp_path, monkeypatch, photo):
     import gradio as gr
 
     import app
-    from cycleapp.outputs import RunFolders, folder_bytes, run_bytes
+    from cycleapp.app.outputs import RunFolders, folder_bytes, run_bytes
 
     assert app.build().delete_cache == (600, app.RESULT_AGE)  # Gradio's cache: uploads, served files
     rng = np.random.default_rng(0)

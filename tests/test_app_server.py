@@ -82,7 +82,7 @@ def test_broken_upload_is_refused_at_once_while_a_2k_comparison_runs(tmp_path):
 
 
 def run_folders(root: Path) -> list[Path]:
-    from cycleapp.owners import PREFIX
+    from cycleapp.app.owners import PREFIX
 
     return [d for d in root.glob(PREFIX + "*") if d.is_dir()]
 
@@ -93,7 +93,7 @@ def test_a_killed_apps_run_folders_go_when_it_starts_again(tmp_path):
     a file or folder of another name in the same folder, not a run folder outside it."""
     from gradio_client import Client, handle_file
 
-    from cycleapp import owners
+    from cycleapp.app import owners
 
     small = tmp_path / "small.png"
     Image.open(EXAMPLES / "kodim23.png").convert("RGB").crop((0, 0, 128, 96)).save(small)
@@ -146,8 +146,8 @@ def test_a_killed_apps_run_folders_go_when_it_starts_again(tmp_path):
 def test_leftover_removal_spares_live_owners(tmp_path):
     """Without a server: folders of an owner that holds its lock stay, of one that does not (or of
     none) go, with the dead owner's lock file; other names and symlinks are never touched."""
-    from cycleapp import owners
-    from cycleapp.outputs import RunFolders
+    from cycleapp.app import owners
+    from cycleapp.app.outputs import RunFolders
 
     runs = RunFolders(tmp_path, cap=10_000)
     with runs.run(10) as mine:

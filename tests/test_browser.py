@@ -114,8 +114,9 @@ def check_verdict_and_table(page, match="size"):
     (same PSNR) are within the tolerance of ours, only those carry stars (never in the byte
     columns at the same size), the verdict's winner is the best of those on the table's numbers
     and is named in its words; at the same PSNR the rows rank by bytes."""
-    from cycleapp.matching import QUALITY_TOLERANCE, TOLERANCE
-    from cycleapp.codecs import labels
+    from cycleapp.core.rate import TOLERANCE
+    from cycleapp.evaluation.matching import QUALITY_TOLERANCE
+    from cycleapp.evaluation.registry import labels
 
     rows = table_rows(page)
     ours = next(r for r in rows if r["codec"] == "cycle")

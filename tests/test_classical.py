@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from cycleapp import codecs as registry
-from cycleapp.matching import TOLERANCE, match_size
+from cycleapp.evaluation import registry
+from cycleapp.core.rate import TOLERANCE, match_size
 
 
 @pytest.mark.parametrize("name", ["jpeg", "jpeg2000"])

@@ -36,7 +36,7 @@ def test_sizes_lists_names_first(cli):
     out = cli("sizes")
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()
-    from cycleapp import checkpoint
+    from cycleapp.core import checkpoint
     names = [p.stem for p in checkpoint.available()]  # the code sizes first (the layered modes follow)
     assert len(names) >= 5 and [line.split()[0] for line in lines[:len(names)]] == names
     assert all("bpp" in line for line in lines[:len(names)])
@@ -49,7 +49,7 @@ def test_encode_decode_files(tmp_path, ckpt):
     size = cyc.stat().st_size
     assert f"{size} bytes" in out.stdout and f"{8 * size / (768 * 512):.4f} bpp" in out.stdout
     assert run_cli("decode", cyc, png).returncode == 0
-    from cycleapp import codec
+    from cycleapp.core import codec
     from cycleapp.imageio import load_rgb
     assert np.array_equal(np.array(Image.open(png)), codec.reconstruct(ckpt, load_rgb(EXAMPLES / "kodim23.png")))
 

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from cycleapp import codec
-from cycleapp.bitstream import BitstreamError, CycFile
+from cycleapp.core import codec
+from cycleapp.core.bitstream import BitstreamError, CycFile
 
 
 @pytest.mark.parametrize("h,w", [(1, 1), (1, 37), (15, 17), (33, 20), (48, 16), (64, 40)])
@@ -32,8 +32,8 @@ def test_portrait(ckpt, noise_image):
 
 
 def test_bpp_is_whole_file_bytes(ckpt, photo):
-    from cycleapp.codecs import CycleCodec
-    from cycleapp.measure import measure
+    from cycleapp.core.learned import CycleCodec
+    from cycleapp.evaluation.measure import measure
 
     result = measure(CycleCodec(ckpt), photo)
     row = result.row()
@@ -67,7 +67,7 @@ def test_absurd_size_in_a_well_formed_header_is_refused(ckpt, photo):
 
 
 def test_other_checkpoint_is_a_clear_error(ckpt, photo):
-    from cycleapp import checkpoint
+    from cycleapp.core import checkpoint
 
     data = codec.encode(ckpt, photo)
     other = checkpoint.by_name(checkpoint.available()[1].stem)
@@ -89,7 +89,7 @@ def test_tables_are_stored_not_recomputed(ckpt, photo, tmp_path):
     import torch
     from safetensors.torch import load_file, save_file
 
-    from cycleapp import checkpoint
+    from cycleapp.core import checkpoint
 
     dc, ac, index, predictor, activity = ckpt.model.densities[0].tables()
     # to float32 only: another CPU's vector math may round the density's last bit differently, which is
@@ -131,7 +131,7 @@ def test_shipped_checkpoints_cover_the_range_in_little_space():
     (the limit is 10 MB a file and 50 MB in all)."""
     import json
 
-    from cycleapp import checkpoint
+    from cycleapp.core import checkpoint
 
     paths = checkpoint.available()
     assert len(paths) >= 5
@@ -150,7 +150,7 @@ def test_a_code_size_needs_the_transform_it_was_exported_with(tmp_path):
 
     from safetensors.torch import load_file, save_file
 
-    from cycleapp import checkpoint
+    from cycleapp.core import checkpoint
 
     source = checkpoint.available()[0]
     shutil.copy(source, tmp_path)
@@ -180,8 +180,8 @@ def test_a_checkpoint_of_an_earlier_format_or_with_foreign_tables_asks_for_a_new
 
     from safetensors.torch import load_file, save_file
 
-    from cycleapp import checkpoint
-    from cycleapp.entropy import ac_tables
+    from cycleapp.core import checkpoint
+    from cycleapp.core.entropy import ac_tables
 
     source = checkpoint.available()[0]
 
@@ -226,7 +226,7 @@ def test_rdoq_only_moves_values_toward_zero(ckpt):
 
 def test_rdoq_saves_bytes_for_little_distortion(ckpt, photo):
     """Against plain rounding on a photo: a smaller file, at most 0.4 dB lower PSNR."""
-    from cycleapp.metrics import psnr
+    from cycleapp.evaluation.metrics import psnr
 
     rdoq = codec.encode(ckpt, photo)
     plain = codec.encode(ckpt, photo, rdoq_weight=float("inf"))

@@ -2,22 +2,27 @@
 import numpy as np
 import pytest
 
-from cycleapp import codec, codecs as registry, sweeps
-from cycleapp.codecs import CycleCodec, PillowCodec, Search
-from cycleapp.compare import compare
-from cycleapp.measure import COLUMNS, measure
-from cycleapp.bitstream import CycFile
-from cycleapp.metrics import ms_ssim, psnr, ssim
+from cycleapp.core import codec
+from cycleapp.core import learned
+from cycleapp.evaluation import registry
+from cycleapp.evaluation import sweeps
+from cycleapp.core.interface import Codec, Search
+from cycleapp.core.learned import CycleCodec
+from cycleapp.evaluation.registry import PillowCodec
+from cycleapp.evaluation.compare import compare
+from cycleapp.evaluation.measure import COLUMNS, measure
+from cycleapp.core.bitstream import CycFile
+from cycleapp.evaluation.metrics import ms_ssim, psnr, ssim
 from conftest import EXAMPLES
 
 
 def test_every_codec_has_a_label_and_the_readers_agree():
     """The CLI, the app's labels and the evaluation take their codecs from the registry."""
-    from cycleapp import plots
+    from cycleapp.evaluation import plots
     from cycleapp.__main__ import parser
 
     names = registry.names()
-    assert names[0] == registry.LEARNED and len(set(names)) == len(names) and "jxl" in names
+    assert names[0] == learned.LEARNED and len(set(names)) == len(names) and "jxl" in names
     assert set(plots.LABELS) == set(names) and all(plots.LABELS[n] for n in names)
     assert registry.matchable() == names[1:]
     compare_args = parser().parse_args(["compare", "x.png", "--code-size", "medium"])
@@ -41,11 +46,11 @@ def test_measure_is_the_file_and_its_decoding(photo):
 def test_cycle_entry_takes_encoder_settings_as_arguments(ckpt, photo):
     """The RDOQ weight is a field and the step offset the setting: no module global changes."""
     entry = CycleCodec(ckpt)
-    assert entry.name == registry.LEARNED and entry.variant == ckpt.name
+    assert entry.name == learned.LEARNED and entry.variant == ckpt.name
     assert entry.encode(photo) == codec.encode(ckpt, photo) == entry.encode(photo, 0)
     plain = CycleCodec(ckpt, float("inf")).encode(photo)
     assert plain == codec.encode(ckpt, photo, rdoq_weight=float("inf")) != entry.encode(photo)
-    assert codec.RDOQ_WEIGHT == registry.DEFAULT_RDOQ_WEIGHT
+    assert codec.RDOQ_WEIGHT == learned.DEFAULT_RDOQ_WEIGHT
     assert entry.describe(0) == ckpt.name and entry.describe(8) == f"{ckpt.name}, steps x0.883"
     finer, coarser = entry.encode(photo, 8), entry.encode(photo, -8)
     assert len(coarser) < len(entry.encode(photo)) < len(finer)
@@ -58,15 +63,15 @@ def test_the_learned_codec_reaches_any_size_within_three_percent(name, target):
     """Rate control: a code size and a step offset land within 3 % of the target, the offset is
     in the file, and decoding the file alone gives the encoder's own reconstruction."""
     from cycleapp.imageio import load_rgb
-    from cycleapp.matching import TOLERANCE, match_learned
+    from cycleapp.core.rate import TOLERANCE, match_learned
 
     rgb = load_rgb(EXAMPLES / name)
     m = match_learned(rgb, target)
     assert abs(len(m.data) - target) <= TOLERANCE * target and m.note == ""
-    entry = registry.learned(m.variant)
-    if m.variant == registry.LAYERED:  # beyond the code sizes: the largest at its finest offset, and a layer
+    entry = learned.by_name(m.variant)
+    if m.variant == learned.LAYERED:  # beyond the code sizes: the largest at its finest offset, and a layer
         cyc = CycFile.from_bytes(m.data)
-        assert cyc.step_shift == registry.BASE_SHIFT and cyc.layer_kind and data_version(m.data) == 9
+        assert cyc.step_shift == learned.BASE_SHIFT and cyc.layer_kind and data_version(m.data) == 9
         assert entry.encode(rgb, m.setting) == m.data
         return
     assert CycFile.from_bytes(m.data).step_shift == -m.setting
@@ -87,12 +92,12 @@ def test_unknown_names_are_clear_errors():
     with pytest.raises(ValueError, match="unknown codec.*gif.*choose from jpeg"):
         registry.get("gif")
     with pytest.raises(ValueError, match="unknown code size 'gigantic'"):
-        registry.learned("gigantic")
+        learned.by_name("gigantic")
 
 
 @pytest.mark.parametrize("target", [8000, 20000, 45000])
 def test_jpeg_xl_is_matched_within_three_percent(photo, target):
-    from cycleapp.matching import TOLERANCE, match_size
+    from cycleapp.core.rate import TOLERANCE, match_size
 
     m = match_size(registry.get("jxl"), photo, target)
     assert abs(len(m.data) - target) <= TOLERANCE * target and m.note == ""
@@ -101,11 +106,11 @@ def test_jpeg_xl_is_matched_within_three_percent(photo, target):
 
 def test_curves_sweep_every_entry(photo):
     small = np.ascontiguousarray(photo[:192, :192])
-    learned = sweeps.curve(registry.LEARNED, small)
-    assert len(learned) == sum(len(e.settings) for e in registry.family(registry.LEARNED)) >= 10
+    ours = sweeps.curve(learned.LEARNED, small)
+    assert len(ours) == sum(len(e.settings) for e in registry.family(learned.LEARNED)) >= 10
     jxl = sweeps.curve("jxl", small)
     assert len(jxl) == len(registry.get("jxl").settings)
-    for points in (learned, jxl):
+    for points in (ours, jxl):
         assert [p["bpp"] for p in points] == sorted(p["bpp"] for p in points)
 
 
@@ -116,16 +121,16 @@ def test_a_new_codec_is_one_entry(ckpt, photo, monkeypatch):
     monkeypatch.setattr(registry, "CLASSICAL", (*registry.CLASSICAL, png))
     assert "png8" in registry.matchable() and registry.labels()["png8"] == "PNG (8 colours)"
     results = compare(np.ascontiguousarray(photo[:64, :64]), CycleCodec(ckpt), ["png8"])
-    assert [r.codec for r in results] == [registry.LEARNED, "png8"]
+    assert [r.codec for r in results] == [learned.LEARNED, "png8"]
     assert results[1].setting.startswith("bits ")
 
 
 def test_a_size_a_codec_refuses_is_a_note_not_an_error(ckpt, noise_image):
     """x265 refuses a 5000x16 picture: HEIF gets a row without a file, the reason in its note, in
     matching, measuring, compare and the RD sweeps; the other codecs are measured as usual."""
-    from cycleapp.codecs import CodecError
-    from cycleapp.compare import format_table
-    from cycleapp.matching import match_size
+    from cycleapp.core.interface import CodecError
+    from cycleapp.evaluation.compare import format_table
+    from cycleapp.core.rate import match_size
 
     rgb = noise_image(16, 5000)
     heif = registry.get("heif")
@@ -150,7 +155,7 @@ def test_a_size_a_codec_refuses_is_a_note_not_an_error(ckpt, noise_image):
 def test_sides_a_library_cannot_write_or_read_back_are_refused_up_front(name, width, side):
     """libjpeg would print 'Maximum supported image dimension' to stderr, libavif writes a file its
     decoder refuses: these are checked before encoding."""
-    from cycleapp.codecs import CodecError
+    from cycleapp.core.interface import CodecError
 
     with pytest.raises(CodecError, match=f"cannot encode a {width}x1 image .width and height at most {side}"):
         registry.get(name).encode(np.zeros((1, width, 3), np.uint8), 50)
@@ -166,17 +171,17 @@ def test_jpeg_of_a_narrow_image_at_any_quality(noise_image, capfd):
 
 
 def test_compare_refuses_an_image_over_its_limit(ckpt):
-    from cycleapp import compare as comparing
+    from cycleapp.evaluation import compare as comparing
 
     with pytest.raises(ValueError, match="over the limit of 16,000,000 for compare .encode takes up to 100,000,000"):
         compare(np.zeros((4001, 4000, 3), np.uint8), CycleCodec(ckpt), ["jpeg"])
     assert comparing.MAX_PIXELS == 16_000_000
 
 
-class _Sized(registry.Codec):
+class _Sized(Codec):
     """A stand-in learned code size whose file at step offset s is `natural * 1.1 ** s` bytes, and
     which records every encode."""
-    name, search, settings = registry.LEARNED, Search(-20, 20, "integer"), (0,)
+    name, search, settings = learned.LEARNED, Search(-20, 20, "integer"), (0,)
 
     def __init__(self, variant: str, natural: int, calls: list):
         self.variant, self.natural, self.calls = variant, natural, calls
@@ -193,16 +198,16 @@ def test_match_learned_bisects_the_code_sizes_and_encodes_nothing_twice(naturals
     one an encode of every size would pick) with at most 4 of 5 such encodes (the largest first:
     above its file the layered codec takes over), and the step search starts from that size's
     file: no (size, setting) is encoded twice."""
-    from cycleapp import matching
+    from cycleapp.core import rate
 
     calls = []
     entries = [_Sized(f"s{i}", n, calls) for i, n in enumerate(naturals)]
-    monkeypatch.setattr(registry, "presets", lambda *args: entries)
-    m = matching.match_learned(np.zeros((4, 4, 3), np.uint8), target)
+    monkeypatch.setattr(learned, "presets", lambda *args: entries)
+    m = rate.match_learned(np.zeros((4, 4, 3), np.uint8), target)
     nearest = min(range(len(naturals)), key=lambda i: abs(np.log(naturals[i] / target)))
-    if target > (1 + matching.TOLERANCE) * naturals[-1]:  # beyond the largest size's own file: its finer
-        assert m.variant in (f"s{len(naturals) - 1}", registry.LAYERED)  # steps, or the layered codec
-        assert m.variant == registry.LAYERED or ("s%d" % (len(naturals) - 1), registry.FINEST) in calls
+    if target > (1 + rate.TOLERANCE) * naturals[-1]:  # beyond the largest size's own file: its finer
+        assert m.variant in (f"s{len(naturals) - 1}", learned.LAYERED)  # steps, or the layered codec
+        assert m.variant == learned.LAYERED or ("s%d" % (len(naturals) - 1), learned.FINEST) in calls
     else:
         assert m.variant == f"s{nearest}"
     assert len(calls) == len(set(calls))

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from conftest import EXAMPLES
-from cycleapp.entropy import stream
-from cycleapp.entropy import (AC_CLAMP, ACTIVITY_WEIGHT_MAX, ADAPT_RANGE, DC_CLAMP, DC_CONTEXTS, DEFAULT_SEAL, LAPLACE,
+from cycleapp.core.entropy import stream
+from cycleapp.core.entropy import (AC_CLAMP, ACTIVITY_WEIGHT_MAX, ADAPT_RANGE, DC_CLAMP, DC_CONTEXTS, DEFAULT_SEAL, LAPLACE,
                               LIKELIHOOD_FLOOR, MED, PLANAR, PREDICTORS, SCALES, SHAPES, CodingTables, EntropyModel, ac_tables,
                               activity_weights, choose_predictors, dc_contexts, from_residuals, laplace_likelihood,
                               in_pass, residuals, scale_grid)
@@ -260,7 +260,7 @@ def test_a_code_outside_the_clamp_range_is_refused():
 def test_payload_size_bounds_hold_for_extreme_codes(shift):
     """`stream.payload_bits` is honest for every shipped checkpoint: an all-zero code (the cheapest there is)
     is above its lower bound and a code at the clamp limits (the dearest) below its upper bound."""
-    from cycleapp import checkpoint
+    from cycleapp.core import checkpoint
 
     for path in checkpoint.available():
         tables = checkpoint.by_name(path.stem).tables.shifted(shift)

@@ -99,7 +99,8 @@ def test_evaluate_writes_every_requested_codec(tmp_path, crops, capsys):
                            "--out", out)])
     stdout = capsys.readouterr().out
     codecs = json.loads(out.read_text())["codecs"]
-    from cycleapp import checkpoint, codecs as registry
+    from cycleapp.core import checkpoint
+    from cycleapp.evaluation import registry
     assert codecs["cycle"]["setting"] == [p.stem for p in checkpoint.available()]
     assert len(codecs["jxl"]["bpp"]) == len(registry.get("jxl").settings)
     assert codecs["jxl"]["setting"][0] == "quality 0"
@@ -134,7 +135,7 @@ def test_evaluate_refuses_an_unknown_codec(tmp_path, crops):
 def test_reused_curves_join_the_new_ones_and_a_mismatch_is_refused(tmp_path, crops, capsys):
     """--reuse takes the curves of the codecs not run now from an earlier JSON of the same images;
     an earlier JSON of another number of images is one error line, before any work."""
-    from cycleapp import codecs as registry
+    from cycleapp.core import learned
 
     earlier = tmp_path / "earlier.json"
     earlier.write_text(json.dumps({"images": 1, "codecs": {"jpeg": {"bpp": [0.1, 0.2, 0.4, 0.8],
@@ -144,7 +145,7 @@ def test_reused_curves_join_the_new_ones_and_a_mismatch_is_refused(tmp_path, cro
     args = ["--images", crops, "--limit", "1", "--codecs", "cycle", "--reuse", earlier, "--out", out]
     main([str(a) for a in args])
     codecs = json.loads(out.read_text())["codecs"]
-    assert set(codecs) == {registry.LEARNED, "jpeg"} and codecs["jpeg"]["psnr"][0] == 25.0
+    assert set(codecs) == {learned.LEARNED, "jpeg"} and codecs["jpeg"]["psnr"][0] == 25.0
     assert any(line.strip().startswith("vs jpeg") for line in capsys.readouterr().out.splitlines())
     out.unlink()
     args[args.index("--limit") + 1] = "2"  # its curves keep each image's points, here one image's

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import cycleapp
-from cycleapp.bitstream import OLDER_RELEASES, READABLE, BitstreamError, CycFile
+from cycleapp.core.bitstream import OLDER_RELEASES, READABLE, BitstreamError, CycFile
 
 GOLDEN = Path(__file__).parent / "golden"
 ENTRIES = json.loads((GOLDEN / "golden.json").read_text())

@@ -228,7 +228,7 @@ def test_reading_100_megapixels_stays_in_bounded_memory(tmp_path):
 
 
 def test_upload_notes_for_the_app(tmp_path):
-    from cycleapp import ui
+    from cycleapp.app import ui
 
     frames = [Image.new("RGB", (8, 6), c) for c in ((255, 0, 0), (0, 0, 255))]
     frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])

@@ -56,7 +56,7 @@ def test_pip_install_gives_the_package_the_checkpoints_and_the_command(tmp_path,
     bad = run([cyclecodec, "decode", "missing.cyc", "y.png"], work, check=False)
     assert bad.returncode == 1 and bad.stderr.startswith("error: ") and "Traceback" not in bad.stderr
     # where the package and its checkpoints are found, and the Pillow plug-in (one interpreter for both)
-    plugin = run([py, "-c", "import cycleapp, cycleapp.checkpoint as c; print(cycleapp.__file__); "
+    plugin = run([py, "-c", "import cycleapp, cycleapp.core.checkpoint as c; print(cycleapp.__file__); "
                   "print(c.checkpoint_dir()); from PIL import Image; cycleapp.register(); "
                   "im = Image.open('x.cyc'); im.save('y.png'); print(im.format, im.size)"], work)
     where = plugin.stdout.split()

@@ -4,7 +4,7 @@ from functools import partial
 import pytest
 import torch
 
-from cycleapp.model import CodeSize, CycleModel, ModelConfig
+from cycleapp.core.model import CodeSize, CycleModel, ModelConfig
 
 
 def make(tied=True, width=64, kernel=4, blocks=2):
@@ -82,7 +82,7 @@ def test_contexts_are_integer_and_use_only_decoded_symbols():
     """The decoder picks a table from symbols it has already decoded, in integers: in each of a
     group's passes, changing the group's positions of that pass and later ones, or any later group,
     never changes that pass's contexts."""
-    from cycleapp.entropy import CONTEXTS, GROUP_EDGES, PASSES, contexts, phases
+    from cycleapp.core.entropy import CONTEXTS, GROUP_EDGES, PASSES, contexts, phases
 
     g = torch.Generator().manual_seed(0)
     code = torch.randint(-20, 21, (1, 96, 6, 7), generator=g)
@@ -107,7 +107,7 @@ def test_contexts_are_integer_and_use_only_decoded_symbols():
 def test_the_four_passes_read_the_neighbours_decoded_before_them():
     """The 2x2 pattern: (even, even) first, then (odd, odd), (even, odd), (odd, even); the second
     pass reads its diagonal neighbours, the third its direct ones, the fourth all eight."""
-    from cycleapp.entropy import NEIGHBOUR_STATES, contexts, phases
+    from cycleapp.core.entropy import NEIGHBOUR_STATES, contexts, phases
 
     phase = phases(4, 4)
     assert phase[0].tolist() == [0, 2, 0, 2] and phase[1].tolist() == [3, 1, 3, 1]
@@ -131,7 +131,7 @@ def test_a_channels_context_reads_its_own_neighbours_and_the_weighted_channels_b
     """At a position of a later pass a channel's context counts its own decoded neighbours, not
     those of the other channels of its group; the activity counts the channels below the group
     with their weights, so a heavier weight on a lower channel raises the activity above it."""
-    from cycleapp.entropy import NEIGHBOUR_STATES, contexts
+    from cycleapp.core.entropy import NEIGHBOUR_STATES, contexts
 
     code = torch.zeros(1, 12, 5, 5, dtype=torch.int64)
     code[0, 3, 2, 2] = code[0, 3, 2, 4] = 9  # channel 3 (group 1-7): two first-pass neighbours of (2, 3)
@@ -170,7 +170,7 @@ def test_halo_covers_the_receptive_field(kernel, blocks):
     """Code tiles transformed with `halo()` positions of context on each side give the whole image's
     result (to float error), in both directions; one position less does not. Random weights in every
     layer, so that every tap of every kernel counts."""
-    from cycleapp.codec import _around, tiles
+    from cycleapp.core.codec import _around, tiles
 
     model = make(kernel=kernel, blocks=blocks)
     g = torch.Generator().manual_seed(0)

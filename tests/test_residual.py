@@ -10,13 +10,14 @@ import pytest
 from PIL import Image
 
 import cycleapp
-from cycleapp import codec, residual
-from cycleapp import codecs as registry
+from cycleapp.core import codec
+from cycleapp.core import residual
+from cycleapp.core import learned
 from cycleapp.__main__ import main
 from cycleapp.api import TargetNotReached
-from cycleapp.bitstream import BitstreamError, CycFile
-from cycleapp.matching import match_learned
-from cycleapp.metrics import psnr
+from cycleapp.core.bitstream import BitstreamError, CycFile
+from cycleapp.core.rate import match_learned
+from cycleapp.evaluation.metrics import psnr
 
 from conftest import EXAMPLES
 
@@ -43,7 +44,7 @@ def test_lossless_is_bit_exact_and_near_lossless_keeps_every_pixel_within_n(crop
 
 
 def test_the_decoder_gives_the_pixels_the_encoder_promised(crops):
-    ckpt = registry.layered().checkpoint
+    ckpt = learned.layered().checkpoint
     for step in (16, 37, 80, 555):
         data, pixels = codec.encode_layers(ckpt, crops[1], layer=(codec.PIXELS, step))
         assert np.array_equal(codec.decode(data), pixels)
@@ -55,7 +56,7 @@ def test_a_larger_target_never_gives_a_worse_image(crops):
     for rgb in crops:
         pixels = rgb.shape[0] * rgb.shape[1]
         lossless = len(cycleapp.encode(rgb, lossless=True))
-        smallest = len(registry.presets()[0].encode(rgb, -registry.CycleCodec.search.low))
+        smallest = len(learned.presets()[0].encode(rgb, -learned.CycleCodec.search.low))
         top = min(8 * pixels // 8, lossless)
         targets = np.geomspace(smallest, top, 12).round().astype(int)
         quality = []
@@ -71,7 +72,7 @@ def test_no_worse_image_across_the_switch_to_the_layered_codec(crops):
     switch from its finer steps to the layered codec (whose base is its finest file) never costs
     quality, and every target there is reached."""
     rgb = crops[0]
-    natural = len(registry.presets()[-1].encode(rgb))
+    natural = len(learned.presets()[-1].encode(rgb))
     quality = []
     for target in np.arange(1.0, 1.25, 0.025) * natural:
         with warnings.catch_warnings():
@@ -173,7 +174,7 @@ def test_a_file_without_the_layer_is_written_as_format_8(crops):
 def test_values_beyond_the_tables_are_escaped_never_clamped():
     """A residual far from its base (here the whole range): its DCT coefficients run far past the
     tables' +-255 and still come back exactly; the pixel layer is lossless over it too."""
-    from cycleapp import dct_layer
+    from cycleapp.core import dct_layer
 
     rng = np.random.default_rng(3)
     rgb = np.where(rng.random((16, 24, 3)) < 0.5, 0, 255).astype(np.uint8)
@@ -190,7 +191,7 @@ def test_values_beyond_the_tables_are_escaped_never_clamped():
 
 
 def test_the_app_says_a_missed_target_in_words_not_a_green_done():
-    from cycleapp import ui
+    from cycleapp.app import ui
 
     rows = [{"codec": "cycle", "bytes": 461_414, "bpp": 9.39, "psnr": float("inf"), "ms_ssim": 1.0,
              "setting": "huge + lossless layer", "note": "the lossless file is 461414 bytes, the largest "

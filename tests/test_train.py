@@ -293,8 +293,8 @@ def test_export_gives_a_working_checkpoint(tmp_path, monkeypatch, straight, caps
     from safetensors.torch import load_file
 
     from cycleapp.__main__ import main as cli
-    from cycleapp.bitstream import CycFile
-    from cycleapp.checkpoint import load_checkpoint
+    from cycleapp.core.bitstream import CycFile
+    from cycleapp.core.checkpoint import load_checkpoint
     from train import export
 
     kodak = tmp_path / "kodak"
@@ -323,8 +323,8 @@ def test_calibration_fits_the_tables_to_the_real_codes_and_nothing_else(tmp_path
     tables code the photos they were fitted on in fewer bytes (a 4-step run's Laplace tables are
     far from its real codes), with some tables of another shape than the Laplace; it cannot be
     resumed (training would move its scales away from its shapes), nor written over."""
-    from cycleapp import codec
-    from cycleapp.entropy import LAPLACE
+    from cycleapp.core import codec
+    from cycleapp.core.entropy import LAPLACE
     from cycleapp.imageio import load_rgb
     from train.export import as_checkpoint, load_run
 
@@ -349,7 +349,7 @@ def test_a_state_saved_before_the_tables_had_shapes_loads_with_laplace_tables(tm
     """Runs saved before format 7 hold no table shapes: they load (to resume, export or calibrate)
     with every table a Laplace, as they were; runs of stage 17 hold them under the buffer's earlier
     name, `shape`, and load with them."""
-    from cycleapp.entropy import LAPLACE
+    from cycleapp.core.entropy import LAPLACE
     from train.export import load_run
 
     old = torch.load(straight / "state.pt", weights_only=True)
@@ -377,7 +377,7 @@ def test_calibration_counts_each_photos_symbols_under_its_moved_tables(ckpt, pho
     are, a photo's counted bits after the DC are its ideal bits with the moves the encoder chooses
     for it (train.diagnose); without the prior, the tables it picks cost less (they are the best of
     all for this photo, a fit on one photo)."""
-    from cycleapp.codec import quantized_code
+    from cycleapp.core.codec import quantized_code
     from train import calibrate
     from train.calibrate import RealCodes, best_tables
     from train.diagnose import ideal_bits
@@ -423,7 +423,7 @@ def test_evaluate_refuses_a_bad_rdoq_weight(tmp_path):
 def test_headroom_bounds_hold_on_the_images_that_chose_the_tables(ckpt, photo):
     """In-sample, each cell's best table costs no more than the shipped one, and a finer split by
     block class costs no more than the contexts alone (side bits aside): the counting is consistent."""
-    from cycleapp import codec
+    from cycleapp.core import codec
     from train.headroom import headroom
 
     r = headroom(ckpt, [photo], [photo], block=4)

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cycleapp.checkpoint import load_checkpoint, save_checkpoints
+from cycleapp.core.checkpoint import load_checkpoint, save_checkpoints
 from train.data import kodak_dir
 from train.evaluate import measure_checkpoint
 from train.export import load_run

@@ -26,9 +26,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from cycleapp import entropy
-from cycleapp.codec import quantized_code
-from cycleapp.entropy import AC_CLAMP, CONTEXTS, DC_CLAMP, DC_CONTEXTS, SCALES, TABLES
+from cycleapp.core import entropy
+from cycleapp.core.codec import quantized_code
+from cycleapp.core.entropy import AC_CLAMP, CONTEXTS, DC_CLAMP, DC_CONTEXTS, SCALES, TABLES
 from train.data import load_images
 from train.export import as_checkpoint, load_run
 from train.state import save_state

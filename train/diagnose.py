@@ -24,14 +24,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cycleapp import checkpoint as ckpts
-from cycleapp import codec
-from cycleapp import codecs as registry
-from cycleapp.entropy import groups, moves_bits, phases
+from cycleapp.core import checkpoint as ckpts
+from cycleapp.core import codec
+from cycleapp.evaluation import registry
+from cycleapp.core.entropy import groups, moves_bits, phases
 from cycleapp.imageio import load_rgb
-from cycleapp.matching import match_size
-from cycleapp.metrics import psnr
-from cycleapp.model import FACTOR
+from cycleapp.core.rate import match_size
+from cycleapp.evaluation.metrics import psnr
+from cycleapp.core.model import FACTOR
 from train.data import image_files
 
 

@@ -2,10 +2,10 @@
 
     python -m train.evaluate --images ../shared/data/kodak --out results.json --plot rd.png
 
-One curve per codec of the registry (`cycleapp.codecs`): for the learned codec one point per
+One curve per codec of the registry (`cycleapp.evaluation.registry`): for the learned codec one point per
 shipped code size, for a classical codec one point per setting of its sweep over the same bpp
 range; each point is the mean over images of bpp (8 x file bytes / pixels), PSNR, MS-SSIM, encode
-seconds and decode seconds, all from `cycleapp.measure` (what the app and the CLI report too).
+seconds and decode seconds, all from `cycleapp.evaluation.measure` (what the app and the CLI report too).
 Prints the Bjontegaard delta rate of the learned codec against each other codec, and the speed.
 
 Two BD-rates, because they answer different questions. That of the mean curves weighs how each
@@ -31,13 +31,14 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from cycleapp import codecs as registry
-from cycleapp.codecs import CycleCodec
-from cycleapp.compare import LIMIT_NOTE, MAX_PIXELS as COMPARE_MAX_PIXELS, compare
+from cycleapp.core import learned
+from cycleapp.evaluation import registry
+from cycleapp.core.learned import CycleCodec
+from cycleapp.evaluation.compare import LIMIT_NOTE, MAX_PIXELS as COMPARE_MAX_PIXELS, compare
 from cycleapp.imageio import load_rgb, size_problem
-from cycleapp.matching import match_learned
-from cycleapp.measure import measure
-from cycleapp.plots import rd_figure
+from cycleapp.core.rate import match_learned
+from cycleapp.evaluation.measure import measure
+from cycleapp.evaluation.plots import rd_figure
 from train.data import image_files, kodak_dir
 
 METRICS = ("bpp", "psnr", "ms_ssim", "encode_s", "decode_s")
@@ -59,12 +60,12 @@ def operating_points(names: list[str], rdoq_weight: float) -> dict[str, list[tup
             for name in names}
 
 
-def learned_or_family(name: str, rdoq_weight: float = registry.DEFAULT_RDOQ_WEIGHT) -> list:
+def learned_or_family(name: str, rdoq_weight: float = learned.DEFAULT_RDOQ_WEIGHT) -> list:
     """The learned codec's code sizes, or every entry of a classical codec."""
-    return registry.presets(rdoq_weight) if name == registry.LEARNED else registry.family(name, rdoq_weight)
+    return learned.presets(rdoq_weight) if name == learned.LEARNED else registry.family(name, rdoq_weight)
 
 
-def evaluate(files: list[Path], names: list[str], rdoq_weight: float = registry.DEFAULT_RDOQ_WEIGHT) -> dict:
+def evaluate(files: list[Path], names: list[str], rdoq_weight: float = learned.DEFAULT_RDOQ_WEIGHT) -> dict:
     points = operating_points(names, rdoq_weight)
     # values[name][point][image][metric]
     values: dict[str, list[list[dict]]] = {n: [[] for _ in p] for n, p in points.items()}
@@ -93,14 +94,14 @@ def _numbers(m) -> dict:
     return {k: float("nan") if values[k] is None else values[k] for k in METRICS}
 
 
-def matched(files: list[Path], names: list[str], rdoq_weight: float = registry.DEFAULT_RDOQ_WEIGHT) -> dict:
+def matched(files: list[Path], names: list[str], rdoq_weight: float = learned.DEFAULT_RDOQ_WEIGHT) -> dict:
     """Curves with one allocation for every codec: at each code size, the learned codec's file of
     each image, and each named codec matched to that file's size (`compare`, as the app does). At a
     point every codec then has the learned codec's file size on every image (within the match's
     tolerance; "missed" counts the matches outside it, a codec that cannot go that small, say), so
     the mean curves compare the codecs, not how each spreads its bits over the images."""
-    sizes = registry.presets(rdoq_weight)
-    values = {name: [[] for _ in sizes] for name in [registry.LEARNED, *names]}
+    sizes = learned.presets(rdoq_weight)
+    values = {name: [[] for _ in sizes] for name in [learned.LEARNED, *names]}
     missed = dict.fromkeys(values, 0)
     for path in tqdm(files, desc="matched"):
         rgb = load_rgb(path)
@@ -156,7 +157,7 @@ def rate_control(files: list[Path]) -> dict:
     """Points of the learned codec between its code sizes: for each pair of neighbouring sizes, the
     geometric mean of their file sizes as the target (per image), and how far the point lands from
     the straight line joining the two sizes' points (PSNR over log-rate; positive = above it)."""
-    sizes = registry.presets()
+    sizes = learned.presets()
     gaps, misses = [], []
     for path in files:
         rgb = load_rgb(path)
@@ -165,7 +166,7 @@ def rate_control(files: list[Path]) -> dict:
         for a, b in zip(ends, ends[1:]):
             target = int(round(np.sqrt(a["bpp"] * b["bpp"]) * pixels / 8))
             m = match_learned(rgb, target)
-            point = measure(registry.learned(m.variant), rgb, m.setting, encoded=m.encoded).values(("bpp", "psnr"))
+            point = measure(learned.by_name(m.variant), rgb, m.setting, encoded=m.encoded).values(("bpp", "psnr"))
             t = (np.log(point["bpp"]) - np.log(a["bpp"])) / (np.log(b["bpp"]) - np.log(a["bpp"]))
             gaps.append(point["psnr"] - (a["psnr"] + t * (b["psnr"] - a["psnr"])))
             misses.append(abs(len(m.data) / target - 1))
@@ -210,8 +211,8 @@ def report(results: dict) -> str:
     codecs = results["codecs"]
     lines = []
     fmt = lambda v: "n/a (curves do not overlap)" if v is None else f"{v:+.1f} %"
-    if registry.LEARNED in codecs:
-        cyc = codecs[registry.LEARNED]
+    if learned.LEARNED in codecs:
+        cyc = codecs[learned.LEARNED]
         lines.append("cycle model per code size (mean over %d images):" % results["images"])
         for i, name in enumerate(cyc["setting"]):
             lines.append(f"  {name:8s} {cyc['bpp'][i]:.3f} bpp  {cyc['psnr'][i]:.2f} dB  MS-SSIM "
@@ -221,7 +222,7 @@ def report(results: dict) -> str:
         lines.append("BD-rate of the cycle model (negative = fewer bytes for the same quality), of the mean "
                      "curves; per image: mean and median over the images whose curves overlap:")
         for name, curve in codecs.items():
-            if name == registry.LEARNED:
+            if name == learned.LEARNED:
                 continue
             lines.append(f"  vs {name:9s} PSNR {fmt(bd_rate(curve, cyc, 'psnr'))}   "
                          f"MS-SSIM {fmt(bd_rate(curve, cyc, 'ms_ssim'))}")
@@ -235,13 +236,13 @@ def report(results: dict) -> str:
                      f"{results['images']} images), BD-rate of the cycle model's mean curve (negative = fewer "
                      f"bytes for the same quality); per image: mean and median:")
         for name, c in curves.items():
-            if name == registry.LEARNED:
+            if name == learned.LEARNED:
                 continue
             missed = f"   ({c['missed']} matches outside 3 %)" if c.get("missed") else ""
             for metric, label in (("psnr", "PSNR"), ("ms_ssim", "MS-SSIM")):
-                rates = per_image_bd_rates(c, curves[registry.LEARNED], metric)
+                rates = per_image_bd_rates(c, curves[learned.LEARNED], metric)
                 each = f"mean {np.mean(rates):+.1f} %, median {np.median(rates):+.1f} %" if rates else "n/a"
-                lines.append(f"  vs {name:9s} {label:7s} {fmt(bd_rate(c, curves[registry.LEARNED], metric))}   "
+                lines.append(f"  vs {name:9s} {label:7s} {fmt(bd_rate(c, curves[learned.LEARNED], metric))}   "
                              f"per image {each}{missed if metric == 'psnr' else ''}")
     if "rate_control" in results:
         r = results["rate_control"]
@@ -259,7 +260,7 @@ def main(argv=None) -> None:
     p.add_argument("--codecs", default=",".join(registry.names()),
                    help=f"comma-separated, from {','.join(registry.names())} (default: all)")
     p.add_argument("--limit", type=int, default=None, help="only the first N images")
-    p.add_argument("--rdoq-weight", type=float, default=registry.DEFAULT_RDOQ_WEIGHT,
+    p.add_argument("--rdoq-weight", type=float, default=learned.DEFAULT_RDOQ_WEIGHT,
                    help="the cycle encoder's rate-distortion rounding weight (inf: plain rounding)")
     p.add_argument("--reuse", type=Path, action="append", default=[],
                    help="an earlier evaluation's JSON of the same images: its curves for the codecs not run "

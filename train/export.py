@@ -13,9 +13,9 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from cycleapp.checkpoint import Checkpoint, checkpoint_dir, load_checkpoint, save_checkpoints, size_state
-from cycleapp.entropy import CodingTables
-from cycleapp.model import CycleModel
+from cycleapp.core.checkpoint import Checkpoint, checkpoint_dir, load_checkpoint, save_checkpoints, size_state
+from cycleapp.core.entropy import CodingTables
+from cycleapp.core.model import CycleModel
 from train.data import REPO, kodak_dir
 from train.state import load_state, model_from_state
 
@@ -35,7 +35,7 @@ def nested_from_checkpoints(directory: Path) -> CycleModel:
     (`train.fit --init-from checkpoints`). The widest code size gives the shared transform with
     its whole code layer.
     """
-    from cycleapp.checkpoint import available, is_own
+    from cycleapp.core.checkpoint import available, is_own
     singles = [load_checkpoint(p).model for p in available(directory)]
     if not singles:
         raise SystemExit(f"error: no checkpoints in {directory}")

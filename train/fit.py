@@ -20,9 +20,9 @@ import torch.nn.functional as F
 from pytorch_msssim import ms_ssim
 from tqdm import tqdm
 
-from cycleapp import entropy
-from cycleapp.layers import pad_kernel
-from cycleapp.model import CodeSize, CycleModel, ModelConfig
+from cycleapp.core import entropy
+from cycleapp.core.layers import pad_kernel
+from cycleapp.core.model import CodeSize, CycleModel, ModelConfig
 from train.data import CropSampler, default_train_dir, kodak_dir, load_images
 from train.export import as_checkpoint, nested_from_checkpoints
 from train.state import first_line, load_state, model_from_state, save_state

@@ -22,9 +22,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cycleapp import checkpoint as ckpts
-from cycleapp.codec import quantized_code
-from cycleapp.entropy import CONTEXTS, TABLES, bucket, groups
+from cycleapp.core import checkpoint as ckpts
+from cycleapp.core.codec import quantized_code
+from cycleapp.core.entropy import CONTEXTS, TABLES, bucket, groups
 from cycleapp.imageio import load_rgb
 from train.calibrate import add_bits
 from train.data import SHARED, image_files

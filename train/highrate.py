@@ -22,11 +22,13 @@ import imagecodecs
 import numpy as np
 from PIL import Image
 
-from cycleapp import api, codec
-from cycleapp import codecs as registry
+from cycleapp import api
+from cycleapp.core import codec
+from cycleapp.core import learned
+from cycleapp.evaluation import registry
 from cycleapp.imageio import read_image
-from cycleapp.matching import match_size
-from cycleapp.metrics import psnr
+from cycleapp.core.rate import match_size
+from cycleapp.evaluation.metrics import psnr
 from train.evaluate import bd_rate
 
 LADDER_POINTS = (60, 78, 90, 100, 108, 114, 120, 128)  # layered: about 0.5 bpp to 52 dB
@@ -66,10 +68,10 @@ def curve(rgb: np.ndarray) -> list[dict]:
     """The learned codec's points, smallest file first: (bpp, psnr, what)."""
     pixels = rgb.shape[0] * rgb.shape[1]
     points = []
-    for entry in registry.presets():
+    for entry in learned.presets():
         data = entry.encode(rgb)
         points.append({"bpp": 8 * len(data) / pixels, "psnr": psnr(rgb, entry.decode(data)), "setting": entry.variant})
-    layered = registry.layered().for_image(rgb)
+    layered = learned.layered().for_image(rgb)
     for setting in LADDER_POINTS:
         data = layered.encode(rgb, setting)
         points.append({"bpp": 8 * len(data) / pixels, "psnr": psnr(rgb, layered.decode(data)),

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cycleapp import codecs as registry
+from cycleapp.core import learned
+from cycleapp.evaluation import registry
 from train.evaluate import bd_rate
 
 REPO = Path(__file__).resolve().parent.parent
@@ -78,7 +79,7 @@ def size_line(cycle: dict) -> str:
 def readme_block(name: str, results: Path = RESULTS) -> str:
     """The README's table for one data set: the per-image BD-rates against every codec."""
     codecs = load(name, results)["codecs"]
-    ours, others = codecs[registry.LEARNED], [n for n in codecs if n != registry.LEARNED]
+    ours, others = codecs[learned.LEARNED], [n for n in codecs if n != learned.LEARNED]
     labels = registry.labels()
     rows = [[f"{label}: mean (median)", *(mean_median(each_image(codecs[n], ours, metric)) for n in others)]
             for metric, label in METRICS]
@@ -90,7 +91,7 @@ def dataset_section(name: str, results: Path = RESULTS) -> list[str]:
     data = load(name, results)
     title, folder = DATASETS.get(name, (name, "?"))
     codecs, labels = data["codecs"], registry.labels()
-    ours, others = codecs[registry.LEARNED], [n for n in codecs if n != registry.LEARNED]
+    ours, others = codecs[learned.LEARNED], [n for n in codecs if n != learned.LEARNED]
     out = [f"## {title}: {data['images']} images", ""]
     if (results / f"{name}-rd.png").exists():
         out += [f"![Rate-distortion on {title}](../train/results/{name}-rd.png)", ""]
@@ -105,7 +106,7 @@ def dataset_section(name: str, results: Path = RESULTS) -> list[str]:
         rows.append([f"{label}, mean curves", *(percent(bd_rate(codecs[n], ours, metric)) for n in others)])
     if (results / f"{name}-matched.json").exists():
         matched = load(f"{name}-matched", results)["matched"]
-        mine = matched[registry.LEARNED]
+        mine = matched[learned.LEARNED]
         cell = lambda n, f: f(n) if n in matched else ""
         for metric, label in METRICS:
             rows.append([f"{label}, mean curves at matched sizes",
@@ -166,7 +167,7 @@ def results_markdown(results: Path = RESULTS) -> str:
            *(f".venv/bin/python -m train.evaluate --images {folder}{' --rate-control' if name == 'kodak' else ''} "
              f"--out train/results/{name}.json --plot train/results/{name}-rd.png" for name, (_, folder) in DATASETS.items()),
            *(f".venv/bin/python -m train.evaluate --images {folder} --codecs \"\" --matched "
-             f"{','.join(n for n in load(f'{name}-matched', results)['matched'] if n != registry.LEARNED)} "
+             f"{','.join(n for n in load(f'{name}-matched', results)['matched'] if n != learned.LEARNED)} "
              f"--out train/results/{name}-matched.json"
              for name, (_, folder) in DATASETS.items() if (results / f"{name}-matched.json").exists()),
            "```", "",

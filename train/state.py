@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from cycleapp.model import CycleModel, ModelConfig
+from cycleapp.core.model import CycleModel, ModelConfig
 
 # what train.fit needs to resume; another run's state given to --init-from needs only "model"
 RUN_KEYS = ("model", "optimizer", "step", "config", "args", "rng", "torch_rng")

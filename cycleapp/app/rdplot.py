@@ -22,10 +22,11 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from . import codecs as registry
-from .plots import LABELS, rd_figure
-from .sweeps import curve as sweep_curve
-from .ui import UserError, downscale
+from cycleapp.core import learned
+from cycleapp.evaluation import registry
+from cycleapp.evaluation.plots import LABELS, rd_figure
+from cycleapp.evaluation.sweeps import curve as sweep_curve
+from cycleapp.app.ui import UserError, downscale
 
 PLOT_PIXELS = 400_000  # 768x512 is 393,216: Kodak images are plotted at full size
 CACHE_SIZE = 64  # curves (one image, one codec)
@@ -114,8 +115,8 @@ def table_marks(table) -> tuple[dict[str, tuple[float, float]], str | None]:
                             f"{str(record['psnr'])[:20]!r}).")
         marks[record["codec"]] = (float(bpp), float(psnr))
     first = dict(zip(headers, rows[0]))
-    if first["codec"] != registry.LEARNED:
-        raise UserError(f"The table's first row must be {LABELS[registry.LEARNED]}'s, as compare returns it.")
+    if first["codec"] != learned.LEARNED:
+        raise UserError(f"The table's first row must be {LABELS[learned.LEARNED]}'s, as compare returns it.")
     return marks, str(first["setting"]).split(",")[0]
 
 
@@ -133,11 +134,11 @@ def rd_plot(rgb: np.ndarray, codecs: list[str], code_size: str,
     h, w = rgb.shape[:2]
     copy = downscale(rgb, PLOT_PIXELS)
     key = image_key(copy)
-    learned = registry.LEARNED
-    names = [learned, *[c for c in codecs if c in registry.matchable()]]
+    ours = learned.LEARNED
+    names = [ours, *[c for c in codecs if c in registry.matchable()]]
     curves = {n: curve(n, copy, key) for n in names}
     columns = {n: {k: [p[k] for p in pts] for k in ("bpp", "psnr")} for n, pts in curves.items()}
-    settings = ", ".join(f"{LABELS[n]} {len(plot_settings(n))}" for n in names if n != learned)
+    settings = ", ".join(f"{LABELS[n]} {len(plot_settings(n))}" for n in names if n != ours)
     if copy is rgb:
         what = f"Computed on this image ({w}x{h})"
         stars = {n: m for n, m in (marks or {}).items() if n in columns}
@@ -145,15 +146,15 @@ def rd_plot(rgb: np.ndarray, codecs: list[str], code_size: str,
     else:
         what = (f"Computed on a {copy.shape[1]}x{copy.shape[0]} copy (downscaled from {w}x{h} to keep "
                 f"the plot fast)")
-        point = {p["setting"]: p for p in curves[learned]}.get(code_size)
-        stars = {learned: (point["bpp"], point["psnr"])} if point else {}
+        point = {p["setting"]: p for p in curves[ours]}.get(code_size)
+        stars = {ours: (point["bpp"], point["psnr"])} if point else {}
         star_note = f"star: the '{code_size}' size on this copy (the table's numbers are for {w}x{h})"
     # A log bpp axis from a quarter to four times the size the table's file has (or the code
     # size's, on a copy): the part of the curves that answers the question asked.
-    centre = (stars.get(learned) or (None,))[0]
+    centre = (stars.get(ours) or (None,))[0]
     span = (centre / 4, centre * 4) if centre else None
     fig = rd_figure(columns, stars, title="This image: higher and further left is better", bpp_range=span)
-    sweep = f"{LABELS[learned]}: its {len(curves[learned])} sizes" + (f"; settings swept: {settings}" if settings else "")
+    sweep = f"{LABELS[ours]}: its {len(curves[ours])} sizes" + (f"; settings swept: {settings}" if settings else "")
     fig.text(0.01, 0.005, f"{what}; {star_note}.\n{sweep}.", fontsize=7.5, va="bottom", ha="left",
              wrap=True)
     fig.subplots_adjust(bottom=0.2)

@@ -1,6 +1,6 @@
 """Which process a run folder belongs to, and whether that process still runs.
 
-The app writes each run's files into a folder of its own (cycleapp/outputs.py). A process that dies
+The app writes each run's files into a folder of its own (cycleapp/app/outputs.py). A process that dies
 (killed, or stopped without cleaning up) leaves its folders behind, and no later process shows them
 again. So each process takes an owner token, names its folders `run-<owner>-...`, and holds an
 `flock` on `.run-<owner>.lock` in the same root while it lives; the kernel releases the lock when

@@ -1,12 +1,12 @@
-"""Rate-distortion curves on one image: each codec over the settings it sweeps (`codecs`)."""
+"""Rate-distortion curves on one image: each codec over the settings it sweeps (`registry`)."""
 from __future__ import annotations
 
 from typing import Callable
 
 import numpy as np
 
-from . import codecs as registry
-from .measure import measure
+from cycleapp.evaluation import registry
+from cycleapp.evaluation.measure import measure
 
 POINT = ("bpp", "psnr", "ms_ssim")
 

@@ -19,7 +19,7 @@ Before each run, `RunFolders.run` makes room for the most it can write:
 
 The folders of a process that died (killed, or stopped without cleaning up) are removed when the
 app starts again: each process names its folders after itself and holds a lock while it lives
-(cycleapp/owners.py).
+(cycleapp/app/owners.py).
 """
 from __future__ import annotations
 
@@ -33,8 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from . import inspector, owners, ui
-from .owners import PREFIX
+from cycleapp.app import inspector
+from cycleapp.app import owners
+from cycleapp.app import ui
+from cycleapp.app.owners import PREFIX
 
 
 class Busy(Exception):

@@ -9,23 +9,16 @@ measurement with no file, every number None ('n/a') and the reason in its note.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
 
-from .codecs import Codec, CodecError
-from .metrics import bpp, ms_ssim, psnr, ssim
+from cycleapp.core.interface import Codec, CodecError
+from cycleapp.core.rate import timed
+from cycleapp.evaluation.metrics import bpp, ms_ssim, psnr, ssim
 
 COLUMNS = ["codec", "setting", "bytes", "bpp", "psnr", "ssim", "ms_ssim", "encode_ms", "decode_ms", "note"]
-
-
-def timed(fn, *args):
-    """fn(*args) and the seconds it took."""
-    t = time.perf_counter()
-    out = fn(*args)
-    return out, time.perf_counter() - t
 
 
 @dataclass

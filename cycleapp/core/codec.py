@@ -7,12 +7,13 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-from . import checkpoint as ckpts
-from . import dct_layer, residual
-from .bitstream import MAX_LAYER_PIXELS, BitstreamError, CycFile, code_shape, unstorable_size
-from .checkpoint import Checkpoint
-from .entropy import GRID_RATIO
-from .model import FACTOR
+from cycleapp.core import checkpoint as ckpts
+from cycleapp.core import dct_layer
+from cycleapp.core import residual
+from cycleapp.core.bitstream import MAX_LAYER_PIXELS, BitstreamError, CycFile, code_shape, unstorable_size
+from cycleapp.core.checkpoint import Checkpoint
+from cycleapp.core.entropy import GRID_RATIO
+from cycleapp.core.model import FACTOR
 
 
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:

@@ -10,12 +10,15 @@ from typing import Callable
 
 import numpy as np
 
-from . import codecs as registry
-from .checkpoint import Checkpoint
-from .codecs import Codec, CodecError, CycleCodec
-from .imageio import MAX_PIXELS as ENCODE_MAX_PIXELS, size_problem
-from .matching import match_learned, match_quality, match_size
-from .measure import COLUMNS, Measurement, measure
+from cycleapp.core import learned
+from cycleapp.evaluation import registry
+from cycleapp.core.checkpoint import Checkpoint
+from cycleapp.core.interface import Codec, CodecError
+from cycleapp.core.learned import CycleCodec
+from cycleapp.imageio import MAX_PIXELS as ENCODE_MAX_PIXELS, size_problem
+from cycleapp.core.rate import match_learned, match_size
+from cycleapp.evaluation.matching import match_quality
+from cycleapp.evaluation.measure import COLUMNS, Measurement, measure
 
 # compare keeps every codec's reconstruction and computes PSNR, SSIM and MS-SSIM on the whole
 # image: its peak is about 190 bytes a pixel (MS-SSIM alone 170; measured on 4000x2666), so about
@@ -70,7 +73,7 @@ def compare(rgb: np.ndarray, reference: Codec | Checkpoint | int, codecs: list[s
     """The reference codec at its default setting, then each named codec matched to its file size
     (`match` "size"), or to its quality (`match` "psnr" or "ms_ssim": `matching.match_quality`).
 
-    `reference` is a registry entry (e.g. `codecs.learned("medium")`); a Checkpoint stands for the
+    `reference` is a registry entry (e.g. `learned.by_name("medium")`); a Checkpoint stands for the
     learned codec at that code size, and an int for the learned codec matched to that many bytes.
     Results carry the files and reconstructions: a view of the learned code reads
     `results[0].entry.code(results[0].data)`, with no second encode. A codec that cannot encode
@@ -99,7 +102,7 @@ def compare(rgb: np.ndarray, reference: Codec | Checkpoint | int, codecs: list[s
         if first is None:
             m = match_learned(rgb, reference)
             first = kept.put((image, "target", reference),
-                             measure(registry.learned(m.variant), rgb, m.setting, m.note, m.encoded))
+                             measure(learned.by_name(m.variant), rgb, m.setting, m.note, m.encoded))
     else:
         report(f"Compressing with {reference.label} ({reference.describe(reference.default)})")
         key = (image, reference.name, reference.variant, getattr(reference, "rdoq_weight", None))

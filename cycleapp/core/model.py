@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .entropy import EntropyModel
-from .layers import PatchConv, ResBlock, pad_kernel, pca_basis, random_patches
+from cycleapp.core.entropy import EntropyModel
+from cycleapp.core.layers import PatchConv, ResBlock, pad_kernel, pca_basis, random_patches
 
 FACTOR = 16  # the code is at 1/16 of the image resolution
 

@@ -18,13 +18,13 @@ from pathlib import Path
 import safetensors.torch
 import torch
 
-from .entropy import CodingTables, ac_tables
-from .model import CycleModel, ModelConfig
+from cycleapp.core.entropy import CodingTables, ac_tables
+from cycleapp.core.model import CycleModel, ModelConfig
 
-_HERE = Path(__file__).resolve().parent
+_PACKAGE = Path(__file__).resolve().parents[1]  # cycleapp/
 # In a checkout the checkpoints sit beside the package; installed by pip they travel inside it.
-DEFAULT_DIR = next((d for d in (_HERE.parent / "checkpoints", _HERE / "checkpoints") if d.is_dir()),
-                   _HERE.parent / "checkpoints")
+DEFAULT_DIR = next((d for d in (_PACKAGE.parent / "checkpoints", _PACKAGE / "checkpoints") if d.is_dir()),
+                   _PACKAGE.parent / "checkpoints")
 ID_BYTES = 8
 TABLE_KEYS = ("tables.dc", "tables.ac", "tables.index", "tables.predictor", "tables.activity")  # CodingTables' order
 SHARED_TABLES = "tables.ac"  # the one table set every code size codes with, in the transform's file

@@ -20,11 +20,12 @@ from typing import Callable, Iterator
 import numpy as np
 from PIL import Image
 
-from . import checkpoint as ckpts
-from . import codecs as registry
-from . import verdict as verdicts
-from .imageio import NOT_AN_IMAGE, ImageReadError, fit_size, read_image
-from .matching import QUALITY_TOLERANCE
+from cycleapp.core import checkpoint as ckpts
+from cycleapp.core import learned
+from cycleapp.evaluation import registry
+from cycleapp.evaluation import verdict as verdicts
+from cycleapp.imageio import NOT_AN_IMAGE, ImageReadError, fit_size, read_image
+from cycleapp.evaluation.matching import QUALITY_TOLERANCE
 
 LABELS = registry.labels()  # every codec's label, from the registry
 
@@ -120,7 +121,7 @@ class SizeRequest:
     @property
     def reference(self):
         """What `compare` takes: the learned codec at the preset, or the target in bytes (an int)."""
-        return registry.learned(self.preset) if self.target_kb is None else self.target_bytes
+        return learned.by_name(self.preset) if self.target_kb is None else self.target_bytes
 
 
 def size_label(name: str) -> str:
@@ -133,15 +134,15 @@ def size_label(name: str) -> str:
 
 def mode_label(name: str) -> str:
     """'lossless · same pixels', 'near-lossless · every pixel within 2'."""
-    if name == registry.LOSSLESS:
+    if name == learned.LOSSLESS:
         return "lossless · the same pixels"
-    return f"near-lossless · every pixel within {name[len(registry.NEAR_LOSSLESS):]}"
+    return f"near-lossless · every pixel within {name[len(learned.NEAR_LOSSLESS):]}"
 
 
 def size_choices() -> list[tuple[str, str]]:
     """The code sizes, then the modes above them (lossless, near-lossless)."""
     return [(size_label(p.stem), p.stem) for p in ckpts.available()] + \
-        [(mode_label(m), m) for m in registry.mode_names()]
+        [(mode_label(m), m) for m in learned.mode_names()]
 
 
 def resolve_size(preset: str | None, target_kb: float | str | None = None) -> SizeRequest:
@@ -161,7 +162,7 @@ def resolve_size(preset: str | None, target_kb: float | str | None = None) -> Si
             raise UserError(f"The target size of {target_kb:,g} KB is over the limit of {MAX_TARGET_KB:,} KB "
                             f"(100 MB); a compressed image of at most {MAX_PIXELS:,} pixels is far smaller.")
         return SizeRequest(str(preset), target_kb)
-    names = [p.stem for p in ckpts.available()] + registry.mode_names()
+    names = [p.stem for p in ckpts.available()] + learned.mode_names()
     if preset not in names:
         raise UserError(f"Unknown code size '{preset}' (choose one of: {', '.join(names)}).")
     return SizeRequest(preset)

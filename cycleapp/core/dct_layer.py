@@ -24,8 +24,8 @@ import math
 import constriction
 import numpy as np
 
-from .entropy import words
-from .residual import (RADIUS, STEP_UNIT, bucket, check_end, choose_tables, open_layer, read_symbols,
+from cycleapp.core.entropy import words
+from cycleapp.core.residual import (RADIUS, STEP_UNIT, bucket, check_end, choose_tables, open_layer, read_symbols,
                        read_tables, write_symbols)
 
 BLOCK = 8

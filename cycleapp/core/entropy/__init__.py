@@ -12,7 +12,7 @@
 - `rdo`: the encoder's choices the decoder never repeats: RDOQ and the per-image table moves.
 
 Everything is integer arithmetic where the encoder and the decoder must agree, so a file decodes
-the same on any machine. The names other modules use are importable from `cycleapp.entropy`.
+the same on any machine. The names other modules use are importable from `cycleapp.core.entropy`.
 """
 from .context_rule import (ACTIVITY_BUCKETS, ACTIVITY_UNIT, ACTIVITY_WEIGHT_MAX, CONTEXTS, DC_CONTEXTS,
                            GROUP_EDGES, NEIGHBOUR_STATES, PASS_OFFSETS, PASSES, activity_context, activity_weights,

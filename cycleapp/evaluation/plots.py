@@ -6,7 +6,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from . import codecs as registry  # noqa: E402
+from cycleapp.core import learned  # noqa: E402
+from cycleapp.evaluation import registry  # noqa: E402
 
 LABELS = registry.labels()  # every codec's label, from the registry
 
@@ -21,7 +22,7 @@ def rd_figure(curves: dict[str, dict], marks: dict[str, tuple[float, float]] | N
         points = [(b, q) for b, q in zip(curve["bpp"], curve[metric]) if q is not None]
         if not points:
             continue
-        ours = name == registry.LEARNED  # drawn on top: where a classical curve runs close, it would hide ours
+        ours = name == learned.LEARNED  # drawn on top: where a classical curve runs close, it would hide ours
         line, = ax.plot(*zip(*points), marker="o", markersize=3.5, linewidth=2.2 if ours else 1.4,
                         zorder=3 if ours else 2, label=LABELS.get(name, name))
         if marks and name in marks and marks[name][1] is not None:

@@ -34,7 +34,7 @@ from fractions import Fraction
 import constriction
 import numpy as np
 
-from .entropy import check_not_dry, runs, words
+from cycleapp.core.entropy import check_not_dry, runs, words
 
 STEP_UNIT = 16  # steps are stored in sixteenths of a pixel value
 MIN_STEP, MAX_STEP = STEP_UNIT, 255 * STEP_UNIT  # lossless; about every residual at zero

@@ -2,7 +2,7 @@
 
 A comparison matches every codec to the reference file (the learned codec's): to its size, or to
 its quality on one metric. Only the codecs that matched within the tolerance compete (sizes within
-`matching.TOLERANCE`, qualities within `matching.QUALITY_TOLERANCE`): a file 5 % larger than ours
+`rate.TOLERANCE`, qualities within `matching.QUALITY_TOLERANCE`): a file 5 % larger than ours
 would win on quality for the wrong reason. The others are listed as not compared, with the reason.
 The verdict and the stars follow that one rule, read from the table's own rows, so the words can
 never disagree with the numbers. Pure: rows in (`Measurement.row()` dicts), words and indices out.
@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import codecs as registry
-from .matching import QUALITY_TOLERANCE, TOLERANCE
+from cycleapp.evaluation import registry
+from cycleapp.core.rate import TOLERANCE
+from cycleapp.evaluation.matching import QUALITY_TOLERANCE
 
 LABELS = registry.labels()
 # metric -> (name, how a difference is written)

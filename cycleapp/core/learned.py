@@ -1,0 +1,183 @@
+"""The learned codec as codec objects (`core.interface.Codec`): one entry per code size
+(`CycleCodec`, all named `LEARNED`, told apart by `variant`), the layered codec above them
+(`LayeredCodec`: the largest code size with an enhancement layer, from its own file to lossless),
+and its modes (lossless, near-lossless). `by_name` turns any of the names the CLI, the API and the
+app accept into its entry.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from cycleapp.core import checkpoint as ckpts
+from cycleapp.core import codec, residual
+from cycleapp.core.checkpoint import Checkpoint
+from cycleapp.core.interface import Codec, Search
+
+LEARNED = "cycle"  # the name of the learned codec's entries: the codec this project is about
+DEFAULT_RDOQ_WEIGHT = codec.RDOQ_WEIGHT
+# Above the largest code size's own file, rate control makes its steps at most FINEST finer (two grid
+# steps), then the layered codec takes over: much finer, the symbols would run past the coding
+# tables' range and the image fall apart (kodim23: 26.9 dB at 2 bpp).
+FINEST = 16
+# The layered codec's base: the largest code size at that finest offset, so that its smallest file
+# (the base and a layer of zeros) is as good as the best file of the code sizes alone, and a larger
+# target never gives a worse image across the switch from one to the other.
+BASE_SHIFT = -FINEST
+
+
+@dataclass(frozen=True)
+class CycleCodec(Codec):
+    """The learned codec at one code size (one checkpoint).
+
+    Its setting is a step offset, in eighths of the coding tables' grid ratio: 0 is the code size
+    as trained, +8 steps GRID_RATIO times finer (a larger file), -8 as much coarser; it is stored
+    in the file, so any size between and beyond the code sizes can be reached (`search`).
+    """
+    checkpoint: Checkpoint = field(repr=False)
+    rdoq_weight: float = DEFAULT_RDOQ_WEIGHT
+    name = LEARNED
+    label = "CycleCodec"
+    settings = (0,)
+    search: Search = Search(-codec.STEP_SHIFT_RANGE[1], -codec.STEP_SHIFT_RANGE[0], "integer")
+
+    @property
+    def variant(self) -> str:
+        return self.checkpoint.name
+
+    def encode(self, rgb: np.ndarray, setting=None) -> bytes:
+        return codec.encode(self.checkpoint, rgb, self.rdoq_weight, -int(setting or 0))
+
+    def decode(self, data: bytes) -> np.ndarray:
+        return codec.decode(data, self.checkpoint)
+
+    def describe(self, setting) -> str:
+        if not setting:
+            return self.variant
+        factor = float(codec.step_scales(self.checkpoint, -int(setting))[1])
+        return f"{self.variant}, steps x{factor:.3g}"
+
+    def code(self, data: bytes) -> np.ndarray:
+        """The integer code (C, H/16, W/16) stored in a .cyc file: entropy decoding only, so a view
+        of the code needs no second encode."""
+        return codec.read_code(data, self.checkpoint)[2]
+
+
+LAYERED = "layered"  # the variant of the learned codec that adds an enhancement layer
+# The layered codec's settings, smallest file first: the transform-domain layer (`dct_layer`) at
+# steps from 512 down to 2, 16 settings an octave, then lossless (the pixel-domain layer at a step of
+# 1). Each is a larger file and a better image than the one before. The pixel-domain layer's lossy
+# steps (3 and 2: every error within 1) are modes of their own (`mode`), not rungs: on a smooth photo
+# the transform-domain layer at a step of 3 is already better than they are (CLIC: 51.6 dB at 1.8 bpp
+# against 51.4 dB at 2.4 bpp).
+TRANSFORM_STEPS = tuple(round(codec.dct_layer.MAX_STEP * 2 ** (-i / 16))
+                        for i in range(16 * 8 + 1))  # in sixteenths: 512 to 2
+PIXEL_STEPS = (residual.STEP_UNIT,)
+LADDER = len(TRANSFORM_STEPS) + len(PIXEL_STEPS) - 1  # the lossless setting
+
+
+def ladder_layer(setting: int) -> tuple[int, int]:
+    """The enhancement layer (kind, step) of a layered setting, 0 to LADDER (lossless)."""
+    setting = min(max(int(setting), 0), LADDER)
+    if setting < len(TRANSFORM_STEPS):
+        return codec.TRANSFORM, TRANSFORM_STEPS[setting]
+    return codec.PIXELS, PIXEL_STEPS[setting - len(TRANSFORM_STEPS)]
+
+
+DEFAULT_CODE_SIZE = "medium"  # the API's, the plug-in's and the app's code size when none is chosen
+LOSSLESS = "lossless"  # the learned codec's mode whose files decode to the very same pixels
+NEAR_LOSSLESS = "within-"  # "within-N": every pixel of every channel within N (1 to 16) of the image's
+NEAR_LOSSLESS_RANGE = (1, 16)
+
+
+@dataclass(frozen=True)
+class LayeredCodec(Codec):
+    """The learned codec beyond its presets: the largest code size plus an enhancement layer
+    (`codec.LAYERS`), from that code size's own file up to lossless.
+
+    The setting picks the layer and its step on a ladder (`ladder_layer`). A mode (`mode_name`:
+    lossless, near-lossless) is this codec with one fixed layer: its only setting, never matched to
+    a size. `base`, if given, is the learned code's payload and reconstruction of one image, made
+    once and reused by every setting tried on that image (rate control tries several)."""
+    checkpoint: Checkpoint = field(repr=False)
+    fixed: tuple[int, int] | None = None  # a mode's one layer (kind, step); None: the ladder
+    variant: str = LAYERED
+    base: tuple | None = field(default=None, repr=False, compare=False)  # (image, payload, pixels)
+    name = LEARNED
+    label = "CycleCodec"
+
+    @property
+    def settings(self) -> tuple:
+        return (0,) if self.fixed else (60, 84, 100, 114, LADDER - 1)  # a curve from about 0.5 bpp to 52 dB
+
+    @property
+    def search(self) -> Search | None:
+        return None if self.fixed else Search(0, LADDER, "integer")
+
+    def layer(self, setting) -> tuple[int, int]:
+        return self.fixed or ladder_layer(setting)
+
+    def for_image(self, rgb: np.ndarray) -> "LayeredCodec":
+        """The same codec with the base layer of this image made once."""
+        return replace(self, base=(rgb, *codec.layered_base(self.checkpoint, rgb, step_shift=BASE_SHIFT)))
+
+    def encode(self, rgb: np.ndarray, setting=None) -> bytes:
+        setting = self.default if setting is None else int(setting)
+        base = self.base[1:] if self.base is not None and self.base[0] is rgb else None
+        return codec.encode_layers(self.checkpoint, rgb, step_shift=BASE_SHIFT, layer=self.layer(setting),
+                                   base=base)[0]
+
+    def decode(self, data: bytes) -> np.ndarray:
+        return codec.decode(data, self.checkpoint)
+
+    def describe(self, setting) -> str:
+        kind, step = self.layer(setting)
+        if kind == codec.PIXELS:
+            return f"{self.checkpoint.name} + lossless layer" if step == residual.STEP_UNIT else \
+                f"{self.checkpoint.name} + pixel layer, every error within {residual.max_error(step)}"
+        return f"{self.checkpoint.name} + DCT layer, step {step / residual.STEP_UNIT:.3g}"
+
+
+def mode(name: str) -> LayeredCodec | None:
+    """The learned codec's mode of this name (`LOSSLESS`, or `NEAR_LOSSLESS` + N), or None if the name
+    is not one; ValueError for a near-lossless N out of range."""
+    if name == LOSSLESS:
+        step = residual.STEP_UNIT
+    elif name.startswith(NEAR_LOSSLESS) and name[len(NEAR_LOSSLESS):].isdigit():
+        n = int(name[len(NEAR_LOSSLESS):])
+        lo, hi = NEAR_LOSSLESS_RANGE
+        if not lo <= n <= hi:
+            raise ValueError(f"near-lossless N must be from {lo} to {hi}, not {n}")
+        step = residual.near_lossless_step(n)
+    else:
+        return None
+    return replace(layered(), fixed=(codec.PIXELS, step), variant=name)
+
+
+def mode_names() -> list[str]:
+    """The modes the app offers beside the code sizes."""
+    return [LOSSLESS, *(f"{NEAR_LOSSLESS}{n}" for n in (1, 2, 4))]
+
+
+def by_name(code_size: str, rdoq_weight: float = DEFAULT_RDOQ_WEIGHT) -> Codec:
+    """The learned codec at a code size, `LAYERED` (the largest with an enhancement layer) or a mode
+    (`mode`: lossless, near-lossless); ValueError naming the installed sizes if unknown."""
+    if code_size == LAYERED:
+        return layered()
+    if (entry := mode(code_size)) is not None:
+        return entry
+    return CycleCodec(ckpts.by_name(code_size), rdoq_weight)
+
+
+def presets(rdoq_weight: float = DEFAULT_RDOQ_WEIGHT) -> list[CycleCodec]:
+    """The learned codec at each installed code size, smallest first."""
+    return [CycleCodec(ckpts.by_name(p.stem), rdoq_weight) for p in ckpts.available()]
+
+
+def layered() -> LayeredCodec:
+    """The learned codec's largest code size with an enhancement layer."""
+    paths = ckpts.available()
+    if not paths:
+        raise ValueError(f"no checkpoints found in {ckpts.checkpoint_dir()}")
+    return LayeredCodec(ckpts.by_name(paths[-1].stem))
