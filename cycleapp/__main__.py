@@ -6,10 +6,10 @@ import os
 import sys
 import warnings
 
+from cycleapp.api import TargetNotReached, decode, encode
 from cycleapp.core import checkpoint as ckpts
 from cycleapp.core import learned
 from cycleapp.evaluation import registry
-from cycleapp.api import TargetNotReached, decode, encode
 from cycleapp.evaluation.compare import LIMIT_NOTE, MAX_PIXELS as COMPARE_MAX_PIXELS, compare, format_table
 from cycleapp.imageio import png_bytes, read_image, write_atomic
 

@@ -19,9 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from cycleapp import api  # noqa: E402
 from cycleapp.core import codec
 from cycleapp.core import learned  # noqa: E402
+from cycleapp.core.rate import match_learned  # noqa: E402
 from cycleapp.evaluation import registry  # noqa: E402
 from cycleapp.imageio import read_image  # noqa: E402
-from cycleapp.core.rate import match_learned  # noqa: E402
 
 
 def best(runs: int, f):

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from cycleapp.evaluation import registry
 from cycleapp.core.rate import TOLERANCE, match_size
+from cycleapp.evaluation import registry
 
 
 @pytest.mark.parametrize("name", ["jpeg", "jpeg2000"])

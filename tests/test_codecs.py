@@ -2,24 +2,22 @@
 import numpy as np
 import pytest
 
-from cycleapp.core import codec
-from cycleapp.core import learned
-from cycleapp.evaluation import registry
-from cycleapp.evaluation import sweeps
+from cycleapp.core import codec, learned
+from cycleapp.core.bitstream import CycFile
 from cycleapp.core.interface import Codec, Search
 from cycleapp.core.learned import CycleCodec
-from cycleapp.evaluation.registry import PillowCodec
+from cycleapp.evaluation import registry, sweeps
 from cycleapp.evaluation.compare import compare
 from cycleapp.evaluation.measure import COLUMNS, measure
-from cycleapp.core.bitstream import CycFile
 from cycleapp.evaluation.metrics import ms_ssim, psnr, ssim
+from cycleapp.evaluation.registry import PillowCodec
 from conftest import EXAMPLES
 
 
 def test_every_codec_has_a_label_and_the_readers_agree():
     """The CLI, the app's labels and the evaluation take their codecs from the registry."""
-    from cycleapp.evaluation import plots
     from cycleapp.__main__ import parser
+    from cycleapp.evaluation import plots
 
     names = registry.names()
     assert names[0] == learned.LEARNED and len(set(names)) == len(names) and "jxl" in names
@@ -62,8 +60,8 @@ def test_cycle_entry_takes_encoder_settings_as_arguments(ckpt, photo):
 def test_the_learned_codec_reaches_any_size_within_three_percent(name, target):
     """Rate control: a code size and a step offset land within 3 % of the target, the offset is
     in the file, and decoding the file alone gives the encoder's own reconstruction."""
-    from cycleapp.imageio import load_rgb
     from cycleapp.core.rate import TOLERANCE, match_learned
+    from cycleapp.imageio import load_rgb
 
     rgb = load_rgb(EXAMPLES / name)
     m = match_learned(rgb, target)
@@ -129,8 +127,8 @@ def test_a_size_a_codec_refuses_is_a_note_not_an_error(ckpt, noise_image):
     """x265 refuses a 5000x16 picture: HEIF gets a row without a file, the reason in its note, in
     matching, measuring, compare and the RD sweeps; the other codecs are measured as usual."""
     from cycleapp.core.interface import CodecError
-    from cycleapp.evaluation.compare import format_table
     from cycleapp.core.rate import match_size
+    from cycleapp.evaluation.compare import format_table
 
     rgb = noise_image(16, 5000)
     heif = registry.get("heif")

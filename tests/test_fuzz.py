@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from cycleapp.core import checkpoint
-from cycleapp.core import codec
+from cycleapp.core import checkpoint, codec
 from cycleapp.core.bitstream import BitstreamError, CycFile, code_shape
 from fuzz_cyc import EXPECTED
 
@@ -74,8 +73,7 @@ def test_a_4096x4096_image_codes_in_bounded_memory():
 import resource, sys
 import numpy as np, torch
 sys.path.insert(0, sys.argv[1])
-from cycleapp.core import checkpoint
-from cycleapp.core import codec
+from cycleapp.core import checkpoint, codec
 torch.set_num_threads(1)
 ckpt = checkpoint.by_name("tiny")
 ramp = (np.arange(4096) % 256).astype(np.uint8)

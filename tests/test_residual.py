@@ -10,11 +10,9 @@ import pytest
 from PIL import Image
 
 import cycleapp
-from cycleapp.core import codec
-from cycleapp.core import residual
-from cycleapp.core import learned
 from cycleapp.__main__ import main
 from cycleapp.api import TargetNotReached
+from cycleapp.core import codec, learned, residual
 from cycleapp.core.bitstream import BitstreamError, CycFile
 from cycleapp.core.rate import match_learned
 from cycleapp.evaluation.metrics import psnr

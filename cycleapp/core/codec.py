@@ -8,8 +8,7 @@ import numpy as np
 import torch
 
 from cycleapp.core import checkpoint as ckpts
-from cycleapp.core import dct_layer
-from cycleapp.core import residual
+from cycleapp.core import dct_layer, residual
 from cycleapp.core.bitstream import MAX_LAYER_PIXELS, BitstreamError, CycFile, code_shape, unstorable_size
 from cycleapp.core.checkpoint import Checkpoint
 from cycleapp.core.entropy import GRID_RATIO
