@@ -22,6 +22,8 @@ import torch
 
 from conftest import EXAMPLES, REPO
 from train import fit as train_fit
+from train import lineage
+from train.loss import crop_weights, loss
 from train.state import save_state
 
 COMMON = ["--data", str(EXAMPLES), "--sizes", "tiny", "--batch-size", "2", "--patch-size", "64",
@@ -79,6 +81,37 @@ def test_resume_continues_exactly(tmp_path, straight):
     fit(tmp_path / "b", 2)
     resumed = fit(tmp_path / "b", 4, "--resume")
     assert_same_model(torch.load(straight / "state.pt", weights_only=True), resumed)
+    assert resumed["hardware"] == {lineage.hardware_name(torch.device("cpu")): 4}  # 2 steps, then 2 more
+    assert resumed["lineage"] == []  # from the orthogonal start
+
+
+def test_options_are_parsed_once_and_the_given_ones_known():
+    """parse_args: the defaults, and which options the command line gave (a resume keeps the
+    others from its run), even one given at its default value."""
+    args = train_fit.parse_args(["--lr", "1e-4", "--balanced", "--out", "runs/x"])
+    assert sorted(args.given) == ["balanced", "lr", "out"]
+    assert (args.lr, args.balanced, args.steps, args.beta, args.init_from) == (1e-4, True, 100_000, 0.1, None)
+    args.steps = 7  # as a recorded run's steps would be, if the command line had not given them
+    train_fit.adopt_recipe(args, {"lr": 3e-5, "steps": 9, "gamma": 0.5})
+    assert (args.lr, args.steps, args.gamma) == (1e-4, 9, 0.5)
+
+
+def test_loss_is_the_documented_sum():
+    """train.loss: lambda * 255^2 * MSE + bpp + beta * cycle + gamma * sparsity (docs/model.md), the
+    rate-distortion part a plain mean over the crops, or weighed by crop_weights with --balanced."""
+    x = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    out = {"x_hat": x + 0.01 * torch.arange(3.0).view(3, 1, 1, 1), "bpp": torch.tensor([0.5, 1.0, 2.0]),
+           "cycle": torch.tensor(0.25), "sparsity": torch.tensor(4.0)}
+    rd = 0.01 * 255 ** 2 * torch.tensor([0.0, 1e-4, 4e-4]) + out["bpp"]
+    terms = loss(out, x, 0.01, beta=0.1, gamma=0.001)
+    assert terms.loss.item() == pytest.approx(rd.mean().item() + 0.1 * 0.25 + 0.001 * 4.0, rel=1e-5)
+    assert terms.mse.item() == pytest.approx(5e-4 / 3, rel=1e-4) and terms.bpp.item() == pytest.approx(3.5 / 3)
+    weights = crop_weights(rd)
+    balanced = loss(out, x, 0.01, beta=0.1, gamma=0.001, balanced=True)
+    assert balanced.loss.item() == pytest.approx(((rd * weights).sum() / weights.sum()).item() + 0.025 + 0.004,
+                                                 rel=1e-5)
+    del out["cycle"]  # --beta 0: no cycle pass, no cycle term
+    assert loss(out, x, 0.01, beta=0.1, gamma=0.001).cycle.item() == 0
 
 
 
@@ -97,7 +130,7 @@ def test_balanced_crops_weigh_each_crops_relative_gain_the_same():
     """Weighted by crop_weights, a crop's share of the gradient is its loss's relative change: a
     smooth crop's loss ten times smaller counts ten times more, down to the floor."""
     losses = torch.tensor([1.0, 0.1, 0.0])
-    weights = train_fit.crop_weights(losses)
+    weights = crop_weights(losses)
     assert weights[1] / weights[0] == pytest.approx(10)
     assert weights[2] == pytest.approx(1 / (0.1 * losses.mean()))  # a blank crop: floored, finite
 
@@ -308,14 +341,47 @@ def test_export_gives_a_working_checkpoint(tmp_path, monkeypatch, straight, caps
     assert files["tiny.safetensors"] < 500_000  # its steps and entropy model: the 256 AC tables are shared
     assert "tables.ac" in load_file(tmp_path / "ck" / "transform.safetensors")
     assert "tables.ac" not in load_file(tmp_path / "ck" / "tiny.safetensors")
-    kodak_result = json.loads((tmp_path / "ck" / "tiny.json").read_text())["kodak"]
-    assert kodak_result["images"] == 1 and kodak_result["bpp"] > 0
+    meta = json.loads((tmp_path / "ck" / "tiny.json").read_text())
+    assert meta["kodak"]["images"] == 1 and meta["kodak"]["bpp"] > 0
+    assert not [s for s in strings(meta) if s.startswith("/")]  # no machine's absolute path
+    assert meta["train_args"]["data"] == meta["train_data"] == os.path.relpath(EXAMPLES, REPO)
+    assert meta["lineage"] == [{"run": os.path.relpath(straight, REPO), "tool": "train.fit", "steps": 4,
+                                "batch": "2 x 64x64", "data": os.path.relpath(EXAMPLES, REPO),
+                                "hardware": {lineage.hardware_name(torch.device("cpu")): 4}}]
+    assert meta["total_steps"] == 4
+    # a run started from these checkpoints carries their lineage forward
+    assert train_fit.init_source(tmp_path / "ck")["lineage"] == meta["lineage"]
     monkeypatch.setenv("CYCLECODEC_CHECKPOINTS", str(tmp_path / "ck"))
     assert cli(["encode", str(EXAMPLES / "kodim23.png"), str(tmp_path / "x.cyc"), "--code-size", "tiny"]) == 0
     exported = load_checkpoint(tmp_path / "ck" / "tiny.safetensors").id
     assert CycFile.from_bytes((tmp_path / "x.cyc").read_bytes()).checkpoint_id == exported
     assert cli(["decode", str(tmp_path / "x.cyc"), str(tmp_path / "x.png")]) == 0, capsys.readouterr().err
     assert (tmp_path / "x.png").stat().st_size > 0
+
+
+def strings(value):
+    """Every string in a JSON value (keys too)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from strings(key)
+            yield from strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from strings(item)
+
+
+def test_shipped_checkpoints_say_where_their_weights_came_from():
+    """Every code size's JSON: relative paths only, and the same lineage, each stage with its
+    training steps, data and hardware, adding up to the steps docs/training.md gives."""
+    metas = [json.loads(p.read_text()) for p in sorted((REPO / "checkpoints").glob("*.json"))]
+    assert len(metas) == 5
+    for meta in metas:
+        assert not [s for s in strings(meta) if s.startswith("/")]
+        assert meta["lineage"] == metas[0]["lineage"]
+        assert all({"steps", "data", "hardware"} <= set(stage) for stage in meta["lineage"])
+        assert meta["total_steps"] == lineage.total_steps(meta["lineage"]) == 204_677
 
 
 def test_calibration_fits_the_tables_to_the_real_codes_and_nothing_else(tmp_path, straight):
@@ -340,6 +406,8 @@ def test_calibration_fits_the_tables_to_the_real_codes_and_nothing_else(tmp_path
     photos = [load_rgb(p) for p in sorted(EXAMPLES.glob("*.png"))]
     size = lambda model: sum(len(codec.encode(as_checkpoint(model, 0), rgb)) for rgb in photos)
     assert size(calibrated) < 0.97 * size(trained)
+    assert state["lineage"] == [lineage.stage(load_run(straight)[1], straight)]  # the run it calibrated
+    assert lineage.stage(state, tmp_path / "cal")["tool"] == "train.calibrate"  # then the calibration
     assert "is a calibrated run" in refused(arguments(tmp_path / "cal", 6, "--resume"))
     assert "already holds a run" in refused(args, calibrate.main)
     assert load_run(tmp_path / "cal")[1]["step"] == state["step"]

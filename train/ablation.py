@@ -15,6 +15,7 @@ from pathlib import Path
 
 from cycleapp.core.checkpoint import load_checkpoint, save_checkpoints
 from train.data import kodak_dir
+from train.errors import TrainError, command
 from train.evaluate import measure_checkpoint
 from train.export import load_run
 from train.fit import SIZES
@@ -26,6 +27,7 @@ VARIANTS = {
 }
 
 
+@command
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=1200)
@@ -37,7 +39,7 @@ def main(argv=None) -> None:
                    help="down-sampling kernel of every variant: 8 = lapped, as shipped; 4 = block transform")
     args = p.parse_args(argv)
     if not kodak_dir():
-        raise SystemExit("error: the ablation is measured on ../shared/data/kodak, which is not here")
+        raise TrainError("the ablation is measured on ../shared/data/kodak, which is not here")
     lmbda = SIZES[args.size].lmbda
     rows = {}
     for i, (name, extra) in enumerate(VARIANTS.items()):

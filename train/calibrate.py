@@ -15,7 +15,8 @@ too, as training sees them):
 - the DC densities are fitted to the integer DC residuals (maximum likelihood).
 The rounding and the moves read the tables, so this is done ROUNDS times, each on the codes and
 moves the tables before it give. Only the entropy models change (the transform, the steps and the
-predictors stay), and the result is a new run whose state export reads as any other.
+predictors stay), and the result is a new run whose state export reads as any other; its lineage
+(train/lineage.py) is the calibrated run's, and the calibration a stage of its own.
 """
 from __future__ import annotations
 
@@ -29,7 +30,9 @@ from tqdm import tqdm
 from cycleapp.core import entropy
 from cycleapp.core.codec import quantized_code
 from cycleapp.core.entropy import AC_CLAMP, CONTEXTS, DC_CLAMP, DC_CONTEXTS, SCALES, TABLES
+from train import lineage
 from train.data import load_images
+from train.errors import TrainError, command
 from train.export import as_checkpoint, load_run
 from train.state import save_state
 
@@ -139,6 +142,7 @@ def calibrate(model, images: list[torch.Tensor]) -> None:
                   f"{ac[0]:.4f} -> {ac[1]:.4f}, a DC residual {dc[0]:.3f} -> {dc[1]:.3f}")
 
 
+@command
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run", type=Path, help="a training run (holds state.pt)")
@@ -147,14 +151,17 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = p.parse_args(argv)
     if (args.out / "state.pt").exists():
-        raise SystemExit(f"error: {args.out} already holds a run: choose another --out")
+        raise TrainError(f"{args.out} already holds a run: choose another --out")
     torch.set_num_threads(args.threads)
     model, state = load_run(args.run)
-    images = load_images(args.data or Path(state["args"]["data"]), 16)
+    data = args.data or Path(state["args"]["data"])
+    images = load_images(data, 16)
     calibrate(model, images)
     args.out.mkdir(parents=True, exist_ok=True)
+    state["lineage"] = lineage.of_run(state, args.run)  # the calibrated run, before it is marked calibrated
     state["model"] = model.state_dict()
-    state["calibrated"] = {"images": len(images), "rounds": ROUNDS, "prior_symbols": PRIOR_SYMBOLS}
+    state["calibrated"] = {"images": len(images), "rounds": ROUNDS, "prior_symbols": PRIOR_SYMBOLS,
+                           "data": str(data), "hardware": {lineage.hardware_name(torch.device("cpu")): 0}}
     save_state(state, args.out / "state.pt")
     print(f"saved {args.out / 'state.pt'}")
 

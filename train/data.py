@@ -7,6 +7,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from train.errors import TrainError
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared" / "data"
@@ -40,7 +42,7 @@ def load_images(directory: Path, min_side: int, half_scale_above: int = 1024) ->
             if min(v.size) >= min_side:
                 images.append(torch.from_numpy(np.array(v)).permute(2, 0, 1).contiguous())
     if not images:
-        raise SystemExit(f"error: no training images of at least {min_side}x{min_side} in {directory}")
+        raise TrainError(f"no training images of at least {min_side}x{min_side} in {directory}")
     return images
 
 

@@ -33,6 +33,7 @@ from cycleapp.core.rate import match_size
 from cycleapp.evaluation.metrics import psnr
 from cycleapp.core.model import FACTOR
 from train.data import image_files
+from train.errors import TrainError, command
 
 
 def ideal_bits(tables, q: torch.Tensor, moves: np.ndarray | None = None) -> tuple[float, float, torch.Tensor]:
@@ -128,6 +129,7 @@ def report(results: dict) -> str:
     return "\n".join(lines)
 
 
+@command
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("folders", type=Path, nargs="+", help="folders of images, reported side by side")
@@ -139,14 +141,14 @@ def main(argv=None) -> None:
     available = [path.stem for path in ckpts.available()]
     names = args.sizes.split(",") if args.sizes else available
     if unknown := [n for n in names if n not in available]:
-        raise SystemExit(f"error: unknown code size {', '.join(unknown)} (available: {', '.join(available)})")
+        raise TrainError(f"unknown code size {', '.join(unknown)} (available: {', '.join(available)})")
     if args.versus and args.versus not in registry.matchable():
-        raise SystemExit(f"error: unknown codec {args.versus} (choose from {', '.join(registry.matchable())})")
+        raise TrainError(f"unknown codec {args.versus} (choose from {', '.join(registry.matchable())})")
     results = {}
     for folder in args.folders:
         files = image_files(folder)[:args.limit] if folder.is_dir() else []
         if not files:
-            raise SystemExit(f"error: no images in {folder}")
+            raise TrainError(f"no images in {folder}")
         images = [load_rgb(f) for f in files]
         results[folder.name] = {}
         for name in names:

@@ -40,6 +40,7 @@ from cycleapp.core.rate import match_learned
 from cycleapp.evaluation.measure import measure
 from cycleapp.evaluation.plots import rd_figure
 from train.data import image_files, kodak_dir
+from train.errors import TrainError, command
 
 METRICS = ("bpp", "psnr", "ms_ssim", "encode_s", "decode_s")
 PER_IMAGE = ("bpp", "psnr", "ms_ssim")  # kept for every image, for the per-image BD-rate
@@ -118,7 +119,7 @@ def earlier_curves(earlier: Path, files: list[Path]) -> dict:
 
     The classical encoders are deterministic, so their curves only change when their settings do;
     re-measuring them for every new checkpoint costs most of an evaluation's time."""
-    not_an_evaluation = SystemExit(f"error: {earlier} is not the JSON of an earlier evaluation")
+    not_an_evaluation = TrainError(f"{earlier} is not the JSON of an earlier evaluation")
     try:
         old = json.loads(Path(earlier).read_text())
         curves, images = old["codecs"], old["images"]
@@ -127,9 +128,9 @@ def earlier_curves(earlier: Path, files: list[Path]) -> dict:
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         raise not_an_evaluation from None
     if images != len(files):  # before the curves, whose per-image points would not match either
-        raise SystemExit(f"error: {earlier} has {images} images, this evaluation {len(files)}")
+        raise TrainError(f"{earlier} has {images} images, this evaluation {len(files)}")
     if "files" in old and old["files"] != [p.name for p in files]:
-        raise SystemExit(f"error: {earlier} is an evaluation of other images than these")
+        raise TrainError(f"{earlier} is an evaluation of other images than these")
     try:
         if not (isinstance(curves, dict) and all(_is_curve(c, len(files)) for c in curves.values())):
             raise ValueError
@@ -252,6 +253,7 @@ def report(results: dict) -> str:
     return "\n".join(lines)
 
 
+@command
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--images", type=Path, default=kodak_dir())
@@ -272,19 +274,19 @@ def main(argv=None) -> None:
                    help="also measure the learned codec's points between its code sizes (--target-bytes)")
     args = p.parse_args(argv)
     if args.images is None or not Path(args.images).is_dir():
-        raise SystemExit("error: --images must be a folder of images (../shared/data/kodak is not here)")
+        raise TrainError("--images must be a folder of images (../shared/data/kodak is not here)")
     if not args.rdoq_weight >= 0:  # also refuses nan
-        raise SystemExit("error: --rdoq-weight must be a number >= 0 (inf: plain rounding)")
+        raise TrainError("--rdoq-weight must be a number >= 0 (inf: plain rounding)")
     names = [n.strip() for n in args.codecs.split(",") if n.strip()]
     to_match = list(dict.fromkeys(n.strip() for n in args.matched.split(",") if n.strip()))
     for option, requested, allowed in (("", names, registry.names()), ("--matched: ", to_match, registry.matchable())):
         try:
             registry.check(requested, allowed)
         except ValueError as e:
-            raise SystemExit(f"error: {option}{e}") from None
+            raise TrainError(f"{option}{e}") from None
     files = image_files(args.images)[: args.limit]
     if not files:
-        raise SystemExit(f"error: no images in {args.images}")
+        raise TrainError(f"no images in {args.images}")
     for path in files if to_match else []:  # compare's own limit: refused now, not after the sweep
         try:
             with Image.open(path) as img:
@@ -292,13 +294,13 @@ def main(argv=None) -> None:
         except OSError:
             problem = None  # not an image: load_rgb says so, as without --matched
         if problem:
-            raise SystemExit(f"error: --matched: {path.name}: {problem}")
+            raise TrainError(f"--matched: {path.name}: {problem}")
     for path in (args.out, args.plot):
         if path:
             try:  # fail now, not after the whole evaluation
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError:
-                raise SystemExit(f"error: cannot write {path} (cannot create the folder {path.parent})") from None
+                raise TrainError(f"cannot write {path} (cannot create the folder {path.parent})") from None
     reused = [earlier_curves(path, files) for path in args.reuse]
     results = evaluate(files, names, args.rdoq_weight)
     for curves in reused:

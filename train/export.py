@@ -2,21 +2,24 @@
 
 The shared transform is written once, with the AC coding tables every code size shares
 (transform.safetensors); each code size becomes NAME.safetensors + NAME.json holding that size's
-quantisation steps and entropy model, its DC tables and table indices, and the Kodak bpp/PSNR
-measured on the exported file format at export time.
+quantisation steps and entropy model, its DC tables and table indices. The JSON also says where the
+weights came from (`lineage`: the stages before the run and the run itself, train/lineage.py; the
+run's arguments, paths relative) and the Kodak bpp/PSNR measured on the exported file format at
+export time. The JSON is not part of a checkpoint's id (which hashes the .safetensors files).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
 from dataclasses import replace
 from pathlib import Path
 
 from cycleapp.core.checkpoint import Checkpoint, checkpoint_dir, load_checkpoint, save_checkpoints, size_state
 from cycleapp.core.entropy import CodingTables
 from cycleapp.core.model import CycleModel
-from train.data import REPO, kodak_dir
+from train import lineage
+from train.data import kodak_dir
+from train.errors import TrainError, command
 from train.state import load_state, model_from_state
 
 
@@ -38,7 +41,7 @@ def nested_from_checkpoints(directory: Path) -> CycleModel:
     from cycleapp.core.checkpoint import available, is_own
     singles = [load_checkpoint(p).model for p in available(directory)]
     if not singles:
-        raise SystemExit(f"error: no checkpoints in {directory}")
+        raise TrainError(f"no checkpoints in {directory}")
     widest = max(singles, key=lambda m: m.config.sizes[0].channels)
     model = CycleModel(replace(widest.config, sizes=[m.config.sizes[0] for m in singles]))
     state = {k: v for k, v in widest.state_dict().items() if not is_own(k)}
@@ -59,12 +62,23 @@ def as_checkpoint(model: CycleModel, index: int) -> Checkpoint:
 
 
 def load_run(run_dir: Path) -> tuple[CycleModel, dict]:
-    """A run's model and state, checked (one `error:` line for a missing or damaged state.pt)."""
+    """A run's model and state, checked (TrainError for a missing or damaged state.pt)."""
     path = Path(run_dir) / "state.pt"
     state = load_state(path)
     return model_from_state(state, path), state
 
 
+def metadata(state: dict, run: Path, lmbda: float) -> dict:
+    """What a code size's JSON says of the run it was exported from: its lambda, where its weights
+    came from (`lineage`, and the training steps of all its stages together) and the arguments of
+    the last training run (`train_args`; a calibration keeps those of the run it calibrated)."""
+    stages = lineage.of_run(state, run)
+    args = lineage.portable_args(state["args"])
+    return {"lambda": lmbda, "train_data": args["data"], "train_args": args,
+            "total_steps": lineage.total_steps(stages), "lineage": stages}
+
+
+@command
 def main(argv=None) -> None:
     from train.evaluate import measure_checkpoint  # evaluation needs the codec stack
 
@@ -73,8 +87,7 @@ def main(argv=None) -> None:
     p.add_argument("--out", type=Path, default=checkpoint_dir())
     args = p.parse_args(argv)
     model, state = load_run(args.run)
-    metas = [{"steps": state["step"], "lambda": size.lmbda, "train_data": os.path.relpath(state["args"]["data"], REPO),
-              "train_args": state["args"]} for size in model.config.sizes]
+    metas = [metadata(state, args.run, size.lmbda) for size in model.config.sizes]
     for size, path in zip(model.config.sizes, save_checkpoints(model, metas, args.out)):
         if kodak_dir():
             result = measure_checkpoint(load_checkpoint(path), kodak_dir())

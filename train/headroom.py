@@ -28,6 +28,7 @@ from cycleapp.core.entropy import CONTEXTS, TABLES, bucket, groups
 from cycleapp.imageio import load_rgb
 from train.calibrate import add_bits
 from train.data import SHARED, image_files
+from train.errors import TrainError, command
 
 CLASSES = 8
 
@@ -86,6 +87,7 @@ def headroom(ckpt, fit_images, test_images, block: int) -> dict:
             {"shipped": shipped, "refit": same, "classes": by_class + side_bits, "side": side_bits}.items()}
 
 
+@command
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--images", type=Path, default=SHARED / "train" / "cid22")
@@ -94,14 +96,14 @@ def main(argv=None) -> None:
     p.add_argument("--sizes", default=None, help="comma-separated code sizes (default: all)")
     args = p.parse_args(argv)
     if args.limit < 2 or args.block < 1:
-        raise SystemExit("error: --limit must be at least 2 and --block at least 1")
+        raise TrainError("--limit must be at least 2 and --block at least 1")
     available = [p.stem for p in ckpts.available()]
     names = args.sizes.split(",") if args.sizes else available
     if unknown := [n for n in names if n not in available]:
-        raise SystemExit(f"error: unknown code size {', '.join(unknown)} (available: {', '.join(available)})")
+        raise TrainError(f"unknown code size {', '.join(unknown)} (available: {', '.join(available)})")
     files = image_files(args.images)
     if len(files) < 2:
-        raise SystemExit(f"error: need at least two images in {args.images}")
+        raise TrainError(f"need at least two images in {args.images}")
     files = files[::max(1, len(files) // args.limit)][:args.limit]
     images = [load_rgb(f) for f in files]
     fit_images, test_images = images[0::2], images[1::2]

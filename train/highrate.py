@@ -29,6 +29,7 @@ from cycleapp.evaluation import registry
 from cycleapp.imageio import read_image
 from cycleapp.core.rate import match_size
 from cycleapp.evaluation.metrics import psnr
+from train.errors import command
 from train.evaluate import bd_rate
 
 LADDER_POINTS = (60, 78, 90, 100, 108, 114, 120, 128)  # layered: about 0.5 bpp to 52 dB
@@ -147,6 +148,7 @@ def lossless_report(results: list[dict]) -> list[str]:
             "lossless, mean bpp: " + ", ".join(f"{k} {v:.3f}" for k, v in sizes.items())]
 
 
+@command
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("data")

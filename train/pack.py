@@ -19,6 +19,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from train.data import default_train_dir, image_files
+from train.errors import TrainError, command
 from train.state import load_state, save_state
 
 QUALITY = 94
@@ -39,6 +40,7 @@ def pack_state(state_path: Path, out: Path) -> None:
     save_state(state, out)  # atomic: never a half-written state
 
 
+@command
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("out", type=Path, help="folder to write (data/ and state.pt)")
@@ -46,9 +48,9 @@ def main(argv=None) -> None:
     p.add_argument("--state", type=Path, default=None, help="a run's state.pt to resume there")
     args = p.parse_args(argv)
     if not image_files(args.data):
-        raise SystemExit(f"error: no images in {args.data}")
+        raise TrainError(f"no images in {args.data}")
     if args.state and not args.state.is_file():
-        raise SystemExit(f"error: no such state file: {args.state}")
+        raise TrainError(f"no such state file: {args.state}")
     pack_images(args.data, args.out / "data")
     if args.state:
         pack_state(args.state, args.out / "state.pt")

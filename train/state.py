@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from cycleapp.core.model import CycleModel, ModelConfig
+from train.errors import TrainError, first_line
 
 # what train.fit needs to resume; another run's state given to --init-from needs only "model"
 RUN_KEYS = ("model", "optimizer", "step", "config", "args", "rng", "torch_rng")
@@ -40,31 +41,31 @@ def save_state(state: dict, path: Path) -> None:
 
 
 def load_state(path: Path, keys: tuple[str, ...] = RUN_KEYS) -> dict:
-    """The state saved at `path` (tensors on the CPU, checksum checked and removed), or SystemExit
-    with one `error:` line."""
+    """The state saved at `path` (tensors on the CPU, checksum checked and removed); TrainError for
+    a missing, damaged or foreign file."""
     path = Path(path)
     if not path.is_file():
-        raise SystemExit(f"error: no state file {path}")
+        raise TrainError(f"no state file {path}")
     try:
         with zipfile.ZipFile(path) as archive:
             damaged = archive.testzip()  # reads every member and checks its CRC-32
     except Exception as e:  # not a zip, truncated, or headers that do not parse
-        raise SystemExit(f"error: {path} is not a readable training state ({first_line(e)})")
+        raise TrainError(f"{path} is not a readable training state ({first_line(e)})")
     if damaged is not None:
-        raise SystemExit(f"error: {path} is damaged (checksum mismatch in {damaged})")
+        raise TrainError(f"{path} is damaged (checksum mismatch in {damaged})")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # an archive of something else: other objects, another format
-        raise SystemExit(f"error: {path} is not a training state ({first_line(e)})")
+        raise TrainError(f"{path} is not a training state ({first_line(e)})")
     missing = [k for k in keys if not isinstance(state, dict) or k not in state]
     if missing or not isinstance(state["model"], dict):
-        raise SystemExit(f"error: {path} is not a training state (no {', '.join(missing) or 'model weights'})")
+        raise TrainError(f"{path} is not a training state (no {', '.join(missing) or 'model weights'})")
     expected = state.pop("sha256", None)
     if expected is None:
         print(f"note: {path} holds no checksum of its contents (saved before they had one); "
               "its zip CRCs were checked", file=sys.stderr)
     elif expected != content_digest(state):
-        raise SystemExit(f"error: {path} is damaged (its contents do not match their checksum)")
+        raise TrainError(f"{path} is damaged (its contents do not match their checksum)")
     return state
 
 
@@ -94,7 +95,7 @@ def feed(h, value) -> None:
 
 
 def model_from_state(state: dict, path: Path) -> CycleModel:
-    """The model a run's state describes, with its weights (one `error:` line if they do not fit).
+    """The model a run's state describes, with its weights (TrainError if they do not fit).
     A state saved before the coding tables had shapes (format 7) holds Laplace tables only: the
     model's own default shapes; one of stage 17 holds them as `densities.N.shape`, the buffer's
     earlier name."""
@@ -104,11 +105,6 @@ def model_from_state(state: dict, path: Path) -> CycleModel:
         weights = {re.sub(r"^(densities\.\d+)\.shape$", r"\1.shape_index", k): v for k, v in state["model"].items()}
         model.load_state_dict({**{k: v for k, v in own.items() if k.endswith(".shape_index")}, **weights})
     except Exception as e:
-        raise SystemExit(f"error: {path} does not fit the model it describes ({first_line(e)})")
+        raise TrainError(f"{path} does not fit the model it describes ({first_line(e)})")
     return model
 
-
-def first_line(error: Exception) -> str:
-    """An exception as one short line (torch's unpickling errors run over many lines)."""
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0][:200]}" if text else type(error).__name__

@@ -170,26 +170,46 @@ def available(directory: Path | None = None) -> list[Path]:
     return sorted(paths, key=order)
 
 
-_cache: dict[Path, Checkpoint] = {}
+class Store:
+    """The checkpoints this process has loaded, each once (by its resolved path): loading one reads
+    and checks some megabytes, and a server or a sweep asks for the same few all the time. The API,
+    the CLI and the app share the default store (`by_name`, `by_id`); a test or a tool that wants
+    its own builds another."""
+
+    def __init__(self):
+        self.loaded: dict[Path, Checkpoint] = {}
+
+    def by_name(self, name: str, directory: Path | None = None) -> Checkpoint:
+        """The checkpoint of a code size; ValueError naming the choices if unknown."""
+        paths = {p.stem: p for p in available(directory)}
+        if name not in paths:
+            choices = ", ".join(paths) or "none installed"
+            raise ValueError(f"unknown code size '{name}' (available: {choices})")
+        path = paths[name].resolve()
+        if path not in self.loaded:
+            self.loaded[path] = load_checkpoint(path)
+        return self.loaded[path]
+
+    def by_id(self, cid: bytes, directory: Path | None = None) -> Checkpoint:
+        """The checkpoint a .cyc file names; ValueError if it is not installed."""
+        for p in available(directory):
+            meta = json.loads(p.with_suffix(".json").read_text())
+            if meta.get("id") == cid.hex():
+                ckpt = self.by_name(p.stem, directory)
+                if ckpt.id == cid:
+                    return ckpt
+        raise ValueError(f"this file was made by checkpoint {cid.hex()}, which is not installed here")
+
+
+STORE = Store()
 
 
 def by_name(name: str, directory: Path | None = None) -> Checkpoint:
-    """Load (once) the checkpoint of a code size; ValueError naming the choices if unknown."""
-    paths = {p.stem: p for p in available(directory)}
-    if name not in paths:
-        choices = ", ".join(paths) or "none installed"
-        raise ValueError(f"unknown code size '{name}' (available: {choices})")
-    path = paths[name].resolve()
-    if path not in _cache:
-        _cache[path] = load_checkpoint(path)
-    return _cache[path]
+    """Load (once, in the default store) the checkpoint of a code size; ValueError naming the
+    choices if unknown."""
+    return STORE.by_name(name, directory)
 
 
 def by_id(cid: bytes, directory: Path | None = None) -> Checkpoint:
-    for p in available(directory):
-        meta = json.loads(p.with_suffix(".json").read_text())
-        if meta.get("id") == cid.hex():
-            ckpt = by_name(p.stem, directory)
-            if ckpt.id == cid:
-                return ckpt
-    raise ValueError(f"this file was made by checkpoint {cid.hex()}, which is not installed here")
+    """The checkpoint a .cyc file names, from the default store; ValueError if not installed."""
+    return STORE.by_id(cid, directory)

@@ -28,7 +28,14 @@ def _output_buffer(nbytes: int):
     """Let Pillow's encoders write up to `nbytes` in one piece. With optimised Huffman tables,
     libjpeg must write the whole file at once (it cannot suspend), and Pillow sizes that buffer
     by the image's own pixels, too small for a narrow image padded to 16x16 blocks: libjpeg then
-    prints 'Suspension not allowed here' and fails."""
+    prints 'Suspension not allowed here' and fails.
+
+    Pillow (12.3) offers no way to give one save a larger buffer: `JpegImagePlugin._save` computes
+    the buffer from the image's pixels plus the lengths of `exif` and `extra`, which are written
+    into the file (padding them would change its bytes), and `ImageFile._save` takes the largest of
+    that and the module's `MAXBLOCK`. So the global is raised for the save and put back, under a
+    lock so that two threads' saves cannot put back each other's value; another thread's Pillow
+    call meanwhile only sees a larger buffer, which changes no output."""
     with _buffer_lock:
         old = ImageFile.MAXBLOCK
         ImageFile.MAXBLOCK = max(old, nbytes)
