@@ -118,6 +118,28 @@ def _around(start: int, end: int, size: int, margin: int) -> tuple[int, int]:
     return max(0, start - margin), min(size, end + margin)
 
 
+@contextmanager
+def one_thread():
+    """Run the transform on one thread. A convolution's float32 sums are split across threads, so
+    their last bits (and a few pixels, by 1) can depend on the thread count: `huge` decodes a 2K
+    photo to 34 other values at 2 threads than at 1, kodim04 to 6 (and a 16-core machine gave the
+    same at 1 to 4 and 8 threads, not at 5 to 7). So every pixel a file decodes to is made on one
+    thread, whatever the machine: a file decodes to the same pixels on any number of cores, and an
+    enhancement layer, coded over its base's exact pixels, finds that base (its layer's seal binds
+    the base's pixels: any other base is refused, never decoded). On two cores one thread costs
+    nothing: the decoder's transform is small and one thread was as fast as two."""
+    with _one_thread:
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
+
+_one_thread = threading.Lock()
+
+
 @torch.no_grad()
 def reconstruct_from_code(ckpt: Checkpoint, code: torch.Tensor, height: int, width: int,
                           step_shift: int = 0, tile: int | None = None) -> np.ndarray:
@@ -127,13 +149,14 @@ def reconstruct_from_code(ckpt: Checkpoint, code: torch.Tensor, height: int, wid
     out = np.empty((height, width, 3), np.uint8)
     h, w = code.shape[-2:]
     halo = ckpt.model.halo()
-    for top, bottom, left, right in tiles(h, w, tile or tile_size(h, w)):
-        (t, b), (l, r) = _around(top, bottom, h, halo), _around(left, right, w, halo)
-        x_hat = ckpt.model.decode(code[..., t:b, l:r].float() * scales, 0)
-        rows = slice(FACTOR * top, min(FACTOR * bottom, height))
-        cols = slice(FACTOR * left, min(FACTOR * right, width))
-        out[rows, cols] = to_pixels(x_hat[..., rows.start - FACTOR * t:rows.stop - FACTOR * t,
-                                          cols.start - FACTOR * l:cols.stop - FACTOR * l])
+    with one_thread():
+        for top, bottom, left, right in tiles(h, w, tile or tile_size(h, w)):
+            (t, b), (l, r) = _around(top, bottom, h, halo), _around(left, right, w, halo)
+            x_hat = ckpt.model.decode(code[..., t:b, l:r].float() * scales, 0)
+            rows = slice(FACTOR * top, min(FACTOR * bottom, height))
+            cols = slice(FACTOR * left, min(FACTOR * right, width))
+            out[rows, cols] = to_pixels(x_hat[..., rows.start - FACTOR * t:rows.stop - FACTOR * t,
+                                              cols.start - FACTOR * l:cols.stop - FACTOR * l])
     return out
 
 
@@ -192,25 +215,6 @@ def encode_layers(ckpt: Checkpoint, rgb: np.ndarray, rdoq_weight: float = RDOQ_W
     return cyc.to_bytes(), pixels if kind else None
 
 
-@contextmanager
-def one_thread():
-    """Run the transform on one thread. A convolution's float32 sums are split across threads, so
-    their last bits (and a few pixels, by 1) can depend on the thread count (on a 16-core machine:
-    the same at 1 to 4 and 8 threads, not at 5 to 7). An enhancement layer is coded over the base's
-    exact pixels, so a file with one makes and reads its base on one thread, whatever the machine
-    (and its layer's seal binds the base's pixels: any other base is refused, never decoded)."""
-    with _one_thread:
-        before = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(before)
-
-
-_one_thread = threading.Lock()
-
-
 def layered_base(ckpt: Checkpoint, rgb: np.ndarray, rdoq_weight: float = RDOQ_WEIGHT,
                  step_shift: int = 0) -> tuple[bytes, np.ndarray]:
     """The learned code's payload and pixels of an image as a file with an enhancement layer
@@ -227,8 +231,7 @@ def base_layer(ckpt: Checkpoint, rgb: np.ndarray, rdoq_weight: float, step_shift
     payload = ckpt.tables.shifted(table_shift(step_shift)).encode(code[0].numpy(), seal)
     if not with_pixels:
         return payload, None
-    with one_thread():
-        return payload, reconstruct_from_code(ckpt, code, *rgb.shape[:2], step_shift)
+    return payload, reconstruct_from_code(ckpt, code, *rgb.shape[:2], step_shift)
 
 
 def read_code(data: bytes, ckpt: Checkpoint | None = None) -> tuple[CycFile, Checkpoint, np.ndarray]:
@@ -265,10 +268,9 @@ def decode(data: bytes, ckpt: Checkpoint | None = None) -> np.ndarray:
     enhancement layer works on the whole image: about 100 bytes a pixel)."""
     cyc, ckpt, code = read_code(data, ckpt)
     code = torch.from_numpy(code)[None]
+    base = reconstruct_from_code(ckpt, code, cyc.height, cyc.width, cyc.step_shift)
     if not cyc.layer_kind:
-        return reconstruct_from_code(ckpt, code, cyc.height, cyc.width, cyc.step_shift)
-    with one_thread():
-        base = reconstruct_from_code(ckpt, code, cyc.height, cyc.width, cyc.step_shift)
+        return base
     try:
         return LAYERS[cyc.layer_kind].decode_layer(cyc.layer, base, cyc.layer_step, cyc.layer_seal(base))
     except ValueError as e:
