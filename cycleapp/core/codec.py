@@ -186,12 +186,13 @@ def encode(ckpt: Checkpoint, rgb: np.ndarray, rdoq_weight: float = RDOQ_WEIGHT, 
 
 
 def encode_layers(ckpt: Checkpoint, rgb: np.ndarray, rdoq_weight: float = RDOQ_WEIGHT, step_shift: int = 0,
-                  layer: tuple[int, int] | None = None,
-                  base: tuple[bytes, np.ndarray] | None = None) -> tuple[bytes, np.ndarray | None]:
+                  layer: tuple[int, int] | None = None, base: tuple[bytes, np.ndarray] | None = None,
+                  layer_encoder=None) -> tuple[bytes, np.ndarray | None]:
     """`encode`, and the pixels the file decodes to where the encoder knows them without decoding
     (with an enhancement layer; None without). `base`: the learned code's payload and reconstruction
-    at this checkpoint and step shift, if the caller has them already (rate control tries several
-    steps over one base)."""
+    at this checkpoint and step shift, if the caller has them already, and `layer_encoder` the
+    layer kind's encoder made for this image over that base (`dct_layer.Encoder`): rate control
+    tries several steps over one base."""
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8 or min(rgb.shape[:2]) < 1:
         raise ValueError("expected an RGB image of shape (H, W, 3), uint8, at least 1x1")
     if problem := unstorable_size(rgb.shape[1], rgb.shape[0]):
@@ -211,7 +212,9 @@ def encode_layers(ckpt: Checkpoint, rgb: np.ndarray, rdoq_weight: float = RDOQ_W
         base = base_layer(ckpt, rgb, rdoq_weight, step_shift, cyc.seal, with_pixels=bool(kind))
     cyc.payload, pixels = base
     if kind:
-        cyc.layer, pixels = LAYERS[kind].encode_layer(rgb, pixels, int(step), cyc.layer_seal(pixels))
+        seal = cyc.layer_seal(pixels)
+        cyc.layer, pixels = layer_encoder.encode(int(step), seal) if layer_encoder is not None else \
+            LAYERS[kind].encode_layer(rgb, pixels, int(step), seal)
     return cyc.to_bytes(), pixels if kind else None
 
 

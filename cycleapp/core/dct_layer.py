@@ -25,8 +25,8 @@ import constriction
 import numpy as np
 
 from cycleapp.core.entropy import words
-from cycleapp.core.residual import (RADIUS, STEP_UNIT, bucket, check_end, choose_tables, open_layer, read_symbols,
-                       read_tables, write_symbols)
+from cycleapp.core.residual import (ALPHABET, RADIUS, SCALES, STEP_UNIT, bucket, check_end, choose_tables, open_layer,
+                                    read_symbols, read_tables, tables, write_symbols)
 
 BLOCK = 8
 # rows: the achromatic axis and two opponent colours, each of unit length, orthogonal
@@ -121,24 +121,134 @@ def _with_escapes(ctx: np.ndarray, values: np.ndarray) -> list:
 
 
 def encode_layer(rgb: np.ndarray, base: np.ndarray, step: int, seal: int,
-                 dead_zone: float = DEAD_ZONE) -> tuple[bytes, np.ndarray]:
+                 dead_zone: float = DEAD_ZONE, rdo: float | None = None) -> tuple[bytes, np.ndarray]:
     """The payload of the layer of an image (H, W, 3) uint8 over a base reconstruction at a step
     (sixteenths), and the pixels it decodes to. Decoding order: each context's table, then the
-    coefficients (`walk`), each escaped value's rest right after its (channel, frequency, pass)."""
-    h, w = rgb.shape[:2]
-    coefficients = forward(rgb.astype(np.int64) - base) * (STEP_UNIT / step)
-    coded = []
+    coefficients (`walk`), each escaped value's rest right after its (channel, frequency, pass).
+    Rate control tries many steps over one image: an `Encoder` makes what they share once."""
+    return Encoder(rgb, base).encode(step, seal, dead_zone, rdo)
 
-    def quantised(ctx, c, u, v, ys, xs):
-        x = coefficients[c, ys, xs, u, v]
-        values = (np.sign(x) * np.floor(np.abs(x) + 0.5 - dead_zone)).astype(np.int64)
-        coded.extend(_with_escapes(ctx, values))
-        return values
 
-    q = walk(blocks_shape(h, w), block_activity(base), step, quantised)
-    coder = constriction.stream.stack.AnsCoder(words(seal))
-    write_symbols(coder, coded, choose_tables(coded, CONTEXTS))
-    return coder.get_compressed().astype("<u4").tobytes(), reconstruct(base, q, step)
+RDO_WEIGHT = 0.115  # bits against squared error in steps: the high-rate slope (ln 2 / 6), see `Encoder.levels`
+
+
+class Encoder:
+    """The layer's encoder for one image over one base: the coefficients and the base's activity,
+    which do not depend on the step, made once; then any step's integer coefficients, their
+    contexts (all at once: the encoder knows every value, so it needs no walk), an estimate of the
+    payload's size, and the payload itself."""
+
+    def __init__(self, rgb: np.ndarray, base: np.ndarray):
+        self.rgb, self.base = rgb, base
+        self.made = {}  # (step, dead zone, weight) -> integer coefficients
+        self.shape = blocks_shape(*base.shape[:2])
+        self.coefficients = forward(rgb.astype(np.int64) - base)  # in pixel values
+        self.act = block_activity(base)
+        parity = np.add.outer(np.arange(self.shape[0]), np.arange(self.shape[1])) % 2
+        self.where = [np.nonzero(parity == p) for p in (0, 1)]
+        self.zigzag = (np.array([u for u, _ in ZIGZAG]), np.array([v for _, v in ZIGZAG]))
+        self.second = (parity[None, :, :, None, None]).astype(np.int32)
+        band = np.minimum(np.add.outer(np.arange(BLOCK), np.arange(BLOCK)), BANDS - 1)
+        channel = np.arange(3)[:, None, None, None, None]
+        self.offset = ((((channel * BANDS + band) * 2 + self.second) * BUCKETS)).astype(np.int32)
+
+    def levels(self, step: int, dead_zone: float = DEAD_ZONE, rdo: float | None = None) -> np.ndarray:
+        """The integer coefficients (3, BH, BW, 8, 8) at a step: rounded with the dead zone, then
+        with `rdo` (a weight; None: RDO_WEIGHT, 0: none) each one's level chosen among zero, its
+        rounding down and up by the squared error (in steps) plus `rdo` times its bits, in the
+        context and under the table the rounded values give it. A table is two-sided geometric, so
+        a level l costs l times the table's bits per unit more than zero: the best level is the
+        error-free value less half that (a dead zone per context), or zero."""
+        rdo = RDO_WEIGHT if rdo is None else rdo
+        key = (step, dead_zone, rdo)
+        if key not in self.made:
+            while len(self.made) >= 4:  # rate control's last tries: the one it picks is among them
+                self.made.pop(next(iter(self.made)))
+            self.made[key] = self._levels(step, dead_zone, rdo)
+        return self.made[key]
+
+    def _levels(self, step: int, dead_zone: float, rdo: float) -> np.ndarray:
+        x = self.coefficients * (STEP_UNIT / step)
+        a = np.abs(x)
+        q = np.floor(a + (0.5 - dead_zone))
+        if rdo:
+            rounded = (np.sign(x) * q).astype(np.int32)
+            ctx = self.contexts(rounded, step)
+            index = choose_tables([(ctx.ravel(), np.clip(rounded, -RADIUS, RADIUS).ravel())], CONTEXTS)
+            bits = tables()[1]
+            per_unit = rdo * (bits[:, RADIUS + 1] - bits[:, RADIUS])  # (tables,)
+            lam = per_unit.astype(np.float32)[index][ctx]
+            a = a.astype(np.float32)  # (the choice needs no more precision)
+            low = np.floor(a)
+            level = np.clip(np.floor(a + 0.5 - lam / 2), low, low + 1)
+            level[a * a <= (a - level) ** 2 + lam * level] = 0
+            q = np.where(a >= RADIUS - 1, q, level)  # beyond the tables' range: as rounded
+        return (np.sign(x) * q).astype(np.int32)
+
+    def contexts(self, q: np.ndarray, step: int) -> np.ndarray:
+        """Every coefficient's context as `walk` gives it (3, BH, BW, 8, 8), int32: the same rule,
+        all at once, since the encoder knows every value (the decoder must walk: a context reads
+        values decoded before it). Any difference from `walk` would make files that do not decode,
+        which the round-trip tests would catch."""
+        a = np.abs(q).astype(np.int32)
+        energy = np.empty_like(a)
+        energy[...] = ((self.act * STEP_UNIT) // (ACTIVITY_DIVISOR * step)).astype(np.int32)[None, :, :, None, None]
+        energy[..., 1:, :] += LOWER_WEIGHT * a[..., :-1, :]
+        energy[..., :, 1:] += LOWER_WEIGHT * a[..., :, :-1]
+        energy[1:] += LUMA_WEIGHT * a[0]
+        second = self.second  # the second pass's blocks: their four neighbours, all of the first pass
+        p = np.pad(a, ((0, 0), (1, 1), (1, 1), (0, 0), (0, 0)))
+        neighbours = p[:, :-2, 1:-1] + p[:, 2:, 1:-1]
+        neighbours += p[:, 1:-1, :-2]
+        neighbours += p[:, 1:-1, 2:]
+        neighbours *= NEIGHBOUR_WEIGHT * second
+        energy += neighbours
+        _, buckets = np.frexp(energy)  # the bit length of a non-negative integer
+        np.minimum(buckets, BUCKETS - 1, out=buckets)
+        return self.offset + buckets
+
+    def coded(self, q: np.ndarray, step: int) -> list:
+        """(contexts, symbols) pairs in `walk`'s order, escapes after their group (`_with_escapes`)."""
+        ctx = self.contexts(q, step)
+        u, v = self.zigzag
+        groups = []
+        for ys, xs in self.where:  # (3, 64 in zigzag order, blocks of the pass)
+            groups.append((ctx[:, ys, xs][..., u, v].transpose(0, 2, 1), q[:, ys, xs][..., u, v].transpose(0, 2, 1)))
+        coded = []
+        for c in range(3):
+            for z in range(BLOCK * BLOCK):
+                for gc, gq in groups:
+                    coded.extend(_with_escapes(gc[c, z], gq[c, z]))
+        return coded
+
+    def size(self, step: int, dead_zone: float = DEAD_ZONE, rdo: float | None = None) -> float:
+        """An estimate of the payload's bytes at a step without coding it: every context's symbols
+        at their table's ideal bits, the tables' indices at their prior's."""
+        q = self.levels(step, dead_zone, rdo)
+        ctx = self.contexts(q, step)
+        pairs = [(ctx.ravel(), np.clip(q, -RADIUS, RADIUS).ravel())]
+        big = np.abs(q) >= RADIUS
+        if big.any():
+            rest = np.abs(q[big]) - RADIUS
+            pairs.append((np.full(2 * rest.size, ESCAPE_CONTEXT), np.stack([rest >> 8, rest & 255], 1).ravel()))
+        counts = np.zeros(CONTEXTS * ALPHABET, np.int64)
+        for c, s in pairs:
+            counts += np.bincount(c * ALPHABET + s + RADIUS, minlength=CONTEXTS * ALPHABET)
+        cost = counts.reshape(CONTEXTS, ALPHABET) @ tables()[1].T
+        index = choose_tables(pairs, CONTEXTS)
+        d = np.abs(np.diff(index, prepend=0))
+        prior = np.log2(np.sum(2.0 ** -np.abs(np.arange(-(SCALES - 1), SCALES))))
+        bits = cost[np.arange(CONTEXTS), index].sum() + (d + prior).sum()
+        return bits / 8 + 8
+
+    def encode(self, step: int, seal: int, dead_zone: float = DEAD_ZONE,
+               rdo: float | None = None) -> tuple[bytes, np.ndarray]:
+        """The payload at a step and the pixels it decodes to (see `encode_layer`)."""
+        q = self.levels(step, dead_zone, rdo)
+        coded = self.coded(q, step)
+        coder = constriction.stream.stack.AnsCoder(words(seal))
+        write_symbols(coder, coded, choose_tables(coded, CONTEXTS))
+        return coder.get_compressed().astype("<u4").tobytes(), reconstruct(self.base, q, step)
 
 
 def reconstruct(base: np.ndarray, q: np.ndarray, step: int) -> np.ndarray:

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from cycleapp.core import checkpoint as ckpts
-from cycleapp.core import codec, residual
+from cycleapp.core import codec, dct_layer, residual
+from cycleapp.core.bitstream import CycFile, code_shape
 from cycleapp.core.checkpoint import Checkpoint
 from cycleapp.core.interface import Codec, Search
 
@@ -92,18 +93,28 @@ NEAR_LOSSLESS_RANGE = (1, 16)
 
 
 @dataclass(frozen=True)
+class ImageBase:
+    """One image's base layer, made once for every setting rate control tries on it: the learned
+    code's payload and the pixels it decodes to, and the transform-domain layer's encoder over
+    them (`dct_layer.Encoder`: what every step shares)."""
+    rgb: np.ndarray
+    payload: bytes
+    pixels: np.ndarray
+    transform_layer: dct_layer.Encoder
+
+
+@dataclass(frozen=True)
 class LayeredCodec(Codec):
     """The learned codec beyond its presets: the largest code size plus an enhancement layer
     (`codec.LAYERS`), from that code size's own file up to lossless.
 
     The setting picks the layer and its step on a ladder (`ladder_layer`). A mode (`mode_name`:
     lossless, near-lossless) is this codec with one fixed layer: its only setting, never matched to
-    a size. `base`, if given, is the learned code's payload and reconstruction of one image, made
-    once and reused by every setting tried on that image (rate control tries several)."""
+    a size. `base`, if given, is one image's `ImageBase`, reused by every setting tried on it."""
     checkpoint: Checkpoint = field(repr=False)
     fixed: tuple[int, int] | None = None  # a mode's one layer (kind, step); None: the ladder
     variant: str = LAYERED
-    base: tuple | None = field(default=None, repr=False, compare=False)  # (image, payload, pixels)
+    base: ImageBase | None = field(default=None, repr=False, compare=False)
     name = LEARNED
     label = "CycleCodec"
 
@@ -120,13 +131,29 @@ class LayeredCodec(Codec):
 
     def for_image(self, rgb: np.ndarray) -> "LayeredCodec":
         """The same codec with the base layer of this image made once."""
-        return replace(self, base=(rgb, *codec.layered_base(self.checkpoint, rgb, step_shift=BASE_SHIFT)))
+        payload, pixels = codec.layered_base(self.checkpoint, rgb, step_shift=BASE_SHIFT)
+        return replace(self, base=ImageBase(rgb, payload, pixels, dct_layer.Encoder(rgb, pixels)))
 
     def encode(self, rgb: np.ndarray, setting=None) -> bytes:
         setting = self.default if setting is None else int(setting)
-        base = self.base[1:] if self.base is not None and self.base[0] is rgb else None
-        return codec.encode_layers(self.checkpoint, rgb, step_shift=BASE_SHIFT, layer=self.layer(setting),
-                                   base=base)[0]
+        kind, step = self.layer(setting)
+        if self.base is None or self.base.rgb is not rgb:
+            return codec.encode(self.checkpoint, rgb, step_shift=BASE_SHIFT, layer=(kind, step))
+        return codec.encode_layers(self.checkpoint, rgb, step_shift=BASE_SHIFT, layer=(kind, step),
+                                   base=(self.base.payload, self.base.pixels),
+                                   layer_encoder=self.base.transform_layer if kind == codec.TRANSFORM else None)[0]
+
+    def base_bytes(self) -> int:
+        """The bytes of a file of this image's base (`for_image`) and an empty layer: every layered
+        file's size is this plus its layer's payload."""
+        h, w = self.base.rgb.shape[:2]
+        return len(CycFile(self.checkpoint.id, w, h, code_shape(self.checkpoint.channels, w, h), self.base.payload,
+                           BASE_SHIFT, codec.TRANSFORM, TRANSFORM_STEPS[0]).to_bytes())
+
+    def estimate(self, setting: int) -> float:
+        """A transform-domain setting's file size without coding its layer (`dct_layer.Encoder.size`):
+        rate control searches on it and codes only the setting it picks."""
+        return self.base_bytes() + self.base.transform_layer.size(self.layer(setting)[1])
 
     def decode(self, data: bytes) -> np.ndarray:
         return codec.decode(data, self.checkpoint)

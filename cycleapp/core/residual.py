@@ -85,13 +85,20 @@ def tables() -> tuple[np.ndarray, np.ndarray]:
     (19/16)^j / 4096 (the sharpest codes an all-zero residual in under a thousandth of a bit): computed with fractions, then each weight rounded once to float64, so every
     machine builds the same weights and constriction quantises them the same way."""
     weights = np.empty((SCALES, ALPHABET))
+    floor = float(FLOOR)
     for j in range(SCALES):
-        theta = Fraction(19, 16) ** j / 4096
-        rho = theta / (1 + theta)
-        power, half = Fraction(1), []
+        # rho = 19^j / (19^j + 16^j 4096), its powers as integer fractions (num / den): coprime, so
+        # Fraction's reductions found nothing and only cost time; an int division rounds correctly,
+        # as float(Fraction) does (it is that division)
+        rho_num = 19 ** j
+        rho_den = rho_num + (1 << (4 * j + 12))
+        num, den, half = 1, 1, []
         for _ in range(RADIUS + 1):
-            half.append(float(max(power, FLOOR)))
-            power = power * rho if power > FLOOR else power
+            if num * FLOOR.denominator > den:  # power > FLOOR
+                half.append(num / den)
+                num, den = num * rho_num, den * rho_den
+            else:
+                half.append(floor)
         weights[j] = half[:0:-1] + half
     bits = -np.log2(weights / weights.sum(1, keepdims=True))
     return weights, bits
