@@ -1,6 +1,6 @@
 """Write this release's golden files for the format version it introduces (docs/release-policy.md).
 
-    python tests/make_golden.py 9
+    python tests/make_golden.py 10
 
 Run once, by the release that introduces a format version: it adds tests/golden/vN/*.cyc and their
 entries (with the SHA-256 of the pixels this release decodes them to) to tests/golden/golden.json,
@@ -34,6 +34,15 @@ CASES = {
         ("kodim04-61x45-dct-step-12", "kodim04", (300, 100, 45, 61), "huge", 0, (codec.TRANSFORM, 192)),
         ("cid22-33x17-tiny-coarser-dct-step-2", "cid22-1025469", (120, 200, 17, 33), "tiny", 9, (codec.TRANSFORM, 32)),
         ("kodim23-1x1-lossless", "kodim23", (10, 10, 1, 1), "huge", 0, (codec.PIXELS, 16)),
+    ],
+    10: [
+        ("kodim23-96x64-lossless", "kodim23", (200, 300, 64, 96), "tiny", 127, (codec.PREDICTED, 16)),
+        ("kodim04-37x53-within-2", "kodim04", (100, 200, 53, 37), "tiny", 127, (codec.PREDICTED, 80)),
+        ("cid22-70x40-step-33", "cid22-1025469", (50, 40, 40, 70), "tiny", 127, (codec.PREDICTED, 528)),
+        ("kodim04-160x128-lossless-over-huge", "kodim04", (200, 300, 128, 160), "huge", -16, (codec.PREDICTED, 16)),
+        ("cid22-200x150-within-1", "cid22-1025469", (0, 0, 150, 200), "tiny", 127, (codec.PREDICTED, 48)),
+        ("kodim23-1x1-lossless", "kodim23", (10, 10, 1, 1), "tiny", 127, (codec.PREDICTED, 16)),
+        ("kodim23-3x130-within-1-fractional", "kodim23", (5, 5, 3, 130), "tiny", 127, (codec.PREDICTED, 37)),
     ],
 }
 

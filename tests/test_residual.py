@@ -30,21 +30,24 @@ def crops():
 def test_lossless_is_bit_exact_and_near_lossless_keeps_every_pixel_within_n(crops, noise_image):
     for rgb in [*crops, noise_image(13, 29), noise_image(1, 1)]:
         data = cycleapp.encode(rgb, lossless=True)
+        assert data[3] == 10 and CycFile.from_bytes(data).layer_kind == codec.PREDICTED
         assert np.array_equal(cycleapp.decode(data), rgb)
         sizes = [len(data)]
         for n in (1, 2, 4, 16):
             data = cycleapp.encode(rgb, max_error=n)
-            assert data[3] == 9
+            assert data[3] == 10
             assert np.abs(cycleapp.decode(data).astype(int) - rgb).max() <= n
             sizes.append(len(data))
         if rgb.size > 1000:
             assert sizes == sorted(sizes, reverse=True)  # smaller files as N rises
 
 
-def test_the_decoder_gives_the_pixels_the_encoder_promised(crops):
+@pytest.mark.parametrize("kind", [1, 3])  # format 9's pixel layer (no longer written, still read) and 10's
+def test_the_decoder_gives_the_pixels_the_encoder_promised(crops, kind):
     ckpt = learned.layered().checkpoint
     for step in (16, 37, 80, 555):
-        data, pixels = codec.encode_layers(ckpt, crops[1], layer=(codec.PIXELS, step))
+        data, pixels = codec.encode_layers(ckpt, crops[1], layer=(kind, step))
+        assert data[3] == {1: 9, 3: 10}[kind]
         assert np.array_equal(codec.decode(data), pixels)
         assert np.abs(pixels.astype(int) - crops[1]).max() <= residual.max_error(step)
 
@@ -130,7 +133,7 @@ def test_the_api_refuses_bad_modes(crops, kwargs):
 
 def _rewrite(data: bytes, step: int | None = None, residual_length: int | None = None, payload=None,
              kind: int | None = None) -> bytes:
-    """A format 9 file with header fields changed and its CRC made right again."""
+    """A file with a layer (format 9 or 10) with header fields changed and its CRC made right again."""
     head = struct.calcsize("<3sB8sIIHHHbI")
     body = bytearray(data[:-4])
     old_kind, old_step, old_length = struct.unpack_from("<BHI", body, head)
@@ -141,18 +144,22 @@ def _rewrite(data: bytes, step: int | None = None, residual_length: int | None =
     return bytes(body) + struct.pack("<I", zlib.crc32(bytes(body)))
 
 
-def test_a_format_9_file_that_lies_is_refused(crops):
+def test_a_format_10_file_that_lies_is_refused(crops):
     rgb = crops[1][:40, :40]
     data = cycleapp.encode(rgb, max_error=2)
     cyc = CycFile.from_bytes(data)
     bad = [
         _rewrite(data, step=0),  # a layer with no step
         _rewrite(data, step=3 * 16),  # another step than it was coded with: the seal differs
-        _rewrite(data, kind=2),  # read as the other kind of layer
-        _rewrite(data, kind=3),  # a kind that does not exist
+        _rewrite(data, kind=2),  # read as another kind of layer (of format 9)
+        _rewrite(data, kind=1),
+        _rewrite(data, kind=4),  # a kind that does not exist
         _rewrite(data, residual_length=len(cyc.layer) + 4),  # longer than the file
         _rewrite(data, payload=bytes(cyc.layer)[:-4]),  # a layer cut short, the length made to agree
     ]
+    lossy = codec.encode(learned.layered().checkpoint, rgb, layer=(codec.TRANSFORM, 64))
+    assert lossy[3] == 9
+    bad.append(_rewrite(lossy, kind=3))  # a kind of format 10 in a format 9 file
     cut = bytes(cyc.layer)[:-8] + bytes(cyc.layer)[-4:]
     bad.append(_rewrite(data, residual_length=len(cut), payload=cut))
     for b in bad:

@@ -37,6 +37,11 @@ sixteenths of a pixel value, never 0) and the length u32 of a second payload; th
 The layer's coder is sealed like the first's, from the same header with a different salt. A file without that layer is still
 written as version 8, so the presets' files are the same bytes as before.
 
+Format version 10: the same container with a third kind of layer, 3: the predicted pixel layer of
+`predicted_layer`, for near-lossless and lossless files. A layer's kind says the version a file of
+it carries (`LAYER_KINDS`), so a release that does not know a kind says a newer release wrote the
+file; kinds 1 and 2 are still written as version 9.
+
 From version 8 on, every version stays readable by every later release (docs/release-policy.md):
 `READABLE` only grows. Files of versions 1 to 7 name the last commit that wrote them
 (`OLDER_RELEASES`).
@@ -48,12 +53,15 @@ import zlib
 from dataclasses import dataclass
 
 MAGIC = b"CYC"
-VERSION = 9  # the newest version this build writes
-READABLE = (8, 9)  # every version from 8 on, forever
+VERSION = 10  # the newest version this build writes
+READABLE = (8, 9, 10)  # every version from 8 on, forever
 BASE_ONLY = 8  # the version of a file without an enhancement layer
 _HEADER = struct.Struct("<3sB8sIIHHHbI")
 _LAYER = struct.Struct("<BHI")  # format 9: layer kind, step, layer payload length
-LAYER_KINDS = (1, 2)  # 1: pixel domain (`residual`), 2: transform domain (`dct_layer`)
+# each enhancement layer's kind and the format version its files carry: 1, the pixel domain
+# (`residual`), and 2, the transform domain (`dct_layer`), in version 9; 3, the predicted pixel layer
+# (`predicted_layer`), in version 10
+LAYER_KINDS = {1: 9, 2: 9, 3: 10}
 MAX_LAYER_PIXELS = 4096 * 4096  # an enhancement layer works on the whole image: about 80 bytes a pixel
 # The last commit of the CycleCodec repository that wrote each format before 8 (with the weights of
 # that commit): a file of that version decodes in a checkout of it.
@@ -97,7 +105,7 @@ class CycFile:
 
     @property
     def version(self) -> int:
-        return VERSION if self.layer_kind else BASE_ONLY
+        return LAYER_KINDS.get(self.layer_kind, VERSION) if self.layer_kind else BASE_ONLY
 
     def _fields(self, payload_length: int, layer_length: int) -> bytes:
         head = _HEADER.pack(MAGIC, self.version, self.checkpoint_id, self.width, self.height,
@@ -164,7 +172,7 @@ class CycFile:
         if layer and width * height > MAX_LAYER_PIXELS:
             raise BitstreamError(f"corrupted .cyc file (an enhancement layer over {width}x{height} pixels: "
                                  f"at most {MAX_LAYER_PIXELS:,})")
-        if layer and (kind not in LAYER_KINDS or step == 0 or m % 4 or m < 8):
+        if layer and (LAYER_KINDS.get(kind) != version or step == 0 or m % 4 or m < 8):
             raise BitstreamError(f"corrupted .cyc file (an enhancement layer of kind {kind}, {m} bytes, "
                                  f"step {step})")
         return cls(cid, width, height, (c, h, w), view[start:start + n], shift, kind, step,

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from cycleapp.core import checkpoint as ckpts
-from cycleapp.core import dct_layer, residual
+from cycleapp.core import dct_layer, predicted_layer, residual
 from cycleapp.core.bitstream import MAX_LAYER_PIXELS, BitstreamError, CycFile, code_shape, unstorable_size
 from cycleapp.core.checkpoint import Checkpoint
 from cycleapp.core.entropy import GRID_RATIO
@@ -167,10 +167,11 @@ def reconstruct(ckpt: Checkpoint, rgb: np.ndarray, rdoq_weight: float = RDOQ_WEI
     return reconstruct_from_code(ckpt, code, *rgb.shape[:2], step_shift)
 
 
-# The enhancement layers of format 9, by kind: the pixel domain (near-lossless and lossless) and
-# the transform domain (lossy files above the presets).
-PIXELS, TRANSFORM = 1, 2
-LAYERS = {PIXELS: residual, TRANSFORM: dct_layer}
+# The enhancement layers, by kind: format 9's pixel domain (near-lossless and lossless files of
+# release 0.9.0, still read) and transform domain (lossy files above the presets), and format 10's
+# predicted pixel layer (near-lossless and lossless files from release 0.10.0 on).
+PIXELS, TRANSFORM, PREDICTED = 1, 2, 3
+LAYERS = {PIXELS: residual, TRANSFORM: dct_layer, PREDICTED: predicted_layer}
 
 
 def encode(ckpt: Checkpoint, rgb: np.ndarray, rdoq_weight: float = RDOQ_WEIGHT, step_shift: int = 0,
