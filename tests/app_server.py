@@ -19,23 +19,25 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_app(timeout: float = 120):
+def running_app(timeout: float = 120, repo: Path = REPO):
     """The app on a free port, with a Gradio folder of its own (uploads, cache, run folders): another
-    app on the same machine, which shares /tmp/gradio by default, cannot touch its files."""
+    app on the same machine, which shares /tmp/gradio by default, cannot touch its files. `repo`:
+    the checkout whose app.py runs (another one, e.g. an earlier version, for a before/after timing)."""
     with tempfile.TemporaryDirectory(prefix="cyclecodec-test-gradio-") as gradio_dir:
-        with app_process(gradio_dir, timeout) as (_, url):
+        with app_process(gradio_dir, timeout, repo) as (_, url):
             yield url
 
 
 @contextmanager
-def app_process(gradio_dir: str, timeout: float = 120):
+def app_process(gradio_dir: str, timeout: float = 120, repo: Path = REPO):
     """`python app.py` on a free port with `gradio_dir` as its Gradio folder (which the caller owns
     and removes), once it answers: yields (the process, its URL); stopped afterwards if it still runs."""
     port = free_port()
+    repo = Path(repo)
     env = dict(os.environ, GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1",
-               GRADIO_ANALYTICS_ENABLED="False", GRADIO_TEMP_DIR=gradio_dir, PYTHONPATH=str(REPO))
+               GRADIO_ANALYTICS_ENABLED="False", GRADIO_TEMP_DIR=gradio_dir, PYTHONPATH=str(repo))
     log = open(REPO / "tests" / f".app-{port}.log", "w+")
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=repo, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.time() + timeout

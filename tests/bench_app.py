@@ -1,14 +1,17 @@
 """Speed benchmark of the app, measured from the API as a user's browser sees it (not a test).
 
-    .venv/bin/python tests/bench_app.py [--runs 3] [--code-size medium] [--codecs all]
+    .venv/bin/python tests/bench_app.py [--runs 3] [--code-size medium] [--codecs all] [--sizes 768,2k,4mp]
+    .venv/bin/python tests/bench_app.py --codecs all --sizes 768,2k --tables-only   # issue 30's targets
     .venv/bin/python tests/bench_app.py --clients 1,5,10,20
+    .venv/bin/python tests/bench_app.py --repo /path/to/an/earlier/checkout ...    # before/after
+    .venv/bin/python tests/bench_app.py --prior   # matching.PRIOR_BPP, measured again (no app)
 
 Starts `python app.py`, then, with JPEG and JPEG 2000 (the app's defaults; `--codecs all` for the
-six), prints:
+six: JPEG, JPEG 2000, WebP, HEIF, AVIF, JPEG XL), prints:
 - the time to the table (/compare) and to the plot (/compare, then /rd_plot, as the page chains
-  them) for a 768x512 photo and a 4-megapixel one (2448x1632, a mosaic of the example photos);
-  every run uses an image the plot cache has not seen (one pixel changed), then one re-run of the
-  same image at another code size shows the cached plot;
+  them) for a 768x512 photo, a 2K one (2048x1365) and a 4-megapixel one (2448x1632), mosaics of
+  the example photos (`--sizes` picks them); every run uses an image the caches have not seen (one
+  pixel changed), then one re-run of the same image at another code size shows the cached plot;
 - a second visitor's time to the table for a 768x512 photo sent while the first visitor's 4 MP
   plot is being computed (the plot has its own queue, apart from /compare's).
 
@@ -18,6 +21,7 @@ the others): the time to the table and to the plot, median, 95th percentile and 
 """
 import argparse
 import math
+import os
 import statistics
 import sys
 import tempfile
@@ -44,6 +48,43 @@ def mosaic_4mp() -> np.ndarray:
             for r in range(3)]
     big = np.concatenate(rows, axis=0)
     return np.array(Image.fromarray(big).resize((2448, 1632), Image.Resampling.LANCZOS))
+
+
+def photo_2k() -> np.ndarray:
+    """2048x1365 (2.8 megapixels, a "2K" photo): the 4-megapixel mosaic, resized."""
+    return np.array(Image.fromarray(mosaic_4mp()).resize((2048, 1365), Image.Resampling.LANCZOS))
+
+
+def prior() -> None:
+    """Each classical codec's typical bpp at a few settings (`matching.PRIOR_BPP`): the geometric
+    mean over six training photos (never the evaluation sets), those over a megapixel downscaled."""
+    import glob
+
+    from cycleapp.evaluation import registry
+
+    train = Path(__file__).resolve().parents[2] / "shared" / "data" / "train"
+    files = sorted(glob.glob(str(train / "cid22" / "*.png")))[::40][:4] + \
+        sorted(glob.glob(str(train / "clic2025" / "*.png")))[::10][:4]
+    images = []
+    for f in files:
+        im = Image.open(f).convert("RGB")
+        if im.width * im.height > 1_000_000:
+            s = (1_000_000 / (im.width * im.height)) ** 0.5
+            im = im.resize((int(im.width * s), int(im.height * s)), Image.Resampling.LANCZOS)
+        images.append(np.array(im))
+    grid = {"jpeg": [2, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90], "webp": [0, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90],
+            "heif": [1, 5, 10, 20, 30, 40, 50, 60, 70, 80], "avif": [1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90],
+            "jxl": [0, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90]}
+    print(f"{len(images)} photos: {', '.join(Path(f).name for f in files)}")
+    for name, settings in grid.items():
+        entry = registry.get(name)
+        means = [float(np.exp(np.mean([np.log(8 * len(entry.encode(im, s)) / (im.shape[0] * im.shape[1]))
+                                       for im in images]))) for s in settings]
+        print(f'    "{name}": (' + ", ".join(f"({s}, {m:.3g})" for s, m in zip(settings, means)) + "),", flush=True)
+
+
+SIZES = {"768": ("768x512", lambda: np.array(Image.open(EXAMPLES / "kodim23.png").convert("RGB"))),
+         "2k": ("2048x1365 (2K)", photo_2k), "4mp": ("2448x1632 (4 MP)", mosaic_4mp)}
 
 
 def variant(rgb: np.ndarray, i: int, folder: Path, name: str) -> Path:
@@ -114,7 +155,13 @@ def main() -> None:
     p.add_argument("--clients", help="comma-separated numbers of visitors at once, e.g. 1,5,10,20")
     p.add_argument("--codecs", default=",".join(CODECS), help="comma-separated codec names, or 'all'")
     p.add_argument("--tables-only", action="store_true", help="time the tables only (no plots)")
+    p.add_argument("--sizes", default="768,4mp", help=f"comma-separated image sizes, of {', '.join(SIZES)}")
+    p.add_argument("--repo", default=str(Path(__file__).resolve().parents[1]),
+                   help="the checkout whose app.py runs (an earlier one, for a before/after timing)")
+    p.add_argument("--prior", action="store_true", help="print matching.PRIOR_BPP measured again, and stop")
     args = p.parse_args()
+    if args.prior:
+        return prior()
     from cycleapp.evaluation import registry
 
     PLOTS[0] = not args.tables_only
@@ -124,21 +171,24 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="cyclecodec-bench-"))
     kodak = np.array(Image.open(EXAMPLES / "kodim23.png").convert("RGB"))
     big = mosaic_4mp()
+    images = [(SIZES[k][0], SIZES[k][1]()) for k in args.sizes.split(",")]
     t0 = time.perf_counter()
-    with running_app() as url:
-        print(f"app started in {time.perf_counter() - t0:.1f} s")
+    with running_app(repo=Path(args.repo)) as url:
+        print(f"app started in {time.perf_counter() - t0:.1f} s ({args.repo}); load average "
+              f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores", flush=True)
         client = Client(url, verbose=False)
         visit(client, variant(kodak, 99, folder, "warm"), args.code_size)  # loads every checkpoint
         if args.clients:
             for n in map(int, args.clients.split(",")):
                 crowd(url, n, kodak, folder, args.code_size)
             return
-        for name, rgb in [("768x512", kodak), ("2448x1632 (4 MP)", big)]:
+        for name, rgb in images:
             times = [visit(client, variant(rgb, i, folder, name[:4]), args.code_size) for i in range(args.runs)]
             tables, plots = [t for t, _ in times], [p - t for t, p in times]
             print(f"{name}, {' + '.join(CODECS)}, code size {args.code_size}, {args.runs} runs: "
                   f"table {statistics.median(tables):.1f} s median (max {max(tables):.1f}), "
-                  f"plot {statistics.median(plots):.1f} s after the table (max {max(plots):.1f})")
+                  f"plot {statistics.median(plots):.1f} s after the table (max {max(plots):.1f}); load average "
+                  f"{os.getloadavg()[0]:.2f}", flush=True)
             if not PLOTS[0]:
                 continue
             other = "small" if args.code_size != "small" else "tiny"

@@ -267,6 +267,60 @@ def test_quality_match_reaches_the_target_or_says_why(photo):
     assert not far.within_tolerance and far.note.startswith("best is") and "80.00 dB" in far.note
 
 
+class Counting:
+    """A codec that counts its encodes (the rest is the codec's own)."""
+
+    def __init__(self, codec):
+        self.codec, self.encodes = codec, 0
+
+    def __getattr__(self, name):
+        return getattr(self.codec, name)
+
+    def encode(self, rgb, setting=None):
+        self.encodes += 1
+        return self.codec.encode(rgb, setting)
+
+
+def test_size_match_from_a_prediction_in_fewer_encodes(photo):
+    """`match_bytes` (the app's size match) chooses as the core's bisection does (the same file
+    within the same 3 %, the same notes for a miss), in fewer encodes."""
+    from cycleapp.core.rate import match_size
+    from cycleapp.evaluation import registry
+    from cycleapp.evaluation.matching import match_bytes
+
+    small = np.ascontiguousarray(photo[:256, :384])
+    encodes = {"bisection": 0, "prediction": 0}
+    for name in ("jpeg", "webp", "jpeg2000"):
+        for target in (3000, 8000, 20000):
+            old, new = Counting(registry.get(name)), Counting(registry.get(name))
+            a, b = match_size(old, small, target), match_bytes(new, small, target)
+            assert a.within_tolerance == b.within_tolerance and bool(a.note) == bool(b.note), (name, target)
+            if a.within_tolerance:
+                assert abs(len(b.data) - target) <= 0.03 * target
+            else:
+                assert len(a.data) == len(b.data) and a.note.split(" (")[0] == b.note.split(" (")[0], (a.note, b.note)
+            encodes["bisection"] += old.encodes
+            encodes["prediction"] += new.encodes
+    assert encodes["prediction"] < 0.8 * encodes["bisection"], encodes  # JPEG 2000's search is the same
+    miss = match_bytes(registry.get("jpeg"), small, 100)  # below JPEG's smallest file
+    assert not miss.within_tolerance and miss.note.startswith("cannot go below")
+
+
+def test_quality_match_from_a_prediction(photo):
+    """At the same quality, the search starts where the reference file's size suggests and needs
+    a few encodes (each decoded and measured), not a bisection's eight or nine."""
+    from cycleapp.evaluation import registry
+    from cycleapp.evaluation.matching import QUALITY_TOLERANCE, match_quality
+    from cycleapp.evaluation.metrics import psnr
+
+    small = np.ascontiguousarray(photo[:128, :192])
+    webp = registry.get("webp")
+    target = psnr(small, webp.decode(webp.encode(small, 40))) + 0.05
+    codec = Counting(registry.get("avif"))
+    m = match_quality(codec, small, "psnr", target, near_bpp=8 * len(webp.encode(small, 40)) / small[..., 0].size)
+    assert m.within_tolerance and abs(m.value - target) <= QUALITY_TOLERANCE["psnr"] and codec.encodes <= 6
+
+
 def test_compare_at_the_same_quality_in_parallel(photo, ckpt):
     from cycleapp.core.learned import CycleCodec
     from cycleapp.evaluation.compare import compare
@@ -377,18 +431,48 @@ def test_error_map_is_exact_and_lossless(tmp_path):
     assert np.array_equal(np.array(Image.open(path)), levels)  # palette indices = levels, PNG
 
 
-def test_rd_plot_says_what_it_was_computed_on(photo):
-    from cycleapp.app.rdplot import PLOT_PIXELS, rd_plot
+def stars_of(fig) -> list[tuple[float, float]]:
+    return [tuple(map(float, line.get_xydata()[0])) for line in fig.axes[0].lines if line.get_marker() == "*"]
 
+
+def test_rd_plot_says_what_it_was_computed_on(photo):
+    """On the image itself the stars are the table's files (the numbers are the table's); on a
+    downscaled copy the table's CycleCodec file (its code size and steps, as a target size chose
+    them) is made again on the copy and starred there, and the plot says so. The bpp axis is
+    logarithmic, a quarter to four times the starred file's bpp."""
+    from cycleapp.app.rdplot import PLOT_PIXELS, Plots, learned_file, rd_plot
+    from cycleapp.app.ui import downscale
+    from cycleapp.core import learned
+    from cycleapp.evaluation.measure import measure
+
+    plots = Plots()
+    entry = learned.by_name("tiny")
+    made = (entry, 5)  # steps moved, as a target size would
+    assert learned_file(entry.describe(5)) == made and "steps x" in entry.describe(5)
+    assert learned_file("huge + lossless layer")[0].variant in (learned.LAYERED, learned.LOSSLESS)
     big = np.repeat(np.repeat(photo[:256, :384], 2, axis=0), 2, axis=1)  # 768x512: plotted as it is
-    texts = " ".join(t.get_text() for t in rd_plot(big, ["jpeg"], "tiny").texts)
-    assert "Computed on this image (768x512)" in texts
-    bigger = np.repeat(np.repeat(photo, 2, axis=0), 2, axis=1)  # 1536x1024: a downscaled copy
-    fig = rd_plot(bigger, ["jpeg"], "tiny")
+    table = measure(entry, big, 5)
+    fig = rd_plot(big, ["jpeg"], made, {"cycle": (table.bpp, table.psnr), "jpeg": (0.5, 30.0)}, plots)
     texts = " ".join(t.get_text() for t in fig.texts)
-    assert "downscaled from 1536x1024" in texts
+    assert "Computed on this image (768x512): the numbers are the table's" in texts
+    assert stars_of(fig) == [(table.bpp, table.psnr), (0.5, 30.0)]
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and np.allclose(ax.get_xlim(), (table.bpp / 4, table.bpp * 4))
+    bigger = np.repeat(np.repeat(photo, 2, axis=0), 2, axis=1)  # 1536x1024: a downscaled copy
+    fig = rd_plot(bigger, ["jpeg"], made, {"cycle": (table.bpp, table.psnr)}, plots)
+    texts = " ".join(t.get_text() for t in fig.texts)
+    assert "downscaled from 1536x1024" in texts and "made again on this copy" in texts
     w, h = map(int, re.search(r"on a (\d+)x(\d+) copy", texts).groups())
     assert w * h <= PLOT_PIXELS
+    again = measure(entry, downscale(bigger, PLOT_PIXELS), 5)
+    assert stars_of(fig) == [(again.bpp, again.psnr)]  # the same file, on the pixels plotted
+    # The words under the plot cover neither its title nor its axis label (a phone shows the
+    # figure scaled down as a whole, so what is clear here is clear there).
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    for words in fig.texts:
+        box = words.get_window_extent()
+        assert not box.overlaps(ax.title.get_window_extent()) and not box.overlaps(ax.xaxis.label.get_window_extent())
 
 
 def test_a_plot_waits_while_a_table_is_being_made(photo):
@@ -396,17 +480,19 @@ def test_a_plot_waits_while_a_table_is_being_made(photo):
     import threading
     import time
 
-    from cycleapp.app import rdplot
+    from cycleapp.app.rdplot import Plots
 
+    plots = Plots()
     small = np.ascontiguousarray(photo[:64, :96])
     done = threading.Event()
-    with rdplot.making_a_table():
-        plot = threading.Thread(target=lambda: (rdplot.curve("jpeg", small, "wait-test"), done.set()))
+    with plots.making_a_table():
+        plot = threading.Thread(target=lambda: (plots.curve("jpeg", small, "wait-test"), done.set()))
         plot.start()
         time.sleep(1.0)
         assert not done.is_set()  # a point of JPEG on 96x64 takes milliseconds
     plot.join(timeout=60)
-    assert done.is_set() and len(rdplot.curve("jpeg", small, "wait-test")) > 1
+    assert done.is_set() and len(plots.curve("jpeg", small, "wait-test")) > 1
+    assert Plots().curve("jpeg", small, "wait-test") is not plots.curve("jpeg", small, "wait-test")  # one per app
 
 
 # ---- bounded output: the run folders and Gradio's cache -------------------------------------
@@ -488,20 +574,21 @@ def test_compare_output_stays_under_its_cap(tmp_path, monkeypatch, photo):
     one_run = run_bytes(np.zeros((96, 128, 3)), 2)
     root = tmp_path / "out"
     cap = one_run + 100_000  # the estimate is an upper bound: each run writes a third of it or less
-    monkeypatch.setattr(app, "RUNS", RunFolders(root, cap=cap, min_age=0))
+    state = app.App(RunFolders(root, cap=cap, min_age=0))
     request = gr.Request(session_hash="visitor")
     written = []
     for i in range(8):
-        out = last(app.run_compare(str(images[i % 3]), "tiny", ["jpeg", "webp"], None, "size", request))
+        out = last(state.run_compare(str(images[i % 3]), "tiny", ["jpeg", "webp"], None, "size", request))
         written.append(folder_bytes(Path(out[2]).parent))
         assert written[-1] <= one_run
-        assert app.RUNS.usage() <= cap
+        assert state.runs.usage() <= cap
         for path in [out[2], *out[3], *out[7], *re.findall(r"gradio_api/file=([^\"]+?\.png)", html.unescape(out[5]))]:
             assert Path(path).is_file(), path
     assert sum(written) > cap and len(list(root.iterdir())) < 8  # it had to delete, and did
-    monkeypatch.setattr(app, "RUNS", RunFolders(root, cap=one_run // 2, min_age=0))
+    state = app.App(RunFolders(root, cap=one_run // 2, min_age=0))
     with pytest.raises(gr.Error, match="busy"):
-        last(app.run_compare(str(images[0]), "tiny", ["jpeg", "webp"]))
+        last(state.run_compare(str(images[0]), "tiny", ["jpeg", "webp"], None, "size", request))
+    assert "busy" in state.errors.pop("visitor")  # for the status area, in this app's own record
 
 
 def test_rd_plot_api_refuses_a_malformed_table(client, tmp_path):
@@ -518,7 +605,7 @@ def test_rd_plot_api_refuses_a_malformed_table(client, tmp_path):
                                   ([good, ["jpeg", "q"]], headers, "Row 2 .* 10 columns"),
                                   ([["gif", *good[1:]]], headers, "unknown codec"),
                                   ([good], headers[:3], "no bpp, psnr column"),
-                                  ([[*good[:1], "gigantic", *good[2:]]], headers, "Unknown code size"),
+                                  ([[*good[:1], "gigantic", *good[2:]]], headers, "setting that CycleCodec does not make"),
                                   ([["jpeg", *good[1:]]], headers, "first row")]:
         with pytest.raises(AppError, match=expected) as err:
             client.predict(handle_file(str(small)), "tiny", ["jpeg"], {"headers": heads, "data": data},

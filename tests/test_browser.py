@@ -187,6 +187,26 @@ def check_downloads(page):
     return files
 
 
+def record_status(page):
+    """From now on, every text the status area shows is kept (read with `seen_status`): the
+    progress lines of a run come and go faster than a test can poll."""
+    page.evaluate("""() => { window.statusSeen = [];
+        const s = document.getElementById('status');
+        const keep = () => { const t = s.innerText; if (t && window.statusSeen.at(-1) !== t) window.statusSeen.push(t); };
+        new MutationObserver(keep).observe(s, {subtree: true, childList: true, characterData: true}); }""")
+
+
+def seen_status(page) -> list[str]:
+    return page.evaluate("window.statusSeen")
+
+
+def check_progress(page, count: int):
+    """The status said what was being done, codec by codec ('Matching AVIF ... : 3 of 6 codecs done')."""
+    seen = "\n".join(seen_status(page))
+    assert "Compressing with CycleCodec" in seen, seen
+    assert re.search(rf"Matching [A-Z].* to the same (file size|PSNR|MS-SSIM): \d of {count} codecs done", seen), seen
+
+
 def regions(page):
     return page.eval_on_selector_all(".insp-view", "vs => vs.map(v => v.dataset.region)")
 
@@ -213,12 +233,22 @@ def test_zoom_is_synchronised(desktop):
     assert desktop.locator(".insp-view").count() == 4  # the original, CycleCodec, JPEG, JPEG 2000
     before = regions(desktop)
     assert len(set(before)) == 1
+    assert desktop.locator(".insp-pick").is_hidden()  # Left and Right choose nothing here
     view = desktop.locator(".insp-view").nth(1)
     view.scroll_into_view_if_needed()
     box = view.bounding_box()
     desktop.mouse.move(box["x"] + box["width"] * 0.7, box["y"] + box["height"] * 0.4)
-    for _ in range(4):
-        desktop.mouse.wheel(0, -240)
+    # A wheel notch is a fine step (2^(1/4)), however large the wheel's delta: ten notches, 5.7x.
+    scale = float(view.get_attribute("data-scale"))
+    desktop.mouse.wheel(0, -100)
+    desktop.wait_for_function("([v, s]) => +v.dataset.scale !== s", arg=[view.element_handle(), scale])
+    assert 1.15 < float(view.get_attribute("data-scale")) / scale < 1.25
+    desktop.mouse.wheel(0, -1000)  # a fast spin's one big event: still one notch's step at most
+    desktop.wait_for_timeout(200)
+    assert float(view.get_attribute("data-scale")) / scale < 1.25 ** 2
+    for _ in range(8):
+        desktop.mouse.wheel(0, -100)
+    desktop.wait_for_timeout(200)
     after = regions(desktop)
     assert len(set(after)) == 1 and after[0] != before[0], (before, after)
     x0, y0, x1, y1 = map(float, after[0].split(","))
@@ -244,7 +274,9 @@ def test_zoom_is_synchronised(desktop):
     sources = desktop.eval_on_selector_all(".insp-view", "vs => vs.map(v => v.dataset.source)")
     assert sources == ["err-cycle", "err-jpeg", "err-jpeg2000"] and len(set(regions(desktop))) == 1
     # The slider: any codec on either side, the same zoom.
+    assert desktop.locator(".insp-pick").is_hidden()
     desktop.click(".insp [data-mode=slider]")
+    assert desktop.locator(".insp-pick").is_visible()
     desktop.select_option(".insp-right", "jpeg")
     assert desktop.eval_on_selector_all(".insp-view", "vs => vs.map(v => v.dataset.source)") == ["original|jpeg"]
     view = desktop.locator(".insp-view").first
@@ -255,6 +287,7 @@ def test_zoom_is_synchronised(desktop):
 def test_phone_run_and_main_columns_visible(phone):
     upload(phone, EXAMPLES / "kodim04.png")
     phone.evaluate("window.scrollTo(0, 0)")
+    record_status(phone)
     phone.click("#run")
     # As the run starts, the button waits and the status (below the inputs on a phone) comes into view.
     from playwright.sync_api import expect
@@ -270,7 +303,24 @@ def test_phone_run_and_main_columns_visible(phone):
     for key in ("codec", "bytes", "bpp", "psnr", "ms_ssim"):
         box = phone.locator(f"#results-view thead th.c-{key}").bounding_box()
         assert box and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], (key, box)
+    check_progress(phone, 2)
+    # The plot fits the phone, with no label over its title.
+    plot = phone.locator("#rd-plot img").first.bounding_box()
+    assert plot["x"] >= 0 and plot["x"] + plot["width"] <= PHONE["width"], plot
+    assert not phone.locator("#rd-plot [data-testid='block-label']").is_visible()
     screenshot(phone, "app-phone", 390)
+
+
+def test_phone_same_quality(phone, tmp_path):
+    """At the same PSNR on a phone: the verdict in bytes agrees with the table, the files too."""
+    small = tmp_path / "hat.png"
+    Image.open(EXAMPLES / "kodim04.png").convert("RGB").crop((150, 100, 470, 340)).save(small)
+    upload(phone, small)
+    phone.check("#match input[value='psnr']")
+    run_and_wait(phone, {"cycle", "jpeg", "jpeg2000"})
+    check_verdict_and_table(phone, "psnr")
+    check_downloads(phone)
+    phone.check("#match input[value='size']")
 
 
 def test_same_quality_table_ranks_by_bytes(desktop, tmp_path):
@@ -395,3 +445,35 @@ def test_queue_place_shows_in_the_status(browser, desktop):
     for job in jobs:
         job.result()
     other.close()
+
+
+def test_all_six_codecs(desktop, tmp_path):
+    """All six codecs: the status says which is being matched as it goes, the verdict agrees with
+    the table, each codec's real file is offered with its row's bytes and decodes to the pixels
+    shown; the button waits while the run works."""
+    from playwright.sync_api import expect
+
+    from cycleapp.evaluation.registry import labels
+
+    six = ["jpeg", "jpeg2000", "webp", "heif", "avif", "jxl"]
+    upload(desktop, EXAMPLES / "kodim23.png")
+    for name in six:
+        desktop.locator("#codecs").get_by_label(labels()[name], exact=True).check()
+    record_status(desktop)
+    desktop.eval_on_selector_all("#rd-plot img", "imgs => imgs.forEach(i => i.dataset.stale = '1')")
+    desktop.click("#run")
+    expect(desktop.locator("#run")).to_be_disabled()
+    run_and_wait(desktop, ["cycle", *six], press=False)
+    expect(desktop.locator("#run")).to_be_enabled()
+    check_progress(desktop, 6)
+    check_verdict_and_table(desktop)
+    assert len(check_downloads(desktop)) == sum(r["bytes"] is not None for r in table_rows(desktop))
+    # Every setting says what it means on hover; sizes are in KB of 1000 bytes beside the bytes.
+    titles = desktop.eval_on_selector_all("#results-view td.c-setting", "tds => tds.map(td => td.title)")
+    assert len(titles) == 7 and all(len(t) > 20 for t in titles), titles
+    for size in desktop.locator("#results-view .downloads .size").all_inner_texts():
+        kb, exact = re.match(r"([\d.,]+) KB \(([\d,]+) bytes\)", size).groups()
+        assert abs(float(kb.replace(",", "")) - int(exact.replace(",", "")) / 1000) <= 0.05 * float(kb.replace(",", "")) + 0.01
+    desktop.locator("#results-view").screenshot(path=str(ARTIFACTS / "app-six-codecs.png"))
+    for name in six[2:]:
+        desktop.locator("#codecs").get_by_label(labels()[name], exact=True).uncheck()

@@ -22,15 +22,15 @@ from PIL import Image
 ERROR_FULL_SCALE = 32  # an error of 32 levels (of 255) or more is drawn at the top of the colour map
 
 
-def _error_palette() -> list[int]:
+def _error_palette() -> tuple[int, ...]:
     """256 RGB entries of matplotlib's 'inferno' (black -> purple -> orange -> yellow)."""
     from matplotlib import colormaps
 
     lut = (colormaps["inferno"](np.linspace(0, 1, 256))[:, :3] * 255).round().astype(np.uint8)
-    return lut.reshape(-1).tolist()
+    return tuple(lut.reshape(-1).tolist())
 
 
-_PALETTE: list[int] | None = None
+PALETTE = _error_palette()  # a constant (a tuple), made once as the module loads: no state to guard
 
 
 def error_levels(original: np.ndarray, decoded: np.ndarray) -> np.ndarray:
@@ -41,11 +41,8 @@ def error_levels(original: np.ndarray, decoded: np.ndarray) -> np.ndarray:
 
 def save_error_map(original: np.ndarray, decoded: np.ndarray, path: Path) -> str:
     """The error heat map as a palette PNG (lossless, one byte per pixel): black = exact."""
-    global _PALETTE
-    if _PALETTE is None:
-        _PALETTE = _error_palette()
     img = Image.fromarray(error_levels(original, decoded), "L").convert("P")
-    img.putpalette(_PALETTE)
+    img.putpalette(PALETTE)
     img.save(path, format="PNG", compress_level=1)
     return str(path)
 
@@ -80,7 +77,7 @@ def inspector_html(sources: list[Source], width: int, height: int, detail: tuple
         f"<div class='insp-pick'><label>Left <select class='insp-left'>{options}</select></label>"
         f"<label>Right <select class='insp-right'>{options}</select></label></div>"
         f"<div class='insp-stage'></div>"
-        f"<p class='insp-help'>Scroll (or pinch) to zoom, drag to pan: every view shows the same region. "
+        f"<p class='insp-help'>Scroll (or pinch) to zoom, four notches of the wheel for twice the size; drag to pan: every view shows the same region. "
         f"In Slider, drag the white handle. Error maps: the largest error of R, G, B per pixel, black = "
         f"exact, purple = small, yellow = {ERROR_FULL_SCALE} levels (of 255) or more.</p></div>")
 
@@ -94,6 +91,7 @@ CSS = """
 .insp button.on { background: var(--color-accent); color: white; border-color: var(--color-accent); }
 .insp select { max-width: 100%; padding: 2px 4px; border-radius: 6px; border: 1px solid var(--border-color-primary);
   background: var(--background-fill-primary); color: var(--body-text-color); }
+.insp-pick[hidden] { display: none; }
 .insp-pick label { display: inline-flex; gap: 6px; align-items: center; max-width: 100%; }
 .insp-readout { font-variant-numeric: tabular-nums; color: var(--body-text-color-subdued); }
 .insp-stage { display: grid; gap: 6px; }
@@ -147,6 +145,8 @@ function build() {
   const maxH = Math.max(160, Math.min(560, Math.floor(0.75 * window.innerHeight / rowsOnScreen) - 24));
   const vh = Math.max(120, Math.min(maxH, Math.round(vw * S.cfg.h / S.cfg.w)));
   stage.style.gridTemplateColumns = `repeat(${cols}, minmax(0, 1fr))`;
+  // the Left and Right menus choose what Side by side and Slider show; the other views show all
+  root().querySelector('.insp-pick').hidden = !(S.mode === 'side' || S.mode === 'slider');
   stage.innerHTML = '';
   S.views = [];
   for (const ids of list) {
@@ -245,10 +245,11 @@ function zoomTo(scale, p) {  // keep the image point p under the pointer (or the
   render();
 }
 
-function onWheel(e) {
+function onWheel(e) {  // a wheel notch (about 100 pixels) zooms by 2^(1/4): four notches double
   e.preventDefault();
   const p = at(e.currentTarget, e);
-  zoomTo(S.scale * Math.pow(2, -e.deltaY / 240), p);
+  const px = e.deltaY * (e.deltaMode === 1 ? 40 : e.deltaMode === 2 ? 800 : 1);
+  zoomTo(S.scale * Math.pow(2, -Math.max(-150, Math.min(150, px)) / 400), p);
 }
 
 function onDown(e) {

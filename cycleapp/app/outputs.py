@@ -162,31 +162,59 @@ class RunFiles:
     view: str
 
 
+class RunWriter:
+    """A run's files in out_dir, written result by result (`add`, from any thread: `compare` calls it
+    as each codec is done, while slower codecs still run), then the inspector's markup (`finish`).
+
+    Each result: the codec's file as it measured it (named by codec, the .cyc file for the first),
+    its reconstruction (PNG) and its error map. A codec that could not encode this image (a result
+    that is not ok: its row says why) has no files."""
+
+    def __init__(self, out_dir: Path, stem: str, rgb):
+        self.out_dir, self.stem, self.rgb = Path(out_dir), stem, rgb
+        self._written: dict[int, tuple] = {}  # index -> (codec file, reconstruction, error map)
+        self._lock = threading.Lock()
+
+    def add(self, index: int, result) -> None:
+        if not result.ok or index in self._written:
+            return
+        name = f"{result.entry.variant}.cyc" if index == 0 else \
+            f"{result.codec}.{EXTENSIONS.get(result.codec, result.codec)}"
+        path = self.out_dir / f"{self.stem}.{name}"
+        path.write_bytes(result.data)
+        recon = ui.save_png(result.reconstruction, self.out_dir / f"{self.stem}.{result.codec}.png")
+        error = inspector.save_error_map(self.rgb, result.reconstruction,
+                                         self.out_dir / f"{self.stem}.{result.codec}.error.png")
+        with self._lock:
+            self._written[index] = (str(path), recon, error)
+
+    def finish(self, results, rows, labels: dict[str, str]) -> RunFiles:
+        """The files of any result not added yet, the original, and the inspector's markup."""
+        for i, r in enumerate(results):
+            self.add(i, r)
+        rgb = self.rgb
+        original_path = ui.save_png(rgb, self.out_dir / f"{self.stem}.original.png")
+        sources = [inspector.Source("original", "original", f"Original ({rgb.shape[1]}x{rgb.shape[0]})",
+                                    "gradio_api/file=" + original_path, "image")]
+        errors, recon_paths, codec_files = [], [], []
+        for i, (r, row) in enumerate(zip(results, rows)):
+            if i not in self._written:
+                continue
+            path, recon, error = self._written[i]
+            codec_files.append((r.codec, path, len(r.data)))
+            recon_paths.append(recon)
+            label, quality = labels[r.codec], ui.cell_text("psnr", row["psnr"], 2)
+            sources.append(inspector.Source(r.codec, label, f"{label}: {ui.kb(row['bytes'])}, {quality} dB",
+                                            "gradio_api/file=" + recon, "image"))
+            errors.append(inspector.Source(f"err-{r.codec}", f"error: {label}", f"Error map: {label}",
+                                           "gradio_api/file=" + error, "error"))
+        view = inspector.inspector_html(sources + errors, rgb.shape[1], rgb.shape[0], ui.detail_centre(rgb))
+        cyc = self._written[0][0] if 0 in self._written else str(self.out_dir / f"{self.stem}.cyc")
+        return RunFiles(cyc, recon_paths, codec_files, view)
+
+
 def write_run(out_dir: Path, stem: str, rgb, results, rows, labels: dict[str, str]) -> RunFiles:
-    """The run's files in out_dir: each codec's file as it measured it (named by codec, the .cyc
-    file among them), the reconstructions (PNG), and the inspector's markup, which loads the
-    original, the reconstructions and the error maps from there. A codec that could not encode
-    this image (a result that is not ok: its row says why) has no files."""
-    cyc_path = out_dir / f"{stem}.{results[0].entry.variant}.cyc"
-    cyc_path.write_bytes(results[0].data)
-    codec_files = [(results[0].codec, str(cyc_path), len(results[0].data))]
-    for r in results[1:]:
-        if r.ok:
-            path = out_dir / f"{stem}.{r.codec}.{EXTENSIONS.get(r.codec, r.codec)}"
-            path.write_bytes(r.data)
-            codec_files.append((r.codec, str(path), len(r.data)))
-    original_path = ui.save_png(rgb, out_dir / f"{stem}.original.png")
-    done = [(r, row) for r, row in zip(results, rows) if r.ok]
-    recon_paths = [ui.save_png(r.reconstruction, out_dir / f"{stem}.{r.codec}.png") for r, _ in done]
-    sources = [inspector.Source("original", "original", f"Original ({rgb.shape[1]}x{rgb.shape[0]})",
-                                "gradio_api/file=" + original_path, "image")]
-    errors = []
-    for (r, row), path in zip(done, recon_paths):
-        label, quality = labels[r.codec], ui.cell_text("psnr", row["psnr"], 2)
-        sources.append(inspector.Source(r.codec, label, f"{label}: {row['bytes']:,} bytes, {quality} dB",
-                                        "gradio_api/file=" + path, "image"))
-        err = inspector.save_error_map(rgb, r.reconstruction, out_dir / f"{stem}.{r.codec}.error.png")
-        errors.append(inspector.Source(f"err-{r.codec}", f"error: {label}", f"Error map: {label}",
-                                       "gradio_api/file=" + err, "error"))
-    view = inspector.inspector_html(sources + errors, rgb.shape[1], rgb.shape[0], ui.detail_centre(rgb))
-    return RunFiles(str(cyc_path), recon_paths, codec_files, view)
+    """All of a run's files at once (`RunWriter`): each codec's file, the reconstructions (PNG),
+    the error maps, and the inspector's markup, which loads the original, the reconstructions and
+    the error maps from there."""
+    return RunWriter(out_dir, stem, rgb).finish(results, rows, labels)

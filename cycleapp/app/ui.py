@@ -13,6 +13,7 @@ import os
 import queue
 import re
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -35,6 +36,32 @@ FORMATS = "PNG, JPEG, WebP, AVIF, HEIC, TIFF or BMP"
 
 class UserError(ValueError):
     """Something the user can fix; the message is shown as is (never a server path)."""
+
+
+class LastErrors:
+    """The last error of each browser session (at most `size` sessions, the oldest forgotten), for
+    the status area: the step that shows a failure reads the message its check or run left."""
+
+    def __init__(self, size: int = 512):
+        self.size = size
+        self._messages: OrderedDict[str, str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def put(self, session: str, message: str) -> None:
+        with self._lock:
+            self._messages[session] = message
+            self._messages.move_to_end(session)
+            while len(self._messages) > self.size:
+                self._messages.popitem(last=False)
+
+    def pop(self, session: str) -> str | None:
+        with self._lock:
+            return self._messages.pop(session, None)
+
+
+def kb(n: int) -> str:
+    """A file size as the app says sizes: KB of 1000 bytes ('28.5 KB'), to three significant digits."""
+    return f"{n / 1000:.3g} KB" if n < 100_000 else f"{n / 1000:,.0f} KB"
 
 
 # Absolute POSIX or Windows paths inside a message (the library names files in its errors).
@@ -222,6 +249,29 @@ def cell_text(key: str, value, digits: int | None) -> str:
     return str(value)
 
 
+def setting_help(row: dict) -> str:
+    """What a row's setting means, in words (the setting cell's tooltip): 'huge, steps x0.302' and
+    'target bpp 0.1996' say little to someone who has not read the code."""
+    setting, codec = str(row.get("setting") or ""), row.get("codec")
+    if codec == learned.LEARNED:
+        size = setting.split(",")[0].split(" + ")[0]
+        if " + " in setting:
+            return (f"The {size} code size plus an enhancement layer that codes what it left out ({setting[len(size) + 3:]}): "
+                    "a finer step, a larger file closer to the original.")
+        if "steps x" in setting:
+            factor = float(setting.rsplit("x", 1)[1])
+            return (f"The {size} code size with its quantisation steps scaled by {factor:g} to meet the size asked "
+                    f"for: {'finer steps, a larger file and a better image' if factor < 1 else 'coarser steps, a smaller file'} "
+                    "than the code size as trained.")
+        return f"The {setting} code size as trained."
+    if codec == "jpeg2000":
+        return (f"The bitrate asked of the JPEG 2000 encoder ({setting.split()[-1]} bits per pixel), found to make "
+                "its file the size matched; the file's own bpp is in the bpp column.")
+    if setting.startswith("quality"):
+        return f"{LABELS.get(codec, codec)}'s quality scale ({setting.split()[-1]}; higher: a larger file, a better image)."
+    return setting
+
+
 def verdict_html(rows: list[dict], match: str = "size") -> str:
     """The verdict above the table (`verdict.verdict`); its winners are in data attributes."""
     v = verdicts.verdict(rows, match)
@@ -262,6 +312,9 @@ def results_html(rows: list[dict], match: str = "size", parallel: bool = False) 
             if i in best.get(key, ()):
                 cells.append(f"<td class='c-{key} best' title='best in this column'>{text}<span "
                              "class='star' aria-label='best'>★</span></td>")
+            elif key == "setting" and r.get("setting"):
+                cells.append(f"<td class='c-setting' title='{html.escape(setting_help(r), quote=True)}'>"
+                             f"<span class='explained'>{text}</span></td>")
             elif key == "codec":
                 missed = "" if flags[i] else "<small class='missed-note'>not matched</small>"
                 cells.append(f"<th class='c-codec' scope='row'>{text}{missed}</th>")
@@ -280,11 +333,11 @@ def results_html(rows: list[dict], match: str = "size", parallel: bool = False) 
 def downloads_html(files: list[tuple[str, str, int]], reconstructions: list[str] = ()) -> str:
     """Links to every codec's real file, named by codec: the file the table measured, so its size
     is the table's byte count ([(codec, served path, bytes)]); then the lossless PNG
-    reconstructions. Sizes in bytes, as the table gives them."""
+    reconstructions. Sizes in KB of 1000 bytes, and in bytes as the table gives them."""
     def item(path: str, text: str, size: int, codec: str, kind: str) -> str:
         return (f"<li><a href='gradio_api/file={html.escape(path)}' download='{html.escape(Path(path).name)}' "
                 f"data-codec='{html.escape(codec)}' data-kind='{kind}' data-bytes='{size}'>{html.escape(text)}</a> "
-                f"<span class='size'>{size:,} bytes</span></li>")
+                f"<span class='size'>{kb(size)} ({size:,} bytes)</span></li>")
 
     coded = "".join(item(path, f"{LABELS.get(codec, codec)} ({Path(path).suffix})", size, codec, "file")
                     for codec, path, size in files)
@@ -480,6 +533,7 @@ PAGE_CSS = """
   color: var(--body-text-color-subdued); }
 .results-table .c-codec, .results-table .c-setting { text-align: left; }
 .results-table td.c-setting { white-space: normal; min-width: 7em; font-size: 12.5px; }
+.results-table .explained { text-decoration: underline dotted; cursor: help; }
 .results-table tbody th.c-codec { font-weight: 600; white-space: normal; }
 .results-table td.best { font-weight: 700; background: #2a8a4a1f; }
 .results-table .star { color: #2a8a4a; }

@@ -16,8 +16,8 @@ from cycleapp.core.checkpoint import Checkpoint
 from cycleapp.core.interface import Codec, CodecError
 from cycleapp.core.learned import CycleCodec
 from cycleapp.imageio import MAX_PIXELS as ENCODE_MAX_PIXELS, size_problem
-from cycleapp.core.rate import match_learned, match_size
-from cycleapp.evaluation.matching import match_quality
+from cycleapp.core.rate import match_learned
+from cycleapp.evaluation.matching import match_bytes, match_quality
 from cycleapp.evaluation.measure import COLUMNS, Measurement, measure
 
 # compare keeps every codec's reconstruction and computes PSNR, SSIM and MS-SSIM on the whole
@@ -68,8 +68,8 @@ class Kept:
 
 
 def compare(rgb: np.ndarray, reference: Codec | Checkpoint | int, codecs: list[str], match: str = "size",
-            workers: int = 1, report: Callable[[str], None] | None = None, kept: Kept | None = None
-            ) -> list[Measurement]:
+            workers: int = 1, report: Callable[[str], None] | None = None, kept: Kept | None = None,
+            done: Callable[[int, Measurement], None] | None = None) -> list[Measurement]:
     """The reference codec at its default setting, then each named codec matched to its file size
     (`match` "size"), or to its quality (`match` "psnr" or "ms_ssim": `matching.match_quality`).
 
@@ -84,6 +84,12 @@ def compare(rgb: np.ndarray, reference: Codec | Checkpoint | int, codecs: list[s
     GIL), so each encode and decode time is measured while other codecs run. `report` is called
     with a line saying what is being done, before each step (from the calling thread). `kept`:
     measurements of earlier comparisons to reuse (see `Kept`; their times are those of their run).
+    `done(i, measurement)` is called in the pool as each result is complete, its metrics computed
+    (i: its place in the results, 0 the reference): the app writes a result's files there, while
+    the slowest codecs still run, rather than all of them at the end.
+
+    The codecs' settings are found by `matching.match_bytes` and `match_quality` (a secant search
+    from the codec's usual setting: three or four encodes each, where a bisection takes eight).
     """
     if match not in MODES:
         raise ValueError(f"unknown match {match!r} (choose from {', '.join(MODES)})")
@@ -92,6 +98,7 @@ def compare(rgb: np.ndarray, reference: Codec | Checkpoint | int, codecs: list[s
     if problem:
         raise ValueError(problem)
     report = report or (lambda line: None)
+    done = done or (lambda i, m: None)
     kept = kept or Kept(0)
     image = kept.image_key(rgb) if kept.max_bytes else ""
     if isinstance(reference, Checkpoint):
@@ -114,15 +121,23 @@ def compare(rgb: np.ndarray, reference: Codec | Checkpoint | int, codecs: list[s
         raise ValueError("MS-SSIM needs an image of at least 161 pixels on each side: compare at the same "
                          "file size or PSNR")
 
-    def matched(name: str) -> Measurement:
+    def matched(i: int, name: str) -> Measurement:
         key = (image, name, match, target)
-        if (done := kept.get(key)) is not None:
-            return done
-        entry = registry.get(name)
-        m = match_size(entry, rgb, target) if match == "size" else match_quality(entry, rgb, match, target)
-        result = measure(entry, rgb, m.setting, m.note, m.encoded)
-        result.values()  # the metrics, computed here (in parallel when workers > 1)
-        return kept.put(key, result)
+        result = kept.get(key)
+        if result is None:
+            entry = registry.get(name)
+            m = match_bytes(entry, rgb, target) if match == "size" else \
+                match_quality(entry, rgb, match, target, near_bpp=first.bpp)
+            result = measure(entry, rgb, m.setting, m.note, m.encoded)
+            result.values()  # the metrics, computed here (in parallel when workers > 1)
+            kept.put(key, result)
+        done(i, result)
+        return result
+
+    def reference_done() -> Measurement:
+        first.values()
+        done(0, first)
+        return first
 
     labels = [registry.get(n).label for n in codecs]
     workers = max(1, min(workers, len(codecs)))
@@ -130,8 +145,9 @@ def compare(rgb: np.ndarray, reference: Codec | Checkpoint | int, codecs: list[s
         # the slowest started first, so that the last to finish is not a slow one started late
         order = sorted(range(len(codecs)), key=lambda i: SLOWEST_FIRST.index(codecs[i])
                        if codecs[i] in SLOWEST_FIRST else len(SLOWEST_FIRST))
-        started = {i: pool.submit(matched, codecs[i]) for i in order}
+        started = {i: pool.submit(matched, i + 1, codecs[i]) for i in order}
         futures = [started[i] for i in range(len(codecs))]
+        ours = pool.submit(reference_done)  # after the codecs' first encodes: it fills a free core
         pending = list(futures)
         while pending:
             running = [labels[i] for i in order if not futures[i].done()][:workers]  # started in this order
@@ -139,6 +155,7 @@ def compare(rgb: np.ndarray, reference: Codec | Checkpoint | int, codecs: list[s
                    f"{len(futures) - len(pending)} of {len(futures)} codecs done")
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
             pending = [f for f in pending if f not in finished]
+        ours.result()
     return [first, *(f.result() for f in futures)]
 
 
