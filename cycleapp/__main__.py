@@ -66,9 +66,9 @@ def main(argv=None) -> int:
                 raise ValueError(f"no checkpoints found in {ckpts.checkpoint_dir()}")
             for path in paths:
                 print(ckpts.by_name(path.stem).describe())
-            top, (lo, hi) = paths[-1].stem, learned.NEAR_LOSSLESS_RANGE
-            print(f"{learned.LOSSLESS}\t{top} + a pixel-domain layer: the very same pixels")
-            print(f"{learned.NEAR_LOSSLESS}N\t{top} + a pixel-domain layer: every pixel within N ({lo} to {hi})")
+            lo, hi = learned.NEAR_LOSSLESS_RANGE
+            print(f"{learned.LOSSLESS}\tpredicted pixel layer: the very same pixels")
+            print(f"{learned.NEAR_LOSSLESS}N\tpredicted pixel layer: every pixel within N ({lo} to {hi})")
         elif args.command == "encode":
             rgb = read(args.input)
             with warnings.catch_warnings(record=True) as caught:  # a target out of reach: a note

@@ -94,7 +94,7 @@ def image_key(rgb: np.ndarray) -> str:
 
 def learned_file(setting: str) -> tuple:
     """The learned codec's entry and setting that the table's setting cell describes ('medium',
-    'medium, steps x0.302', 'huge + DCT layer, step 4', 'huge + lossless layer'): the file the
+    'medium, steps x0.302', 'huge + DCT layer, step 4', 'lossless'): the file the
     table measured can be made again on another image. UserError if no entry describes it so."""
     for entry in [*learned.presets(), learned.layered()]:
         search = entry.search
