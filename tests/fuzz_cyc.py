@@ -1,13 +1,15 @@
 """Fuzzing the .cyc decoder with malformed files (not a test; tests/test_fuzz.py and
 tests/test_fuzz_layers.py run short versions).
 
-    .venv/bin/python tests/fuzz_cyc.py [--cases 20000] [--seed 0]
+    .venv/bin/python tests/fuzz_cyc.py [--cases 20000] [--seed 0] [--versions 8 9 10]
 
-Mutants of a few real files of both formats (8: the learned code alone; 9: with an enhancement
-layer of either kind): header fields edited (the CRC recomputed, so the decoder itself must notice),
-truncations, extensions, random payloads, bit flips, payload words dropped or added (lengths and CRC
-fixed), garbage; for format 9 the same edits of the layer and its fields, the two payloads swapped, a
-format 9 header over a format 8 body and the other way round. Every case must raise ValueError
+Mutants of a few real files of every format (8: the learned code alone; 9: with an enhancement
+layer of kind 1 or 2; 10: with the predicted pixel layer, kind 3): header fields edited (the CRC
+recomputed, so the decoder itself must notice), truncations, extensions, random payloads, bit flips,
+payload words dropped or added (lengths and CRC fixed), garbage; for the layered formats the same
+edits of the layer and its fields, the two payloads swapped, a format 8 header over a layered body
+and the other way round, another kind's layer of the same image (sealed as this file's), the other
+layered version's header. Every case must raise ValueError
 (BitstreamError, or the checkpoint lookup's: what the command line prints as one `error:` line) or
 decode to exactly the size its header states, within SECONDS_PER_CASE; a payload or layer that runs
 dry or leaves data must be refused as such. Prints a summary line (cases, outcomes, the slowest case,
@@ -35,13 +37,14 @@ from cycleapp.core.bitstream import MAX_SIDE, CycFile, code_shape  # noqa: E402
 
 SECONDS_PER_CASE = 5.0  # a small file decodes in milliseconds; 100 megapixels take a minute
 # The layout of each format (docs/format.md), the one place that knows it: the fields of the header
-# (name: offset, struct format), and the bytes before the first payload. Format 9 is format 8's
-# header followed by the enhancement layer's fields; its payloads are the learned code's, then the
-# layer's, the CRC after both.
+# (name: offset, struct format), and the bytes before the first payload. Formats 9 and 10 (LAYERED)
+# are format 8's header followed by the enhancement layer's fields; their payloads are the learned
+# code's, then the layer's, the CRC after both.
 FIELDS = {"version": (3, "B"), "width": (12, "I"), "height": (16, "I"), "channels": (20, "H"),
           "code height": (22, "H"), "code width": (24, "H"), "step shift": (26, "b"), "length": (27, "I")}
 LAYER_FIELDS = {"layer kind": (31, "B"), "layer step": (32, "H"), "layer length": (34, "I")}
-HEADER = {8: 31, 9: 38}
+HEADER = {8: 31, 9: 38, 10: 38}
+LAYERED = {9: (1, 2), 10: (3,)}  # the layered versions and the layer kinds each carries
 # What a refusal must say for the mutants whose payload (format 8's kinds, which tests/test_fuzz.py
 # counts) or layer (format 9's) certainly runs dry or leaves data. A layer cut below two words is
 # refused by the container, one too large for its image before it is read: both say how many bytes.
@@ -56,41 +59,75 @@ PAYLOAD_EDITS = {"payload flip": "flip", "payload cut": "cut", "payload add": "a
 LAYER_EDITS = {"layer flip": "flip", "layer cut": "cut", "layer add": "add", "random layer": "random",
                "layer dry": "dry", "layer leftover": "leftover"}
 KINDS = ["field", "size", "checkpoint", "truncate", "extend", "flip", *PAYLOAD_EDITS, "garbage"]
-LAYER_KINDS = ["layer field", *LAYER_EDITS, "swap", "v8 header, v9 body", "v9 header, v8 body"]
+LAYER_KINDS = ["layer field", *LAYER_EDITS, "swap", "v8 header, layered body", "layered header, v8 body",
+               "foreign layer", "other version"]
 
 
-def base_files(versions=(8,)) -> list[tuple[bytes, bytes | None]]:
-    """Real files, each with (for format 9) the format 8 file of the same image, checkpoint and step
-    shift, for the mutants that mix the two. Format 8: a few small images (1x1 up to 40x72) at the
-    smallest and the largest code size; format 9: lossless and near-lossless (pixel layers), a
-    transform layer at a fine and a coarse step."""
+def base_files(versions=(8,)) -> list[tuple[bytes, bytes | None, bytes | None]]:
+    """Real files, each with (for the layered formats) the format 8 file of the same image,
+    checkpoint and step shift, for the mutants that mix the two, and another kind's layer payload
+    over the same image and base, sealed as this file's layer ("foreign layer"). Format 8: a few
+    small images (1x1 up to 40x72) at the smallest and the largest code size; format 9: lossless and
+    near-lossless pixel layers (kind 1), a transform layer (kind 2) at a fine and a coarse step;
+    format 10: lossless and near-lossless files as `cycleapp.encode` writes them (kind 3), one large
+    enough (160x160, four textures) for the wide neighbourhood and per-tile predictor classes."""
     files = []
     if 8 in versions:
         rng = np.random.default_rng(0)
         for name, sizes in (("tiny", [(1, 1), (23, 37), (40, 72)]), ("huge", [(17, 33)])):
             ckpt = checkpoint.by_name(name)
             for h, w in sizes:
-                files.append((codec.encode(ckpt, noisy_ramp(h, w, rng)), None))
+                files.append((codec.encode(ckpt, noisy_ramp(h, w, rng)), None, None))
+    makers = []
     if 9 in versions:
-        rng = np.random.default_rng(9)
         tiny, huge = checkpoint.by_name("tiny"), checkpoint.by_name("huge")
-        for (h, w), make in [((1, 1), lambda rgb: cycleapp.encode(rgb, lossless=True)),
-                             ((17, 33), lambda rgb: cycleapp.encode(rgb, max_error=2)),
-                             ((40, 72), lambda rgb: cycleapp.encode(rgb, lossless=True)),
-                             ((1, 1), lambda rgb: codec.encode(tiny, rgb, layer=(codec.TRANSFORM, 96))),
-                             ((17, 33), lambda rgb: codec.encode(huge, rgb, layer=(codec.TRANSFORM, 32))),
-                             ((40, 72), lambda rgb: codec.encode(tiny, rgb, layer=(codec.TRANSFORM, 2000)))]:
-            rgb = noisy_ramp(h, w, rng)
+        pixels = lambda step: lambda rgb: codec.encode(huge, rgb, step_shift=-16, layer=(codec.PIXELS, step))
+        makers.append((9, [((1, 1), noisy_ramp, pixels(16)),
+                           ((17, 33), noisy_ramp, pixels(80)),
+                           ((40, 72), noisy_ramp, pixels(16)),
+                           ((1, 1), noisy_ramp, lambda rgb: codec.encode(tiny, rgb, layer=(codec.TRANSFORM, 96))),
+                           ((17, 33), noisy_ramp, lambda rgb: codec.encode(huge, rgb, layer=(codec.TRANSFORM, 32))),
+                           ((40, 72), noisy_ramp, lambda rgb: codec.encode(tiny, rgb, layer=(codec.TRANSFORM, 2000)))]))
+    if 10 in versions:
+        makers.append((10, [((1, 1), noisy_ramp, lambda rgb: cycleapp.encode(rgb, lossless=True)),
+                            ((17, 33), noisy_ramp, lambda rgb: cycleapp.encode(rgb, max_error=2)),
+                            ((40, 72), noisy_ramp, lambda rgb: cycleapp.encode(rgb, lossless=True)),
+                            ((40, 72), noisy_ramp, lambda rgb: cycleapp.encode(rgb, max_error=16)),
+                            ((160, 160), textures, lambda rgb: cycleapp.encode(rgb, lossless=True))]))
+    for version, cases in makers:
+        rng = np.random.default_rng(version)
+        for (h, w), image, make in cases:
+            rgb = image(h, w, rng)
             data = make(rgb)
             cyc = CycFile.from_bytes(data)
             twin = codec.encode(checkpoint.by_id(cyc.checkpoint_id), rgb, step_shift=cyc.step_shift)
-            files.append((data, twin))
+            files.append((data, twin, foreign_layer(cyc, rgb, codec.decode(twin))))
     return files
+
+
+def foreign_layer(cyc: CycFile, rgb: np.ndarray, base: np.ndarray) -> bytes:
+    """Another kind's layer over this file's image and base pixels (kind 3's for kinds 1 and 2,
+    kind 1's for kind 3), at a step that kind takes, its coder sealed as this file's layer: only the
+    decoder of this file's kind can tell it from the real one."""
+    kind = codec.PIXELS if cyc.layer_kind == codec.PREDICTED else codec.PREDICTED
+    layer = codec.LAYERS[kind]
+    step = min(max(cyc.layer_step, layer.MIN_STEP), layer.MAX_STEP)
+    return layer.encode_layer(rgb, base, step, cyc.layer_seal(base))[0]
 
 
 def noisy_ramp(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     base = np.linspace(0, 255, w)[None, :, None] * np.ones((h, 1, 3))
     return np.clip(base + rng.normal(0, 30, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+def textures(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    """Vertical stripes, noise and horizontal stripes in three parts of the image, so that one
+    predictor per part beats one for all (the predicted pixel layer's per-tile classes)."""
+    y, x = np.mgrid[:h, :w]
+    img = np.where(y < h // 2, 128 + 100 * np.sin(x / 2.0), 128 + 100 * np.sin(y / 1.5))[..., None] * np.ones(3)
+    noisy = (x >= w // 2) & (y < h // 2)
+    img[noisy] = rng.normal(128, 40, (noisy.sum(), 3))
+    return np.clip(img + rng.normal(0, 3, img.shape), 0, 255).astype(np.uint8)
 
 
 def with_crc(body: bytes) -> bytes:
@@ -175,17 +212,18 @@ def edited_stream(edit: str, stream: bytes, rng: np.random.Generator, unit: int 
     return rng.bytes(int(4 * rng.integers(1, 8))) + stream
 
 
-def mutant(data: bytes, rng: np.random.Generator, twin: bytes | None = None) -> tuple[str, bytes]:
+def mutant(data: bytes, rng: np.random.Generator, twin: bytes | None = None,
+           foreign: bytes | None = None) -> tuple[str, bytes]:
     """One malformed variant of a real file: (kind, bytes), never the file itself. Format 8 files
-    get the KINDS, format 9 files those half the time and the LAYER_KINDS the other half; `twin`: for
-    format 9, the format 8 file of the same image. The kinds of EXPECTED and LAYER_EXPECTED certainly
-    run dry or leave data."""
+    get the KINDS, layered files those half the time and the LAYER_KINDS the other half; `twin` and
+    `foreign`: for a layered file, the format 8 file of the same image and another kind's layer
+    (`base_files`). The kinds of EXPECTED and LAYER_EXPECTED certainly run dry or leave data."""
     version = data[3]
     kind = str(rng.choice(KINDS if version == 8 else (KINDS, LAYER_KINDS)[rng.integers(2)]))
     if kind == "field":  # one of format 8's header fields, the CRC recomputed
         offset, fmt = FIELDS[rng.choice(list(FIELDS))]
         return kind, edited_field(data, offset, fmt, rng)
-    if kind == "layer field":  # the layer's kind (1 <-> 2 among the edits), step or length
+    if kind == "layer field":  # the layer's kind (1 <-> 2 <-> 3 among the edits), step or length
         name = rng.choice(list(LAYER_FIELDS))
         steps = (15, 16, 17, 31, 32, 33, 4080, 4081, 8192, 8193) if name == "layer step" else ()
         return kind, edited_field(data, *LAYER_FIELDS[name], rng, steps)
@@ -220,23 +258,32 @@ def mutant(data: bytes, rng: np.random.Generator, twin: bytes | None = None) -> 
         return kind, assemble(header, payload, edited_stream(LAYER_EDITS[kind], layer, rng, unit))
     if kind == "swap":  # the layer where the learned code's payload belongs, and the other way round
         return kind, assemble(header, layer, payload)
-    if kind == "v8 header, v9 body":  # the layer dropped, or read as part of the payload, or its
-        # fields too (only the version byte changed)
+    if kind == "v8 header, layered body":  # the layer dropped, or read as part of the payload, or
+        # its fields too (only the version byte changed)
         v8 = with_version(header[:HEADER[8]], 8)
         variant = rng.integers(3)
         if variant == 2:
             return kind, with_crc(with_version(data[:-4], 8))
         return kind, assemble(v8, payload + layer if variant else payload)
-    if kind == "v9 header, v8 body":  # the format 8 payload of the same image under this header,
-        # with this layer or an empty one; or the format 8 file with only its version byte changed
+    if kind == "layered header, v8 body":  # the format 8 payload of the same image under this
+        # header, with this layer or an empty one; or the format 8 file with only its version byte
+        # changed to this file's
         twin_payload = parts(twin)[1]
         variant = rng.integers(3)
         if variant == 2:
-            return kind, with_crc(with_version(twin[:-4], 9))
+            return kind, with_crc(with_version(twin[:-4], version))
         return kind, assemble(header, twin_payload, b"" if variant else layer)
+    if kind == "foreign layer":  # another kind's layer of the same image, ending in this one's seal
+        return kind, assemble(header, payload, foreign)
+    if kind == "other version":  # the other layered version, with a layer kind of that version or
+        # this one (a kind's version is a header field the seals bind: only the decoder can tell)
+        other = (set(LAYERED) - {version}).pop()
+        head = bytearray(with_version(header, other))
+        head[LAYER_FIELDS["layer kind"][0]] = int(rng.choice([*LAYERED[other], header[LAYER_FIELDS["layer kind"][0]]]))
+        return kind, assemble(bytes(head), payload, layer)
     assert kind == "garbage", kind
     # random bytes, some of them behind a valid magic number and version
-    prefix = rng.choice([b"", b"CYC", b"CYC\x08", b"CYC\x09"])
+    prefix = rng.choice([b"", b"CYC", b"CYC\x08", b"CYC\x09", b"CYC\x0a"])
     return kind, prefix + rng.bytes(int(rng.integers(0, 200)))
 
 
@@ -275,8 +322,8 @@ def run(cases: int, seed: int = 0, versions=(8,)) -> dict:
     outcomes = collections.Counter()
     slowest = 0.0
     for i in range(cases):
-        data, twin = files[i % len(files)]
-        kind, data = mutant(data, rng, twin)
+        data, twin, foreign = files[i % len(files)]
+        kind, data = mutant(data, rng, twin, foreign)
         start = time.perf_counter()
         try:
             outcomes[kind, check(kind, data)] += 1
@@ -287,7 +334,7 @@ def run(cases: int, seed: int = 0, versions=(8,)) -> dict:
         slowest = max(slowest, time.perf_counter() - start)
         if slowest >= SECONDS_PER_CASE:
             raise Escape(f"case {i} (seed {seed}, {kind}) took {slowest:.1f} s", data)
-    return {"outcomes": outcomes, "files": [described(data) for data, _ in files], "slowest": slowest,
+    return {"outcomes": outcomes, "files": [described(data) for data, _, _ in files], "slowest": slowest,
             "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
@@ -295,7 +342,7 @@ def described(data: bytes) -> tuple[int, int, int]:
     """A well-formed file's (version, layer kind, layer step); no layer: kind and step 0."""
     if data[3] == 8:
         return 8, 0, 0
-    return 9, *(struct.unpack_from("<" + LAYER_FIELDS[name][1], data, LAYER_FIELDS[name][0])[0]
+    return data[3], *(struct.unpack_from("<" + LAYER_FIELDS[name][1], data, LAYER_FIELDS[name][0])[0]
                 for name in ("layer kind", "layer step"))
 
 
@@ -313,7 +360,7 @@ def by_kind(result: dict) -> str:
     """The base files, then one line per kind of mutant: how many were refused and decoded."""
     outcomes = result["outcomes"]
     files = ", ".join(f"format {v}" + (f" (layer kind {k}, step {s})" if k else "") for v, k, s in result["files"])
-    lines = [f"  {kind:<20} refused {outcomes[kind, 'refused']:>5}, decoded {outcomes[kind, 'decoded']:>3}"
+    lines = [f"  {kind:<24} refused {outcomes[kind, 'refused']:>5}, decoded {outcomes[kind, 'decoded']:>3}"
              for kind in KINDS + LAYER_KINDS if outcomes[kind, "refused"] + outcomes[kind, "decoded"]]
     return "\n".join([f"mutants of {files}:", *lines])
 
@@ -325,11 +372,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--cases", type=int, default=20000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--versions", type=int, nargs="+", choices=(8, 9, 10), default=(8, 9, 10),
+                   help="the formats whose files are mutated (default: all)")
     p.add_argument("--save", metavar="PATH", help="where to write the bytes of a case outside the contract")
     args = p.parse_args()
     start = time.perf_counter()
     try:
-        result = run(args.cases, args.seed, versions=(8, 9))
+        result = run(args.cases, args.seed, versions=tuple(args.versions))
     except Escape as e:
         if args.save:
             Path(args.save).write_bytes(e.data)
