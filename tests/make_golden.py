@@ -43,6 +43,10 @@ CASES = {
         ("cid22-200x150-within-1", "cid22-1025469", (0, 0, 150, 200), "tiny", 127, (codec.PREDICTED, 48)),
         ("kodim23-1x1-lossless", "kodim23", (10, 10, 1, 1), "tiny", 127, (codec.PREDICTED, 16)),
         ("kodim23-3x130-within-1-fractional", "kodim23", (5, 5, 3, 130), "tiny", 127, (codec.PREDICTED, 37)),
+        ("kodim23-96x64-dct-step-3", "kodim23", (200, 300, 64, 96), "huge", -16, (codec.PREDICTED_TRANSFORM, 49)),
+        ("kodim04-61x45-dct-step-12", "kodim04", (300, 100, 45, 61), "huge", -16, (codec.PREDICTED_TRANSFORM, 192)),
+        ("cid22-200x150-dct-step-2", "cid22-1025469", (0, 0, 150, 200), "huge", -16, (codec.PREDICTED_TRANSFORM, 32)),
+        ("cid22-33x17-tiny-dct-step-40", "cid22-1025469", (120, 200, 17, 33), "tiny", 9, (codec.PREDICTED_TRANSFORM, 640)),
     ],
 }
 

@@ -159,12 +159,12 @@ def main(argv=None) -> None:
     paths = sorted(q for q in Path(args.data).iterdir() if q.suffix.lower() in (".png", ".jpg", ".jpeg"))
     paths = paths[:args.limit] if args.limit else paths
     results = []
-    for path in paths:
+    for path in paths:  # the JSON rewritten after each photo: a long run stopped early keeps its photos
         results.append(measure(path, args.lossless_only))
         print(path.name, results[-1]["lossless"], "falls", results[-1].get("falls"), flush=True)
-    lines = report(results)
+        lines = report(results)
+        Path(args.out).write_text(json.dumps({"report": lines, "images": results}, indent=1, default=float))
     print("\n".join(lines))
-    Path(args.out).write_text(json.dumps({"report": lines, "images": results}, indent=1, default=float))
 
 
 if __name__ == "__main__":

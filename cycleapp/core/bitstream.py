@@ -37,10 +37,11 @@ sixteenths of a pixel value, never 0) and the length u32 of a second payload; th
 The layer's coder is sealed like the first's, from the same header with a different salt. A file without that layer is still
 written as version 8, so the presets' files are the same bytes as before.
 
-Format version 10: the same container with a third kind of layer, 3: the predicted pixel layer of
-`predicted_layer`, for near-lossless and lossless files. A layer's kind says the version a file of
-it carries (`LAYER_KINDS`), so a release that does not know a kind says a newer release wrote the
-file; kinds 1 and 2 are still written as version 9.
+Format version 10: the same container with two more kinds of layer: 3, the predicted pixel layer
+of `predicted_layer`, for near-lossless and lossless files, and 4, the predicted transform-domain
+layer of `dct_predicted_layer`, for lossy files above the presets. A layer's kind says the version
+a file of it carries (`LAYER_KINDS`), so a release that does not know a kind says a newer release
+wrote the file; kinds 1 and 2 are still written (by a caller that asks for them) as version 9.
 
 From version 8 on, every version stays readable by every later release (docs/release-policy.md):
 `READABLE` only grows. Files of versions 1 to 7 name the last commit that wrote them
@@ -60,8 +61,8 @@ _HEADER = struct.Struct("<3sB8sIIHHHbI")
 _LAYER = struct.Struct("<BHI")  # format 9: layer kind, step, layer payload length
 # each enhancement layer's kind and the format version its files carry: 1, the pixel domain
 # (`residual`), and 2, the transform domain (`dct_layer`), in version 9; 3, the predicted pixel layer
-# (`predicted_layer`), in version 10
-LAYER_KINDS = {1: 9, 2: 9, 3: 10}
+# (`predicted_layer`), and 4, the predicted transform-domain layer (`dct_predicted_layer`), in 10
+LAYER_KINDS = {1: 9, 2: 9, 3: 10, 4: 10}
 MAX_LAYER_PIXELS = 4096 * 4096  # an enhancement layer works on the whole image: about 80 bytes a pixel
 # The last commit of the CycleCodec repository that wrote each format before 8 (with the weights of
 # that commit): a file of that version decodes in a checkout of it.

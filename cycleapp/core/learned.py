@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from cycleapp.core import checkpoint as ckpts
-from cycleapp.core import codec, dct_layer, residual
+from cycleapp.core import codec, dct_predicted_layer, residual
 from cycleapp.core.bitstream import CycFile, code_shape
 from cycleapp.core.checkpoint import Checkpoint
 from cycleapp.core.interface import Codec, Search
@@ -86,7 +86,7 @@ def ladder_layer(setting: int) -> tuple[int, int]:
     """The enhancement layer (kind, step) of a layered setting, 0 to LADDER (lossless)."""
     setting = min(max(int(setting), 0), LADDER)
     if setting < len(TRANSFORM_STEPS):
-        return codec.TRANSFORM, TRANSFORM_STEPS[setting]
+        return codec.PREDICTED_TRANSFORM, TRANSFORM_STEPS[setting]
     return codec.PREDICTED, PIXEL_STEPS[setting - len(TRANSFORM_STEPS)]
 
 
@@ -100,11 +100,11 @@ NEAR_LOSSLESS_RANGE = (1, 16)
 class ImageBase:
     """One image's base layer, made once for every setting rate control tries on it: the learned
     code's payload and the pixels it decodes to, and the transform-domain layer's encoder over
-    them (`dct_layer.Encoder`: what every step shares)."""
+    them (`dct_predicted_layer.Encoder`: what every step shares)."""
     rgb: np.ndarray
     payload: bytes
     pixels: np.ndarray
-    transform_layer: dct_layer.Encoder
+    transform_layer: dct_predicted_layer.Encoder
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,7 @@ class LayeredCodec(Codec):
     def for_image(self, rgb: np.ndarray) -> "LayeredCodec":
         """The same codec with the base layer of this image made once."""
         payload, pixels = codec.layered_base(self.checkpoint, rgb, step_shift=BASE_SHIFT)
-        return replace(self, base=ImageBase(rgb, payload, pixels, dct_layer.Encoder(rgb, pixels)))
+        return replace(self, base=ImageBase(rgb, payload, pixels, dct_predicted_layer.Encoder(rgb, pixels)))
 
     def encode(self, rgb: np.ndarray, setting=None) -> bytes:
         setting = self.default if setting is None else int(setting)
@@ -147,17 +147,18 @@ class LayeredCodec(Codec):
             return codec.encode(self.checkpoint, rgb, step_shift=BASE_SHIFT, layer=(kind, step))
         return codec.encode_layers(self.checkpoint, rgb, step_shift=BASE_SHIFT, layer=(kind, step),
                                    base=(self.base.payload, self.base.pixels),
-                                   layer_encoder=self.base.transform_layer if kind == codec.TRANSFORM else None)[0]
+                                   layer_encoder=self.base.transform_layer if kind == codec.PREDICTED_TRANSFORM
+                                   else None)[0]
 
     def base_bytes(self) -> int:
         """The bytes of a file of this image's base (`for_image`) and an empty layer: every layered
         file's size is this plus its layer's payload."""
         h, w = self.base.rgb.shape[:2]
         return len(CycFile(self.checkpoint.id, w, h, code_shape(self.checkpoint.channels, w, h), self.base.payload,
-                           BASE_SHIFT, codec.TRANSFORM, TRANSFORM_STEPS[0]).to_bytes())
+                           BASE_SHIFT, codec.PREDICTED_TRANSFORM, TRANSFORM_STEPS[0]).to_bytes())
 
     def estimate(self, setting: int) -> float:
-        """A transform-domain setting's file size without coding its layer (`dct_layer.Encoder.size`):
+        """A transform-domain setting's file size without coding its layer (`Encoder.size`):
         rate control searches on it and codes only the setting it picks."""
         return self.base_bytes() + self.base.transform_layer.size(self.layer(setting)[1])
 
