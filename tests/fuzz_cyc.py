@@ -44,7 +44,7 @@ FIELDS = {"version": (3, "B"), "width": (12, "I"), "height": (16, "I"), "channel
           "code height": (22, "H"), "code width": (24, "H"), "step shift": (26, "b"), "length": (27, "I")}
 LAYER_FIELDS = {"layer kind": (31, "B"), "layer step": (32, "H"), "layer length": (34, "I")}
 HEADER = {8: 31, 9: 38, 10: 38}
-LAYERED = {9: (1, 2), 10: (3,)}  # the layered versions and the layer kinds each carries
+LAYERED = {9: (1, 2), 10: (3, 4)}  # the layered versions and the layer kinds each carries
 # What a refusal must say for the mutants whose payload (format 8's kinds, which tests/test_fuzz.py
 # counts) or layer (format 9's) certainly runs dry or leaves data. A layer cut below two words is
 # refused by the container, one too large for its image before it is read: both say how many bytes.
@@ -70,7 +70,8 @@ def base_files(versions=(8,)) -> list[tuple[bytes, bytes | None, bytes | None]]:
     small images (1x1 up to 40x72) at the smallest and the largest code size; format 9: lossless and
     near-lossless pixel layers (kind 1), a transform layer (kind 2) at a fine and a coarse step;
     format 10: lossless and near-lossless files as `cycleapp.encode` writes them (kind 3), one large
-    enough (160x160, four textures) for the wide neighbourhood and per-tile predictor classes."""
+    enough (160x160, three textures) for the wide neighbourhood and per-tile predictor classes, and
+    the predicted transform layer (kind 4) at a fine and a coarse step."""
     files = []
     if 8 in versions:
         rng = np.random.default_rng(0)
@@ -79,8 +80,8 @@ def base_files(versions=(8,)) -> list[tuple[bytes, bytes | None, bytes | None]]:
             for h, w in sizes:
                 files.append((codec.encode(ckpt, noisy_ramp(h, w, rng)), None, None))
     makers = []
+    tiny, huge = checkpoint.by_name("tiny"), checkpoint.by_name("huge")
     if 9 in versions:
-        tiny, huge = checkpoint.by_name("tiny"), checkpoint.by_name("huge")
         pixels = lambda step: lambda rgb: codec.encode(huge, rgb, step_shift=-16, layer=(codec.PIXELS, step))
         makers.append((9, [((1, 1), noisy_ramp, pixels(16)),
                            ((17, 33), noisy_ramp, pixels(80)),
@@ -93,7 +94,11 @@ def base_files(versions=(8,)) -> list[tuple[bytes, bytes | None, bytes | None]]:
                             ((17, 33), noisy_ramp, lambda rgb: cycleapp.encode(rgb, max_error=2)),
                             ((40, 72), noisy_ramp, lambda rgb: cycleapp.encode(rgb, lossless=True)),
                             ((40, 72), noisy_ramp, lambda rgb: cycleapp.encode(rgb, max_error=16)),
-                            ((160, 160), textures, lambda rgb: cycleapp.encode(rgb, lossless=True))]))
+                            ((160, 160), textures, lambda rgb: cycleapp.encode(rgb, lossless=True)),
+                            ((17, 33), noisy_ramp, lambda rgb: codec.encode(
+                                huge, rgb, step_shift=-16, layer=(codec.PREDICTED_TRANSFORM, 32))),
+                            ((40, 72), noisy_ramp, lambda rgb: codec.encode(
+                                tiny, rgb, layer=(codec.PREDICTED_TRANSFORM, 2000)))]))
     for version, cases in makers:
         rng = np.random.default_rng(version)
         for (h, w), image, make in cases:
@@ -106,10 +111,10 @@ def base_files(versions=(8,)) -> list[tuple[bytes, bytes | None, bytes | None]]:
 
 
 def foreign_layer(cyc: CycFile, rgb: np.ndarray, base: np.ndarray) -> bytes:
-    """Another kind's layer over this file's image and base pixels (kind 3's for kinds 1 and 2,
-    kind 1's for kind 3), at a step that kind takes, its coder sealed as this file's layer: only the
+    """Another kind's layer over this file's image and base pixels (kind 3's for kinds 1, 2 and 4,
+    kind 4's for kind 3), at a step that kind takes, its coder sealed as this file's layer: only the
     decoder of this file's kind can tell it from the real one."""
-    kind = codec.PIXELS if cyc.layer_kind == codec.PREDICTED else codec.PREDICTED
+    kind = codec.PREDICTED_TRANSFORM if cyc.layer_kind == codec.PREDICTED else codec.PREDICTED
     layer = codec.LAYERS[kind]
     step = min(max(cyc.layer_step, layer.MIN_STEP), layer.MAX_STEP)
     return layer.encode_layer(rgb, base, step, cyc.layer_seal(base))[0]
@@ -275,8 +280,8 @@ def mutant(data: bytes, rng: np.random.Generator, twin: bytes | None = None,
         return kind, assemble(header, twin_payload, b"" if variant else layer)
     if kind == "foreign layer":  # another kind's layer of the same image, ending in this one's seal
         return kind, assemble(header, payload, foreign)
-    if kind == "other version":  # the other layered version, with a layer kind of that version or
-        # this one (a kind's version is a header field the seals bind: only the decoder can tell)
+    if kind == "other version":  # the other layered version, with this layer kind (the container
+        # refuses a kind under another version) or one of that version's (the seals bind the version)
         other = (set(LAYERED) - {version}).pop()
         head = bytearray(with_version(header, other))
         head[LAYER_FIELDS["layer kind"][0]] = int(rng.choice([*LAYERED[other], header[LAYER_FIELDS["layer kind"][0]]]))

@@ -61,10 +61,11 @@ def test_fuzzed_format_9_files_are_refused_or_decoded_to_their_stated_size():
 
 
 def test_fuzzed_format_10_files_are_refused_or_decoded_to_their_stated_size():
-    """500 mutants of format 10 files (the predicted pixel layer, kind 3; about 10 s on one core):
-    lossless and near-lossless at a fine and a coarse step, 1x1 up to 160x160 (per-tile classes)."""
+    """500 mutants of format 10 files (about 10 s on one core): the predicted pixel layer (kind 3),
+    lossless and near-lossless at a fine and a coarse step, 1x1 up to 160x160 (per-tile classes),
+    and the predicted transform layer (kind 4)."""
     result, _ = fuzz(10, seed=10)
-    assert {kind for _, kind, _ in result["files"]} == {3}
+    assert {kind for _, kind, _ in result["files"]} == {3, 4}
     steps = {step for _, _, step in result["files"]}
     assert 16 in steps and min(steps - {16}) <= 80 and max(steps) >= 500
 

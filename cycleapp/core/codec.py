@@ -272,7 +272,8 @@ def decode(data: bytes, ckpt: Checkpoint | None = None) -> np.ndarray:
 
     Whatever the file says, memory stays bounded: the container caps the image size, the payload's
     size must fit the code's (checked before decoding) and the transform runs in tiles (an
-    enhancement layer works on the whole image: about 100 bytes a pixel)."""
+    enhancement layer works on the whole image: about 100 bytes a pixel, 300 for the predicted pixel
+    layer's: a 2048x2048 lossless file decodes in 1.7 GB)."""
     cyc, ckpt, code = read_code(data, ckpt)
     code = torch.from_numpy(code)[None]
     base = reconstruct_from_code(ckpt, code, cyc.height, cyc.width, cyc.step_shift)

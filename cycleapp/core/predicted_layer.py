@@ -7,7 +7,7 @@ four neighbours, and red and blue borrow green's innovation through one gain. Me
 base barely helps a lossless file (kodim01: a flat base of 128 costs 11.85 bpp in all with
 `residual`, the `huge` base 1.37 + 10.98; with this layer the flat base wins: 8.90 against 9.15 bpp
 on kodim01-03), so this layer stands on its own and uses the base where it helps; its files carry
-the cheapest base there is (`learned.PREDICTED_BASE`: 0.01 bpp).
+the cheapest base there is (`learned.predicted_base()` at its coarsest steps: 0.01 bpp).
 
 Order. The image is coded coarse to fine: a grid of every S-th row and column (S = 2^levels, at
 most 64 and at most half the image's shorter side), then per level the centres of the known grid's
