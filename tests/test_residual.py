@@ -208,3 +208,21 @@ def test_the_app_says_a_missed_target_in_words_not_a_green_done():
     assert "status-warn" in ui.status_html("warn", lines)
     rows[0]["note"] = ""
     assert not ui.missed_target(rows, 1_500_000)
+
+
+def test_the_lossless_layer_takes_images_of_at_most_its_pixels():
+    """The predicted pixel layer's decoder needs about 300 bytes a pixel: its files hold at most
+    half the pixels of the other layers', refused by the encoder and, whatever a header says, by the
+    container before anything is allocated."""
+    from cycleapp.core.bitstream import MAX_LAYER_PIXELS, MAX_LAYER_PIXELS_OF_KIND
+
+    most = MAX_LAYER_PIXELS_OF_KIND[codec.PREDICTED]
+    assert most < MAX_LAYER_PIXELS
+    big = np.zeros((most // 2048 + 1, 2048, 3), np.uint8)
+    with pytest.raises(ValueError, match="at most 8,388,608 pixels"):
+        cycleapp.encode(big, lossless=True)
+    cyc = CycFile.from_bytes(cycleapp.encode(np.zeros((16, 16, 3), np.uint8), lossless=True))
+    cyc.width, cyc.height = 2048, 16 * (most // 2048 // 16 + 1)  # a header that says a larger image
+    cyc.code_shape = (cyc.code_shape[0], cyc.height // 16, 128)
+    with pytest.raises(BitstreamError, match="at most 8,388,608"):
+        cycleapp.decode(cyc.to_bytes())

@@ -64,6 +64,9 @@ _LAYER = struct.Struct("<BHI")  # format 9: layer kind, step, layer payload leng
 # (`predicted_layer`), and 4, the predicted transform-domain layer (`dct_predicted_layer`), in 10
 LAYER_KINDS = {1: 9, 2: 9, 3: 10, 4: 10}
 MAX_LAYER_PIXELS = 4096 * 4096  # an enhancement layer works on the whole image: about 80 bytes a pixel
+# ... the predicted pixel layer (kind 3) about 300 (a 2048x2048 lossless file decodes in 1.7 GB), so
+# its files hold at most half as many: a decode within about 2.5 GB, whatever a file says
+MAX_LAYER_PIXELS_OF_KIND = {3: 4096 * 4096 // 2}
 # The last commit of the CycleCodec repository that wrote each format before 8 (with the weights of
 # that commit): a file of that version decodes in a checkout of it.
 OLDER_RELEASES = {1: "ac271cb", 2: "ad57aa5", 3: "f9c7a47", 4: "e3e03f9", 5: "6b06ba3", 6: "31830f3",
@@ -170,9 +173,9 @@ class CycFile:
         if n % 4 or n < 8:
             raise BitstreamError(f"corrupted .cyc file (a payload of {n} bytes: the coder writes whole "
                                  "32-bit words, at least the two of its final state)")
-        if layer and width * height > MAX_LAYER_PIXELS:
+        if layer and width * height > MAX_LAYER_PIXELS_OF_KIND.get(kind, MAX_LAYER_PIXELS):
             raise BitstreamError(f"corrupted .cyc file (an enhancement layer over {width}x{height} pixels: "
-                                 f"at most {MAX_LAYER_PIXELS:,})")
+                                 f"at most {MAX_LAYER_PIXELS_OF_KIND.get(kind, MAX_LAYER_PIXELS):,})")
         if layer and (LAYER_KINDS.get(kind) != version or step == 0 or m % 4 or m < 8):
             raise BitstreamError(f"corrupted .cyc file (an enhancement layer of kind {kind}, {m} bytes, "
                                  f"step {step})")

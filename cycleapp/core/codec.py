@@ -9,7 +9,8 @@ import torch
 
 from cycleapp.core import checkpoint as ckpts
 from cycleapp.core import dct_layer, dct_predicted_layer, predicted_layer, residual
-from cycleapp.core.bitstream import MAX_LAYER_PIXELS, BitstreamError, CycFile, code_shape, unstorable_size
+from cycleapp.core.bitstream import (MAX_LAYER_PIXELS, MAX_LAYER_PIXELS_OF_KIND, BitstreamError, CycFile, code_shape,
+                                     unstorable_size)
 from cycleapp.core.checkpoint import Checkpoint
 from cycleapp.core.entropy import GRID_RATIO
 from cycleapp.core.model import FACTOR
@@ -206,8 +207,10 @@ def encode_layers(ckpt: Checkpoint, rgb: np.ndarray, rdoq_weight: float = RDOQ_W
                               or not LAYERS[kind].MIN_STEP <= step <= LAYERS[kind].MAX_STEP):
         raise ValueError(f"an enhancement layer is (kind, step): kind one of {sorted(LAYERS)}, its step "
                          f"within that kind's MIN_STEP and MAX_STEP")
-    if kind and rgb.shape[0] * rgb.shape[1] > MAX_LAYER_PIXELS:
-        raise ValueError(f"high rates, near-lossless and lossless take images of at most {MAX_LAYER_PIXELS:,} "
+    most = MAX_LAYER_PIXELS_OF_KIND.get(kind, MAX_LAYER_PIXELS)
+    if kind and rgb.shape[0] * rgb.shape[1] > most:
+        raise ValueError(f"{'near-lossless and lossless' if kind in MAX_LAYER_PIXELS_OF_KIND else 'high rates'} "
+                         f"take images of at most {most:,} "
                          f"pixels (this one has {rgb.shape[0] * rgb.shape[1]:,})")
     cyc = CycFile(ckpt.id, rgb.shape[1], rgb.shape[0], code_shape(ckpt.channels, rgb.shape[1], rgb.shape[0]),
                   b"", int(step_shift), int(kind), int(step))

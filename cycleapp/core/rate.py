@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cycleapp.core import learned
+from cycleapp.core import codec, learned
+from cycleapp.core.bitstream import MAX_LAYER_PIXELS_OF_KIND
 from cycleapp.core.interface import Codec, CodecError, Search
 
 TOLERANCE = 0.03  # a match is within +-3 % of the target bytes
@@ -223,7 +224,8 @@ def match_layered(layered, rgb: np.ndarray, target: int) -> Match:
             break
         s = last + int(np.round(move)) if abs(move) >= 1 else last + int(np.sign(move))
     if hi == top and estimate(top) <= target:
-        candidates = [top, learned.LADDER]  # (lossless: the one setting beyond the ladder)
+        # (lossless: the one setting beyond the ladder, for images its layer takes)
+        candidates = [top, learned.LADDER] if lossless_fits(rgb) else [top]
     else:
         candidates = sorted({lo, hi}, key=lambda s: abs(estimate(s) - target))
     for s in candidates:
@@ -250,6 +252,11 @@ def match_layered(layered, rgb: np.ndarray, target: int) -> Match:
 # The first setting tried: LAYERED_START for a target of LAYERED_START_BPP (about a photograph's), moved by
 # LAYERED_SLOPE, the log of the file size per setting there (until two tries measure it).
 LAYERED_START, LAYERED_START_BPP, LAYERED_SLOPE = 100, 1.8, 0.04
+
+
+def lossless_fits(rgb: np.ndarray) -> bool:
+    """Whether the lossless layer takes an image this large (`bitstream.MAX_LAYER_PIXELS_OF_KIND`)."""
+    return rgb.shape[0] * rgb.shape[1] <= MAX_LAYER_PIXELS_OF_KIND[codec.PREDICTED]
 
 
 def _named(m: Match, variant: str) -> Match:
