@@ -264,13 +264,9 @@ def payload_limit(height: int, width: int) -> int:
     return 4 * math.ceil((3 * 40 * 3 * 64 * bh * bw + 8 * CONTEXTS + 64) / 32) + 8
 
 
-def decode_layer(payload, base: np.ndarray, step: int, seal: int) -> np.ndarray:
-    """Inverse of `encode_layer`: the pixels of a payload over its base. ValueError unless the
-    payload is exactly such an encoding (within `payload_limit`, never dry, ending in the seal)."""
-    h, w = base.shape[:2]
-    coder = open_layer(payload, payload_limit(h, w))
-    index = read_tables(coder, CONTEXTS)
-
+def symbol_reader(coder, index: np.ndarray):
+    """What `walk` calls to read one (channel, frequency, pass) group of a payload: its values under
+    their contexts' tables (`index`), each escaped value's rest read right after the group."""
     def read(ctx, c, u, v, ys, xs):
         values = read_symbols(coder, index, ctx)
         big = np.abs(values) == RADIUS
@@ -280,7 +276,15 @@ def decode_layer(payload, base: np.ndarray, step: int, seal: int) -> np.ndarray:
                 raise ValueError("payload has a negative escape")
             values[big] = np.sign(values[big]) * (RADIUS + (rest[:, 0] << 8) + rest[:, 1])
         return values
+    return read
 
-    q = walk(blocks_shape(h, w), block_activity(base), step, read)
+
+def decode_layer(payload, base: np.ndarray, step: int, seal: int) -> np.ndarray:
+    """Inverse of `encode_layer`: the pixels of a payload over its base. ValueError unless the
+    payload is exactly such an encoding (within `payload_limit`, never dry, ending in the seal)."""
+    h, w = base.shape[:2]
+    coder = open_layer(payload, payload_limit(h, w))
+    index = read_tables(coder, CONTEXTS)
+    q = walk(blocks_shape(h, w), block_activity(base), step, symbol_reader(coder, index))
     check_end(coder, seal)
     return reconstruct(base, q, step)

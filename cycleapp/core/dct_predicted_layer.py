@@ -30,11 +30,10 @@ import constriction
 import numpy as np
 
 from cycleapp.core import dct_layer as kind2
-from cycleapp.core.dct_layer import (BANDS, BLOCK, BUCKETS, CONTEXTS, ESCAPE_CONTEXT, MAX_STEP, MIN_STEP,  # noqa: F401
-                                     ZIGZAG, block_activity, blocks_shape, inverse)  # (this kind's steps are kind 2's)
+from cycleapp.core.dct_layer import (MAX_STEP, MIN_STEP,  # noqa: F401  (this kind's steps are kind 2's)
+                                     BANDS, BLOCK, BUCKETS, CONTEXTS, ZIGZAG, block_activity, blocks_shape, inverse)
 from cycleapp.core.entropy import words
-from cycleapp.core.residual import (RADIUS, STEP_UNIT, check_end, choose_tables, open_layer, read_symbols,
-                                    read_tables, write_symbols)
+from cycleapp.core.residual import STEP_UNIT, check_end, choose_tables, open_layer, read_tables, write_symbols
 
 
 # kind 2's colour transform and DCT times 4096, rounded (literals: no float math decides them)
@@ -261,18 +260,8 @@ def decode_layer(payload, base: np.ndarray, step: int, seal: int) -> np.ndarray:
     coder = open_layer(payload, payload_limit(h, w))
     gains = coder.decode(_gain_model(), 3 * GAIN_BANDS).astype(np.int64).reshape(3, GAIN_BANDS) + GAIN_MIN
     index = read_tables(coder, CONTEXTS)
-
-    def read(ctx, c, u, v, ys, xs):
-        values = read_symbols(coder, index, ctx)
-        big = np.abs(values) == RADIUS
-        if big.any():
-            rest = read_symbols(coder, index, np.full(2 * int(big.sum()), ESCAPE_CONTEXT)).reshape(-1, 2)
-            if rest.min() < 0:
-                raise ValueError("payload has a negative escape")
-            values[big] = np.sign(values[big]) * (RADIUS + (rest[:, 0] << 8) + rest[:, 1])
-        return values
-
     coefficients = base_coefficients(base)
-    q = walk(blocks_shape(h, w), static_energy(base_magnitudes(coefficients), block_activity(base), step), read)
+    q = walk(blocks_shape(h, w), static_energy(base_magnitudes(coefficients), block_activity(base), step),
+             kind2.symbol_reader(coder, index))
     check_end(coder, seal)
     return reconstruct(base, q, step, prediction(coefficients, gains))
