@@ -46,10 +46,9 @@ from fractions import Fraction
 import constriction
 import numpy as np
 
-from cycleapp.core import residual
 from cycleapp.core.entropy import check_not_dry, words
 from cycleapp.core.residual import (STEP_UNIT, check_end, choose_tables, dequantize, open_layer, quantize, read_symbols,
-                                    read_tables, write_symbols)
+                                    read_tables, write_group, write_symbols)
 
 MIN_STEP, MAX_STEP = STEP_UNIT, 255 * STEP_UNIT
 ORDER = (1, 0, 2)  # green, red, blue
@@ -309,7 +308,6 @@ def encode_layer(rgb: np.ndarray, base: np.ndarray, step: int, seal: int) -> tup
     coded = [(i[1], i[2]) for i in items if i[0] == "s"]
     index = choose_tables(coded, CONTEXTS)
     coder = constriction.stream.stack.AnsCoder(words(seal))
-    table_models = residual._models()[0]
     for item in reversed(items):
         if item[0] == "w":
             coder.encode_reverse((item[1] + WEIGHT_RANGE).astype(np.int32), _uniform())
@@ -319,9 +317,7 @@ def encode_layer(rgb: np.ndarray, base: np.ndarray, step: int, seal: int) -> tup
             coder.encode_reverse(item[1].astype(np.int32), constriction.stream.model.Uniform(CLASSES))
         else:
             _, ctx, q = item
-            values = (q + residual.RADIUS).astype(np.int32)
-            for t, positions in reversed(list(residual.runs(index[ctx].astype(np.int16)))):
-                coder.encode_reverse(values[positions], table_models[t])
+            write_group(coder, index, ctx, q)
     write_symbols(coder, [], index)  # the tables, read first
     return coder.get_compressed().astype("<u4").tobytes(), out
 

@@ -148,6 +148,12 @@ def match_learned(rgb: np.ndarray, target: int) -> Match:
 
     top = entries[-1]
     finer = Search(top.default, learned.FINEST, "integer")  # its steps finer, up to FINEST
+    finest: dict[int, tuple[bytes, float]] = {}  # that code size's file at FINEST, made once
+
+    def finest_file() -> dict[int, tuple[bytes, float]]:
+        if not finest:
+            finest[learned.FINEST] = timed(top.encode, rgb, learned.FINEST)
+        return finest
     layered = None
     if 8 * target >= LAYERED_FIRST_BPP * rgb.shape[0] * rgb.shape[1] and isinstance(top, learned.CycleCodec):
         # Most likely beyond the largest code size: make the layered codec's base first (its code is
@@ -156,7 +162,7 @@ def match_learned(rgb: np.ndarray, target: int) -> Match:
         if target <= (1 + TOLERANCE) * (1 + 1e-3) * layered.base_bytes():  # (the FINEST file: about as large)
             layered = None
     if layered is None and target > (1 + TOLERANCE) * natural(len(entries) - 1):
-        known = {top.default: made[len(entries) - 1], learned.FINEST: timed(top.encode, rgb, learned.FINEST)}
+        known = {top.default: made[len(entries) - 1], **finest_file()}
         if target <= (1 + TOLERANCE) * len(known[learned.FINEST][0]):  # the largest code size reaches it
             return _named(match_size(top, rgb, target, known=known, search=finer), top.variant)
         layered = learned.layered().for_image(rgb)
@@ -165,7 +171,7 @@ def match_learned(rgb: np.ndarray, target: int) -> Match:
         if not m.within_tolerance and abs(layered.base_bytes() - target) <= abs(len(m.data) - target):
             # between the largest code size's finest file and the layered codec's smallest (that file
             # and a layer of zeros): the nearer is the former, and just as good
-            known = {learned.FINEST: timed(top.encode, rgb, learned.FINEST)}
+            known = dict(finest_file())
             if abs(len(known[learned.FINEST][0]) - target) <= abs(len(m.data) - target):
                 return _named(match_size(top, rgb, target, known=known, search=finer), top.variant)
         if m.setting == learned.LADDER and len(m.data) < target and not m.within_tolerance:

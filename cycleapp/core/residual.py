@@ -274,12 +274,18 @@ def write_symbols(coder, coded, index: np.ndarray) -> None:
     """Code (contexts, symbols) pairs in reverse, each symbol under its context's table, then the
     tables themselves (each as its difference from the previous context's), so that a decoder
     reads the tables first, then the pairs in order (`read_tables`, `read_symbols`)."""
-    table_models, difference_model = _models()[:2]
     for ctx, q in reversed(coded):
-        values = (q + RADIUS).astype(np.int32)
-        for t, positions in reversed(list(runs(index[ctx].astype(np.int16)))):
-            coder.encode_reverse(values[positions], table_models[t])
-    coder.encode_reverse((np.diff(index, prepend=0) + SCALES - 1).astype(np.int32), difference_model)
+        write_group(coder, index, ctx, q)
+    coder.encode_reverse((np.diff(index, prepend=0) + SCALES - 1).astype(np.int32), _models()[1])
+
+
+def write_group(coder, index: np.ndarray, ctx: np.ndarray, q: np.ndarray) -> None:
+    """Code one group of symbols in reverse, each under its context's table (`index`): what
+    `read_symbols` reads back."""
+    values = (q + RADIUS).astype(np.int32)
+    table_models = _models()[0]
+    for t, positions in reversed(list(runs(index[ctx].astype(np.int16)))):
+        coder.encode_reverse(values[positions], table_models[t])
 
 
 def read_tables(coder, contexts: int) -> np.ndarray:
