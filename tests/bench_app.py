@@ -2,6 +2,7 @@
 
     .venv/bin/python tests/bench_app.py [--runs 3] [--code-size medium] [--codecs all] [--sizes 768,2k,4mp]
     .venv/bin/python tests/bench_app.py --codecs all --sizes 768,2k --tables-only   # issue 30's targets
+    .venv/bin/python tests/bench_app.py --codecs all --sizes 2k --tables-only --match ms_ssim   # same quality
     .venv/bin/python tests/bench_app.py --clients 1,5,10,20
     .venv/bin/python tests/bench_app.py --repo /path/to/an/earlier/checkout ...    # before/after
     .venv/bin/python tests/bench_app.py --prior   # matching.PRIOR_BPP, measured again (no app)
@@ -14,6 +15,8 @@ six: JPEG, JPEG 2000, WebP, HEIF, AVIF, JPEG XL), prints:
   pixel changed), then one re-run of the same image at another code size shows the cached plot;
 - a second visitor's time to the table for a 768x512 photo sent while the first visitor's 4 MP
   plot is being computed (the plot has its own queue, apart from /compare's).
+Each size's line gives the app process's CPU seconds per run too (user + system, from /proc): on a
+machine that other work keeps busy the wall clock says little, and CPU time compares before/after.
 
 With --clients, instead: what a visitor waits when N visitors press the button at the same moment,
 each with a 768x512 photo of their own (comparisons run one at a time, so the last waits for all
@@ -33,11 +36,12 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from app_server import running_app  # noqa: E402
+from app_server import app_process  # noqa: E402
 from conftest import EXAMPLES  # noqa: E402
 
 CODECS = ["jpeg", "jpeg2000"]
 PLOTS = [True]  # --tables-only: no /rd_plot calls, no second visitor
+MATCH = ["size"]  # --match: what the other codecs are matched to (size, psnr or ms_ssim)
 
 
 def mosaic_4mp() -> np.ndarray:
@@ -96,12 +100,25 @@ def variant(rgb: np.ndarray, i: int, folder: Path, name: str) -> Path:
     return path
 
 
+APP_PID = [0]  # the app's process, whose CPU time each run reports (a busy machine slows the wall clock)
+
+
+def app_cpu() -> float:
+    """Seconds of CPU the app's process has used (user + system, all its threads); 0 where /proc
+    cannot tell (not Linux)."""
+    try:
+        fields = Path(f"/proc/{APP_PID[0]}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 def visit(client, path: Path, size: str) -> tuple[float, float]:
     """(seconds to the table, seconds to the plot), as the page runs them one after the other."""
     from gradio_client import handle_file
 
     t = time.perf_counter()
-    out = client.predict(handle_file(str(path)), size, CODECS, api_name="/compare")
+    out = client.predict(handle_file(str(path)), size, CODECS, "", MATCH[0], api_name="/compare")
     table_s = time.perf_counter() - t
     if not PLOTS[0]:
         return table_s, table_s
@@ -155,6 +172,8 @@ def main() -> None:
     p.add_argument("--clients", help="comma-separated numbers of visitors at once, e.g. 1,5,10,20")
     p.add_argument("--codecs", default=",".join(CODECS), help="comma-separated codec names, or 'all'")
     p.add_argument("--tables-only", action="store_true", help="time the tables only (no plots)")
+    p.add_argument("--match", default="size", choices=["size", "psnr", "ms_ssim"],
+                   help="compare at the same file size (the default) or the same quality")
     p.add_argument("--sizes", default="768,4mp", help=f"comma-separated image sizes, of {', '.join(SIZES)}")
     p.add_argument("--repo", default=str(Path(__file__).resolve().parents[1]),
                    help="the checkout whose app.py runs (an earlier one, for a before/after timing)")
@@ -165,6 +184,7 @@ def main() -> None:
     from cycleapp.evaluation import registry
 
     PLOTS[0] = not args.tables_only
+    MATCH[0] = args.match
     CODECS[:] = registry.matchable() if args.codecs == "all" else args.codecs.split(",")
     from gradio_client import Client
 
@@ -173,7 +193,9 @@ def main() -> None:
     big = mosaic_4mp()
     images = [(SIZES[k][0], SIZES[k][1]()) for k in args.sizes.split(",")]
     t0 = time.perf_counter()
-    with running_app(repo=Path(args.repo)) as url:
+    with tempfile.TemporaryDirectory(prefix="cyclecodec-bench-gradio-") as gradio_dir, \
+            app_process(gradio_dir, repo=Path(args.repo)) as (proc, url):
+        APP_PID[0] = proc.pid
         print(f"app started in {time.perf_counter() - t0:.1f} s ({args.repo}); load average "
               f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores", flush=True)
         client = Client(url, verbose=False)
@@ -183,12 +205,18 @@ def main() -> None:
                 crowd(url, n, kodak, folder, args.code_size)
             return
         for name, rgb in images:
-            times = [visit(client, variant(rgb, i, folder, name[:4]), args.code_size) for i in range(args.runs)]
+            times, cpu = [], []
+            for i in range(args.runs):
+                before = app_cpu()
+                times.append(visit(client, variant(rgb, i, folder, name[:4]), args.code_size))
+                cpu.append(app_cpu() - before)
             tables, plots = [t for t, _ in times], [p - t for t, p in times]
-            print(f"{name}, {' + '.join(CODECS)}, code size {args.code_size}, {args.runs} runs: "
+            print(f"{name}, {' + '.join(CODECS)}, code size {args.code_size}"
+                  + (f", at the same {args.match.upper().replace('_', '-')}" if args.match != "size" else "")
+                  + f", {args.runs} runs: "
                   f"table {statistics.median(tables):.1f} s median (max {max(tables):.1f}), "
-                  f"plot {statistics.median(plots):.1f} s after the table (max {max(plots):.1f}); load average "
-                  f"{os.getloadavg()[0]:.2f}", flush=True)
+                  f"plot {statistics.median(plots):.1f} s after the table (max {max(plots):.1f}); the app's CPU "
+                  f"{statistics.median(cpu):.1f} s a run; load average {os.getloadavg()[0]:.2f}", flush=True)
             if not PLOTS[0]:
                 continue
             other = "small" if args.code_size != "small" else "tiny"

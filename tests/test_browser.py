@@ -1,7 +1,8 @@
 """A real browser (Debian's Chromium, headless, via Playwright) uses the app as a person would:
-at a desktop size (1440x900) and a phone size (390x844). Screenshots go to tests/artifacts/, full
-size and as small WebP files; the README shows copies of those in tests/screenshots/ (a test run
-never changes tracked files)."""
+at a desktop size (1440x900) and a phone size (390x844, a touch screen). Screenshots go to
+tests/artifacts/, as PNG and as small WebP files; the README and docs/usage.md show copies of the
+WebP files in tests/screenshots/, which `python tests/screenshots.py` makes again (a test run never
+changes tracked files)."""
 import re
 import shutil
 import time
@@ -36,8 +37,8 @@ def browser():
         browser.close()
 
 
-def open_page(browser, viewport):
-    page = browser.new_page(viewport=viewport)
+def open_page(browser, viewport, touch=False):
+    page = browser.new_page(viewport=viewport, has_touch=touch)
     page.set_default_timeout(90_000)
     page.goto(browser.app_url)
     page.wait_for_selector("#run")
@@ -53,7 +54,7 @@ def desktop(browser):
 
 @pytest.fixture(scope="module")
 def phone(browser):
-    page = open_page(browser, PHONE)
+    page = open_page(browser, PHONE, touch=True)
     yield page
     page.close()
 
@@ -87,15 +88,33 @@ def run_and_wait(page, codecs=("cycle", "jpeg", "jpeg2000"), press=True):
     assert (set(shown) if isinstance(codecs, set) else shown) == (codecs if isinstance(codecs, set) else list(codecs))
 
 
+def webp_copy(png: Path, width: int, quality: int = 72) -> None:
+    """A small WebP copy of a screenshot beside it (for the README), at most `width` pixels wide."""
+    img = Image.open(png).convert("RGB")
+    if img.width > width:
+        img = img.resize((width, round(img.height * width / img.width)), Image.Resampling.LANCZOS)
+    img.save(png.with_suffix(".webp"), quality=quality, method=6)
+
+
 def screenshot(page, name, width):
     """Full page to tests/artifacts/NAME.png, and a small WebP copy beside it (for the README)."""
     ARTIFACTS.mkdir(exist_ok=True)
     png = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(png), full_page=True)
-    img = Image.open(png).convert("RGB")
-    if img.width > width:
-        img = img.resize((width, round(img.height * width / img.width)), Image.Resampling.LANCZOS)
-    img.save(ARTIFACTS / f"{name}.webp", quality=72, method=6)
+    webp_copy(png, width)
+
+
+def results_screenshot(page, name, width=960):
+    """The results as the README shows them, to tests/artifacts/NAME.png and .webp: the verdict,
+    the table and its legend (not the download links under them), at the page's own scale."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    png = ARTIFACTS / f"{name}.png"
+    view = page.locator("#results-view")
+    view.screenshot(path=str(png))
+    top, legend = view.bounding_box(), page.locator("#results-view .legend").bounding_box()
+    img = Image.open(png)
+    img.crop((0, 0, img.width, min(img.height, round(legend["y"] + legend["height"] - top["y"]) + 4))).save(png)
+    webp_copy(png, width, quality=80)
 
 
 def table_rows(page) -> list[dict]:
@@ -308,7 +327,34 @@ def test_phone_run_and_main_columns_visible(phone):
     plot = phone.locator("#rd-plot img").first.bounding_box()
     assert plot["x"] >= 0 and plot["x"] + plot["width"] <= PHONE["width"], plot
     assert not phone.locator("#rd-plot [data-testid='block-label']").is_visible()
-    screenshot(phone, "app-phone", 390)
+    # What the phone shows once the run is done: the status, the verdict and the table, one screen.
+    phone.locator("#status").evaluate("el => window.scrollTo(0, el.getBoundingClientRect().top + window.scrollY - 8)")
+    ARTIFACTS.mkdir(exist_ok=True)
+    phone.screenshot(path=str(ARTIFACTS / "app-phone.png"))
+    webp_copy(ARTIFACTS / "app-phone.png", 390, quality=80)
+    check_tips_on_tap(phone)
+
+
+def tip_shown(page) -> dict:
+    """The focused element's class and its tip as drawn (the ::after box's words and position)."""
+    return page.evaluate("""() => { const el = document.activeElement, after = getComputedStyle(el, '::after');
+        return {cls: String(el.className), content: after.content, position: after.position,
+                display: after.display}; }""")
+
+
+def check_tips_on_tap(page):
+    """A tap on a column's header, or on a setting, shows what it means (a title never shows on a
+    touch screen); a tap elsewhere hides it again."""
+    page.locator("#results-view thead th.c-psnr").tap()
+    shown = tip_shown(page)
+    assert "c-psnr" in shown["cls"] and "decoded pixels" in shown["content"], shown
+    assert shown["position"] == "fixed" and shown["display"] != "none", shown
+    page.screenshot(path=str(ARTIFACTS / "app-phone-tip.png"))  # to see it drawn
+    page.locator("#results-view td.c-setting .explained").first.tap()
+    shown = tip_shown(page)
+    assert "explained" in shown["cls"] and "code size" in shown["content"], shown
+    page.locator("#results-view .legend").tap()
+    assert "tip" not in tip_shown(page)["cls"]
 
 
 def same_quality_run(page, path, example: str, box: tuple) -> None:
@@ -333,7 +379,6 @@ def test_same_quality_table_ranks_by_bytes(desktop, tmp_path):
     verdict in bytes naming the smallest; the files offered are still the table's."""
     same_quality_run(desktop, tmp_path / "parrots.png", "kodim23", (200, 60, 520, 300))
     assert "x the bytes" in desktop.locator("#results-view .verdict").inner_text()
-    desktop.locator("#results-view").screenshot(path=str(ARTIFACTS / "app-same-quality.png"))
     desktop.check("#match input[value='size']")
 
 
@@ -415,7 +460,7 @@ def test_target_size_in_kb(desktop):
     assert "Target" not in status.inner_text()
 
 
-def test_queue_place_shows_in_the_status(browser, desktop):
+def test_queue_place_shows_in_the_status(browser, desktop, tmp_path):
     """While other visitors' comparisons run, the status area shows this one's place in the queue,
     on a line of its own under the words that explain it (not over them)."""
     from gradio_client import Client, handle_file
@@ -424,8 +469,16 @@ def test_queue_place_shows_in_the_status(browser, desktop):
 
     upload(desktop, EXAMPLES / "kodim23.png")
     other = Client(browser.app_url, verbose=False)
-    jobs = [other.submit(handle_file(str(EXAMPLES / "kodim04.png")), "medium", ["jpeg", "jpeg2000"],
-                         api_name="/compare") for _ in range(2)]
+    # Photos the app has not measured yet (the app keeps what it measured: an example shown by an
+    # earlier test would be answered at once, and the queue gone before this page joins it).
+    paths = []
+    for i in range(2):
+        rgb = np.array(Image.open(EXAMPLES / "kodim04.png").convert("RGB"))
+        rgb[0, 0] = (rgb[0, 0].astype(int) + 50 * (i + 1)) % 256
+        paths.append(tmp_path / f"other-{i}.png")
+        Image.fromarray(rgb).save(paths[-1])
+    jobs = [other.submit(handle_file(str(path)), "medium", ["jpeg", "jpeg2000"], api_name="/compare")
+            for path in paths]
     deadline = time.time() + 60
     while jobs[0].status().code not in (Status.PROCESSING, Status.ITERATING) and time.time() < deadline:
         time.sleep(0.1)
@@ -473,6 +526,13 @@ def test_all_six_codecs(desktop, tmp_path):
     for size in desktop.locator("#results-view .downloads .size").all_inner_texts():
         kb, exact = re.match(r"([\d.,]+) KB \(([\d,]+) bytes\)", size).groups()
         assert abs(float(kb.replace(",", "")) - int(exact.replace(",", "")) / 1000) <= 0.05 * float(kb.replace(",", "")) + 0.01
-    desktop.locator("#results-view").screenshot(path=str(ARTIFACTS / "app-six-codecs.png"))
+    results_screenshot(desktop, "app-verdict")
+    # The same six at the same PSNR: the table reads in bytes, ranked by them.
+    desktop.check("#match input[value='psnr']")
+    run_and_wait(desktop, {"cycle", *six})
+    check_verdict_and_table(desktop, "psnr")
+    assert "x the bytes" in desktop.locator("#results-view .verdict").inner_text()
+    results_screenshot(desktop, "app-same-quality")
+    desktop.check("#match input[value='size']")
     for name in six[2:]:
         desktop.locator("#codecs").get_by_label(labels()[name], exact=True).uncheck()

@@ -67,9 +67,9 @@ def test_the_learned_codec_reaches_any_size_within_three_percent(name, target):
     m = match_learned(rgb, target)
     assert abs(len(m.data) - target) <= TOLERANCE * target and m.note == ""
     entry = learned.by_name(m.variant)
-    if m.variant == learned.LAYERED:  # beyond the code sizes: the largest at its finest offset, and a layer
+    if m.variant in (learned.LAYERED, learned.BRIDGE):  # beyond the code sizes: a base and a layer
         cyc = CycFile.from_bytes(m.data)
-        assert cyc.step_shift == learned.BASE_SHIFT and cyc.layer_kind and data_version(m.data) == 10
+        assert cyc.step_shift == entry.step_shift and cyc.layer_kind and data_version(m.data) == 10
         assert entry.encode(rgb, m.setting) == m.data
         return
     assert CycFile.from_bytes(m.data).step_shift == -m.setting
@@ -204,8 +204,8 @@ def test_match_learned_bisects_the_code_sizes_and_encodes_nothing_twice(naturals
     m = rate.match_learned(np.zeros((4, 4, 3), np.uint8), target)
     nearest = min(range(len(naturals)), key=lambda i: abs(np.log(naturals[i] / target)))
     if target > (1 + rate.TOLERANCE) * naturals[-1]:  # beyond the largest size's own file: its finer
-        assert m.variant in (f"s{len(naturals) - 1}", learned.LAYERED)  # steps, or the layered codec
-        assert m.variant == learned.LAYERED or ("s%d" % (len(naturals) - 1), learned.FINEST) in calls
+        assert m.variant in (f"s{len(naturals) - 1}", learned.LAYERED, learned.BRIDGE)  # steps, or layered
+        assert ("s%d" % (len(naturals) - 1), learned.FINEST) in calls
     else:
         assert m.variant == f"s{nearest}"
     assert len(calls) == len(set(calls))

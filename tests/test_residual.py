@@ -83,6 +83,23 @@ def test_no_worse_image_across_the_switch_to_the_layered_codec(crops):
     assert all(b >= a - 0.05 for a, b in zip(quality, quality[1:])), quality
 
 
+def test_above_the_code_sizes_the_better_base_is_kept(crops):
+    """Beyond the largest code size, rate control tries the layered codec over `large` and over
+    `huge`'s finest file (the bridge): the file it returns is at least as good as either's match
+    within the budget, and decodes alone to the pixels that rate control measured."""
+    from cycleapp.core.rate import TOLERANCE, match_layered
+
+    for rgb in crops:
+        target = 3 * len(learned.presets()[-1].encode(rgb, learned.FINEST))
+        m = match_learned(rgb, target)
+        assert m.variant in (learned.LAYERED, learned.BRIDGE) and len(m.data) <= (1 + TOLERANCE) * target
+        ours = psnr(rgb, cycleapp.decode(m.data))
+        for entry in (learned.layered(), learned.bridge()):
+            other = match_layered(entry.for_image(rgb), rgb, target)
+            if len(other.data) <= (1 + TOLERANCE) * target:
+                assert ours >= psnr(rgb, cycleapp.decode(other.data)) - 1e-9
+
+
 def test_the_tables_are_the_ones_files_were_written_with():
     """The enhancement layer's tables are built, not stored: they must never change (files last)."""
     weights, _ = residual.tables()

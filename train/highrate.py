@@ -3,19 +3,24 @@
     python -m train.highrate ../shared/data/kodak --out train/results/highrate-kodak.json
 
 Per photo:
-- the learned codec's curve: the five code sizes, then the layered codec (largest code size plus an
-  enhancement layer) at LADDER_POINTS; whether PSNR ever falls as the file grows (0.05 dB);
+- the learned codec's files at a ladder of target sizes, each made as `--target-bytes` makes it
+  (`rate.match_learned`): LADDER_TARGETS from the smallest file to 8 bpp (or the lossless size), and
+  BAND_TARGETS; whether PSNR ever falls as the target rises (0.05 dB);
 - in the band 0.75 to 4 bpp, JPEG 2000 and AVIF matched to each of our files' sizes, as the app
   does: the mean PSNR difference at the same bytes, and the per-image PSNR BD-rate over the band;
 - lossless sizes: ours, PNG (optimised), WebP lossless (method 6), JPEG XL lossless (effort 7),
   JPEG-LS (CharLS through imagecodecs); near-lossless at N = 1, 2, 4 against JPEG-LS at the same N.
-The report prints means over the photos; the JSON keeps every photo's numbers.
+The report prints means over the photos; the JSON keeps every photo's numbers. `--lossy-only` skips
+the other coders' lossless and the near-lossless files; `--lossless-only` measures only those.
 """
 from __future__ import annotations
 
 import argparse
 import io
 import json
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import imagecodecs
@@ -27,12 +32,13 @@ from cycleapp.core import codec
 from cycleapp.core import learned
 from cycleapp.evaluation import registry
 from cycleapp.imageio import read_image
-from cycleapp.core.rate import match_size
+from cycleapp.core.rate import Made, match_learned, match_size
 from cycleapp.evaluation.metrics import psnr
 from train.errors import command
 from train.evaluate import bd_rate
 
-LADDER_POINTS = (60, 78, 90, 100, 108, 114, 120, 128)  # layered: about 0.5 bpp to 52 dB
+LADDER_TARGETS = 12
+BAND_TARGETS = (0.8, 1.0, 1.25, 1.6, 2.0, 2.5, 3.2, 4.0)  # bpp
 BAND = (0.75, 4.0)  # bpp
 NEAR = (1, 2, 4)
 TOLERANCE_DB = 0.05
@@ -65,19 +71,20 @@ def near_lossless(rgb: np.ndarray) -> dict[str, dict]:
     return out
 
 
-def curve(rgb: np.ndarray) -> list[dict]:
-    """The learned codec's points, smallest file first: (bpp, psnr, what)."""
+def curve(rgb: np.ndarray, lossless_bytes: int) -> list[dict]:
+    """The learned codec's files at the ladder of targets, smallest target first: (target, bpp,
+    psnr, what made it, the match's note)."""
     pixels = rgb.shape[0] * rgb.shape[1]
-    points = []
-    for entry in learned.presets():
-        data = entry.encode(rgb)
-        points.append({"bpp": 8 * len(data) / pixels, "psnr": psnr(rgb, entry.decode(data)), "setting": entry.variant})
-    layered = learned.layered().for_image(rgb)
-    for setting in LADDER_POINTS:
-        data = layered.encode(rgb, setting)
-        points.append({"bpp": 8 * len(data) / pixels, "psnr": psnr(rgb, layered.decode(data)),
-                       "setting": layered.describe(setting)})
-    return sorted(points, key=lambda p: p["bpp"])
+    smallest = len(learned.presets()[0].encode(rgb, -learned.CycleCodec.search.low))
+    top = min(pixels, lossless_bytes)  # 8 bpp
+    targets = {int(t) for t in np.geomspace(smallest, top, LADDER_TARGETS).round()}
+    targets |= {round(b * pixels / 8) for b in BAND_TARGETS if b * pixels / 8 < top}
+    points, made = [], Made(rgb)  # (the image's bases made once: the same files, sooner)
+    for target in sorted(targets):
+        m = match_learned(rgb, target, made)
+        points.append({"target": target, "bpp": 8 * len(m.data) / pixels, "psnr": psnr(rgb, codec.decode(m.data)),
+                       "setting": f"{m.variant} {m.setting}", "note": m.note})
+    return points
 
 
 def matched(rgb: np.ndarray, points: list[dict], name: str) -> list[dict]:
@@ -93,22 +100,37 @@ def matched(rgb: np.ndarray, points: list[dict], name: str) -> list[dict]:
     return out
 
 
-def measure(path: Path, lossless_only: bool = False) -> dict:
+def measure(path: Path, lossless_only: bool = False, lossy_only: bool = False) -> dict:
     rgb = read_image(str(path)).rgb
     if lossless_only:
-        return {"image": path.name, "lossless": lossless_sizes(rgb), "pixels": rgb.shape[0] * rgb.shape[1]}
-    points = curve(rgb)
+        return {"image": path.name, "lossless": lossless_sizes(rgb), "near_lossless": near_lossless(rgb),
+                "pixels": rgb.shape[0] * rgb.shape[1]}
+    lossless = {"cycle": len(api.encode(rgb, lossless=True))} if lossy_only else lossless_sizes(rgb)
+    points = curve(rgb, lossless["cycle"])
     falls = [round(b["psnr"] - a["psnr"], 3) for a, b in zip(points, points[1:]) if b["psnr"] < a["psnr"] - TOLERANCE_DB]
-    result = {"image": path.name, "curve": points, "falls": falls, "lossless": lossless_sizes(rgb),
-              "near_lossless": near_lossless(rgb), "pixels": rgb.shape[0] * rgb.shape[1]}
+    result = {"image": path.name, "curve": points, "falls": falls, "lossless": lossless,
+              "pixels": rgb.shape[0] * rgb.shape[1]}
+    if not lossy_only:
+        result["near_lossless"] = near_lossless(rgb)
     for name in ("jpeg2000", "avif"):
         result[name] = matched(rgb, points, name)
     return result
 
 
+def lossy_rows(result: dict, name: str) -> list[dict]:
+    """A codec's points matched to ours in the band, each of our files once (targets beyond the
+    ladder's top give the same file) and our lossless file left out (its PSNR is infinite)."""
+    rows, seen = [], set()
+    for r in result[name]:
+        if np.isfinite(r["ours_psnr"]) and r["ours_bpp"] not in seen:
+            rows.append(r)
+            seen.add(r["ours_bpp"])
+    return rows
+
+
 def band_bd(result: dict, name: str) -> float | None:
     """Per-image PSNR BD-rate (%) of our band points against a codec's points matched to them."""
-    rows = result[name]
+    rows = lossy_rows(result, name)
     if len(rows) < 4:
         return None
     ours = {"bpp": [r["ours_bpp"] for r in rows], "psnr": [r["ours_psnr"] for r in rows]}
@@ -119,24 +141,32 @@ def band_bd(result: dict, name: str) -> float | None:
 def report(results: list[dict]) -> list[str]:
     lines = [f"{len(results)} photos"]
     if "curve" not in results[0]:
-        return lines + lossless_report(results)
+        return lines + lossless_report(results) + near_lossless_report(results)
     falls = sum(len(r["falls"]) for r in results)
-    lines.append(f"PSNR falls over 0.05 dB as the file grows: {falls} (in {sum(bool(r['falls']) for r in results)} photos)")
+    lines.append(f"PSNR falls over 0.05 dB as the target rises: {falls} (in {sum(bool(r['falls']) for r in results)} photos)")
     for name in ("jpeg2000", "avif"):
-        gaps = [r2["ours_psnr"] - r2["psnr"] for r in results for r2 in r[name]]
+        gaps = [r2["ours_psnr"] - r2["psnr"] for r in results for r2 in lossy_rows(r, name)]
         bds = [b for r in results if (b := band_bd(r, name)) is not None]
         if gaps:
             lines.append(f"vs {name}, {BAND[0]}-{BAND[1]} bpp, same bytes: mean PSNR difference {np.mean(gaps):+.2f} dB "
                          f"over {len(gaps)} points; per-image BD-rate mean {np.mean(bds):+.1f} % "
                          f"(median {np.median(bds):+.1f} %, {len(bds)} photos)")
-    lines += lossless_report(results)
+    peak = [max(p["psnr"] for p in r["curve"] if np.isfinite(p["psnr"])) for r in results]
+    lines.append(f"best lossy PSNR per photo: min {min(peak):.2f} dB")
+    if "near_lossless" not in results[0]:
+        return lines
+    return lines + lossless_report(results) + near_lossless_report(results)
+
+
+def near_lossless_report(results: list[dict]) -> list[str]:
+    if "near_lossless" not in results[0]:
+        return []
+    lines = []
     for n in NEAR:
         ours = np.mean([8 * r["near_lossless"][str(n)]["cycle"] / r["pixels"] for r in results])
         jls = np.mean([8 * r["near_lossless"][str(n)]["jpegls"] / r["pixels"] for r in results])
         worst = max(r["near_lossless"][str(n)]["cycle_max_error"] for r in results)
         lines.append(f"near-lossless N={n}: cycle {ours:.3f} bpp (largest error {worst}), JPEG-LS {jls:.3f} bpp")
-    peak = [max(p["psnr"] for p in r["curve"] if np.isfinite(p["psnr"])) for r in results]
-    lines.append(f"best lossy PSNR per photo: min {min(peak):.2f} dB")
     return lines
 
 
@@ -154,18 +184,27 @@ def main(argv=None) -> None:
     p.add_argument("data")
     p.add_argument("--out", required=True)
     p.add_argument("--limit", type=int, default=0)
-    p.add_argument("--lossless-only", action="store_true", help="only the lossless sizes and the bit-exact check")
+    p.add_argument("--lossless-only", action="store_true", help="only lossless (sizes, bit-exact) and near-lossless")
+    p.add_argument("--lossy-only", action="store_true", help="no other coder's lossless file, no near-lossless")
+    p.add_argument("--jobs", type=int, default=1, help="photos measured at once, each in its own process")
+    p.add_argument("--resume", action="store_true", help="keep the photos already in --out, measure the rest")
     args = p.parse_args(argv)
     paths = sorted(q for q in Path(args.data).iterdir() if q.suffix.lower() in (".png", ".jpg", ".jpeg"))
     paths = paths[:args.limit] if args.limit else paths
-    results = []
-    for path in paths:  # the JSON rewritten after each photo: a long run stopped early keeps its photos
-        results.append(measure(path, args.lossless_only))
-        print(path.name, results[-1]["lossless"], "falls", results[-1].get("falls"), flush=True)
-        lines = report(results)
-        Path(args.out).write_text(json.dumps({"report": lines, "images": results}, indent=1, default=float))
+    results = json.loads(Path(args.out).read_text())["images"] if args.resume and Path(args.out).exists() else []
+    done = {r["image"] for r in results}
+    todo = [q for q in paths if q.name not in done]
+    measure_one = partial(measure, lossless_only=args.lossless_only, lossy_only=args.lossy_only)
+    with ProcessPoolExecutor(max(args.jobs, 1), mp_context=multiprocessing.get_context("spawn")) as pool:
+        for result in pool.map(measure_one, todo):  # (in order) the JSON rewritten after each photo:
+            results.append(result)  # a long run stopped early keeps its photos, and --resume goes on
+            print(result["image"], result["lossless"], "falls", result.get("falls"), flush=True)
+            Path(args.out).write_text(json.dumps({"report": report(results), "images": results}, indent=1,
+                                                 default=float))
+    results.sort(key=lambda r: r["image"])
+    lines = report(results)
+    Path(args.out).write_text(json.dumps({"report": lines, "images": results}, indent=1, default=float))
     print("\n".join(lines))
-
 
 if __name__ == "__main__":
     main()

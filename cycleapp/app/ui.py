@@ -212,6 +212,20 @@ TABLE = [
     ("setting", "setting", "", None),
 ]
 MAIN_COLUMNS = ["codec", "bytes", "bpp", "psnr", "ms_ssim"]  # visible without scrolling on a phone
+# What each column means, on its header: shown on hover (a title) and on a tap or focus (`tip`).
+COLUMN_TIPS = {
+    "codec": "The codec that wrote the file.",
+    "bytes": "The whole file, header included, in bytes (1 KB = 1000 bytes).",
+    "ratio": "This file's bytes over CycleCodec's: under 1, a smaller file than ours.",
+    "bpp": "Bits per pixel: 8 × bytes / pixels. Lower is a smaller file.",
+    "psnr": "How close the decoded pixels are to the original, in dB. Higher is better (+1 dB is a "
+            "visible step at these sizes).",
+    "ms_ssim": "Multi-scale structural similarity of the decoded image to the original, 0 to 1. Higher is better.",
+    "ssim": "Structural similarity of the decoded image to the original, 0 to 1. Higher is better.",
+    "encode_ms": "The time to write the file, in milliseconds, on this server.",
+    "decode_ms": "The time to read the file back into pixels, in milliseconds, on this server.",
+    "setting": "What each codec was set to; tap or hover over a setting for what it means.",
+}
 
 LEGEND = (
     "<b>bytes</b>: the whole file. <b>bpp</b>: bits per pixel, 8 × bytes / pixels: lower is a smaller "
@@ -283,6 +297,14 @@ def verdict_html(rows: list[dict], match: str = "size") -> str:
             f"{html.escape(heading)}</p><ul>{items}</ul></div>")
 
 
+def tip_attrs(text: str, title: bool = True) -> str:
+    """The attributes of an element (of class `tip`) that explains itself: a title (a mouse's hover)
+    and the same words in `data-tip`, shown while it has the focus (PAGE_CSS `.tip`), which a tap
+    gives it on a phone, where a title never shows."""
+    text = html.escape(text, quote=True)
+    return (f" title='{text}'" if title else "") + f" tabindex='0' data-tip='{text}'"
+
+
 def results_html(rows: list[dict], match: str = "size", parallel: bool = False) -> str:
     """The verdict, then the results as an HTML table: main columns first (they fit a 390 px
     phone), units in the headers, the best values starred among the codecs that matched (those
@@ -301,7 +323,7 @@ def results_html(rows: list[dict], match: str = "size", parallel: bool = False) 
     if match != "size":  # ranked by bytes, those that missed the quality last
         order.sort(key=lambda i: (not flags[i], rows[i]["bytes"] if rows[i]["bytes"] is not None else math.inf))
     head = "".join(
-        f"<th class='c-{key}' scope='col'>{html.escape(title)}"
+        f"<th class='c-{key} tip' scope='col'{tip_attrs(COLUMN_TIPS[key])}>{html.escape(title)}"
         + (f"<small>{html.escape(unit)}</small>" if unit else "") + "</th>"
         for key, title, unit, _ in columns)
     body = []
@@ -314,7 +336,7 @@ def results_html(rows: list[dict], match: str = "size", parallel: bool = False) 
                              "class='star' aria-label='best'>★</span></td>")
             elif key == "setting" and r.get("setting"):
                 cells.append(f"<td class='c-setting' title='{html.escape(setting_help(r), quote=True)}'>"
-                             f"<span class='explained'>{text}</span></td>")
+                             f"<span class='explained tip'{tip_attrs(setting_help(r), title=False)}>{text}</span></td>")
             elif key == "codec":
                 missed = "" if flags[i] else "<small class='missed-note'>not matched</small>"
                 cells.append(f"<th class='c-codec' scope='row'>{text}{missed}</th>")
@@ -534,6 +556,15 @@ PAGE_CSS = """
 .results-table .c-codec, .results-table .c-setting { text-align: left; }
 .results-table td.c-setting { white-space: normal; min-width: 7em; font-size: 12.5px; }
 .results-table .explained { text-decoration: underline dotted; cursor: help; }
+/* A tip (ui.tip_attrs): its words at the foot of the screen while it has the focus, which a tap
+   gives it on a phone (where a title never shows), as a click or Tab does elsewhere. */
+.results-table thead th.tip { cursor: help; }
+.tip:focus { outline: 2px solid #2a8a4a; outline-offset: -2px; }
+.tip:focus:not(:focus-visible) { outline-color: #2a8a4a80; }
+.tip:focus::after { content: attr(data-tip); position: fixed; left: 8px; right: 8px; bottom: 8px;
+  z-index: 1000; max-width: 40em; margin: 0 auto; padding: 8px 12px; border-radius: 8px;
+  background: #1f2a24; color: #fff; font-size: 13.5px; font-weight: 400; line-height: 1.4;
+  text-align: left; white-space: normal; text-decoration: none; box-shadow: 0 2px 10px #0006; }
 .results-table tbody th.c-codec { font-weight: 600; white-space: normal; }
 .results-table td.best { font-weight: 700; background: #2a8a4a1f; }
 .results-table .star { color: #2a8a4a; }

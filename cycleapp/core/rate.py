@@ -5,7 +5,7 @@ smallest file to lossless (`match_learned`, what `--target-bytes` and `target_by
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -120,7 +120,18 @@ def bisect(lo, hi, integer: bool, value_at, tried: dict, target: float, close: f
         value_at(lo), value_at(hi)  # the bracket's ends are the candidates
 
 
-def match_learned(rgb: np.ndarray, target: int) -> Match:
+@dataclass
+class Made:
+    """What `match_learned` made for one image that does not depend on the target: a later target
+    on the same image (a ladder of them, a changed size in the app) reuses it."""
+    rgb: np.ndarray
+    natural: dict = field(default_factory=dict)  # code size index -> its own file (bytes, seconds)
+    finest: dict = field(default_factory=dict)  # FINEST -> the largest code size's finest file
+    layered: object = None  # `learned.layered()` with this image's base, once made
+    bridge: object = None  # `learned.bridge()` likewise
+
+
+def match_learned(rgb: np.ndarray, target: int, made: Made | None = None) -> Match:
     """The learned codec at `target` bytes, from its smallest file to lossless.
 
     Up to the largest code size's own file: the code size whose own file is nearest the target (in
@@ -130,63 +141,99 @@ def match_learned(rgb: np.ndarray, target: int) -> Match:
     it and the size below is matched, starting from the file already made.
 
     Beyond it, as far as that code size reaches with its steps finer (`learned.FINEST`), the same;
-    then the largest code size with an enhancement layer (`learned.LayeredCodec`, its base that finest
-    file), the layer's step matched to the target, down to lossless. Its files grow and its errors
-    shrink as the step gets finer, so a larger target never gives a worse image. A target out of reach (below the
-    smallest file, above the lossless one) gives the nearest file, and the match's note says so."""
+    then the layered codec (`learned.layered`), the layer's step matched to the target, down to
+    lossless; just beyond that reach (up to BRIDGE_REACH times that finest file's bytes) also the
+    bridge (`learned.bridge`: the same layer over that finest file, so never a worse image than it)
+    and that file itself, and of the files within the budget (the target and the tolerance) the one
+    with the smallest squared error (if none is, the smallest file). A target out of reach (below the smallest file, above the lossless
+    one) gives the nearest file, and the match's note says so. `made`: what an earlier call on the
+    same image made (`Made`), filled in by this one."""
     if target < 1:
         raise ValueError("the target size must be at least 1 byte")
     entries = learned.presets()  # smallest code first
     if not entries:
         raise ValueError("no checkpoints installed")
-    made: dict[int, tuple[bytes, float]] = {}
+    if made is None or made.rgb is not rgb:
+        made = Made(rgb)
 
     def natural(i: int) -> int:
-        if i not in made:
-            made[i] = timed(entries[i].encode, rgb, entries[i].default)
-        return len(made[i][0])
+        if i not in made.natural:
+            made.natural[i] = timed(entries[i].encode, rgb, entries[i].default)
+        return len(made.natural[i][0])
 
     top = entries[-1]
     finer = Search(top.default, learned.FINEST, "integer")  # its steps finer, up to FINEST
-    finest: dict[int, tuple[bytes, float]] = {}  # that code size's file at FINEST, made once
 
-    def finest_file() -> dict[int, tuple[bytes, float]]:
-        if not finest:
-            finest[learned.FINEST] = timed(top.encode, rgb, learned.FINEST)
-        return finest
-    layered = None
-    if 8 * target >= LAYERED_FIRST_BPP * rgb.shape[0] * rgb.shape[1] and isinstance(top, learned.CycleCodec):
-        # Most likely beyond the largest code size: make the layered codec's base first (its code is
-        # that code size's FINEST file's), and make none of its own files unless the target is within them.
-        layered = learned.layered().for_image(rgb)
-        if target <= (1 + TOLERANCE) * (1 + 1e-3) * layered.base_bytes():  # (the FINEST file: about as large)
-            layered = None
-    if layered is None and target > (1 + TOLERANCE) * natural(len(entries) - 1):
-        known = {top.default: made[len(entries) - 1], **finest_file()}
-        if target <= (1 + TOLERANCE) * len(known[learned.FINEST][0]):  # the largest code size reaches it
+    def finest_bytes() -> int:
+        if not made.finest:
+            made.finest[learned.FINEST] = timed(top.encode, rgb, learned.FINEST)
+        return len(made.finest[learned.FINEST][0])
+
+    # a target of a photograph's usual sizes is most likely beyond the code sizes: the layered
+    # codec's base is made first, and far above it (CLEARLY_BEYOND) nothing else
+    likely_beyond = 8 * target >= LAYERED_FIRST_BPP * rgb.shape[0] * rgb.shape[1]
+    if (likely_beyond or made.layered) and isinstance(top, learned.CycleCodec):
+        made.layered = made.layered or learned.layered().for_image(rgb)
+        if target >= CLEARLY_BEYOND * made.layered.base_bytes():
+            return _match_beyond(made, target, None)
+    beyond = made.layered is not None and target > (1 + TOLERANCE) * finest_bytes()
+    if not beyond and target > (1 + TOLERANCE) * natural(len(entries) - 1):
+        if target <= (1 + TOLERANCE) * finest_bytes():  # the largest code size reaches it
+            known = {top.default: made.natural[len(entries) - 1], **made.finest}
             return _named(match_size(top, rgb, target, known=known, search=finer), top.variant)
-        layered = learned.layered().for_image(rgb)
-    if layered is not None:
-        m = _named(match_layered(layered, rgb, target), learned.LAYERED)
-        if not m.within_tolerance and abs(layered.base_bytes() - target) <= abs(len(m.data) - target):
-            # between the largest code size's finest file and the layered codec's smallest (that file
-            # and a layer of zeros): the nearer is the former, and just as good
-            known = dict(finest_file())
-            if abs(len(known[learned.FINEST][0]) - target) <= abs(len(m.data) - target):
-                return _named(match_size(top, rgb, target, known=known, search=finer), top.variant)
-        if m.setting == learned.LADDER and len(m.data) < target and not m.within_tolerance:
-            m.note = f"the lossless file is {len(m.data)} bytes, the largest this codec makes (target {target})"
-        return m
+        beyond = True
+    if beyond:
+        made.layered = made.layered or learned.layered().for_image(rgb)
+        data, encode_s = made.finest[learned.FINEST]
+        return _match_beyond(made, target,
+                             _named(Match(top.name, learned.FINEST, data, target, "", encode_s=encode_s), top.variant))
     lo, hi = 0, len(entries) - 1
     while lo < hi:
         mid = (lo + hi) // 2
         lo, hi = (mid + 1, hi) if natural(mid) < target else (lo, mid)
     best = min((i for i in (lo - 1, lo) if i >= 0), key=lambda i: abs(np.log(natural(i) / target)))
     entry = entries[best]
-    return _named(match_size(entry, rgb, target, known={entry.default: made[best]}), entry.variant)
+    return _named(match_size(entry, rgb, target, known={entry.default: made.natural[best]}), entry.variant)
 
 
-LAYERED_FIRST_BPP = 1.0  # targets from here up start with the layered codec's base (a guess: speed only)
+LAYERED_FIRST_BPP = 1.0  # targets from here up start with the layered codec's base (speed only)
+# The finest file itself is a candidate up to this times its bytes and an empty layer's (the second
+# term matters only on small images, where it is most of a layer).
+BRIDGE_REACH = 1.5
+# The largest code size's finest file was 1.5 to 2.3 times the layered codec's base on 8 training
+# photos: a target this many times that base is beyond that file's reach (speed only: not made).
+CLEARLY_BEYOND = 4
+
+
+def _match_beyond(made: Made, target: int, finest: Match | None) -> Match:
+    """`match_learned` beyond the largest code size's finest file (`finest`, None if far beyond):
+    the layered codec (its base made) and the bridge, and near that file the file itself (on a small
+    image a layer's tables cost more than they gain), the one with the smallest squared error within
+    the budget. Which base is better depends on the photo: the smaller one on most (Kodak's), the
+    bridge's where the largest code size's file is a small part of the target (smooth 2K photos)."""
+    rgb, layered = made.rgb, made.layered
+    made.bridge = bridge = made.bridge or learned.bridge().for_image(rgb)
+    candidates = [(_named(match_layered(layered, rgb, target), learned.LAYERED), layered),
+                  (_named(match_layered(bridge, rgb, target), learned.BRIDGE), bridge)]
+    empty_layer = layered.estimate(0) - layered.base_bytes()  # its tables: a small image's notable cost
+    if finest is not None and target <= BRIDGE_REACH * (len(finest.data) + empty_layer):
+        candidates.append((finest, None))
+    fit = [(c, entry) for c, entry in candidates if len(c.data) <= (1 + TOLERANCE) * target]
+    m = min(fit, key=lambda c: _error(*c, rgb))[0] if fit else min(candidates, key=lambda c: len(c[0].data))[0]
+    if not m.within_tolerance and any(c.within_tolerance for c, _ in candidates):
+        m.note = f"no better file within 3 % (this one {len(m.data)} bytes for target {target})"
+    if m.setting == learned.LADDER and len(m.data) < target and not m.within_tolerance:
+        m.note = f"the lossless file is {len(m.data)} bytes, the largest this codec makes (target {target})"
+    return m
+
+
+def _error(m: Match, layered, rgb: np.ndarray) -> float:
+    """The squared error of a match's file: its pixels as the layered codec's encoder made them,
+    or decoded (the lossless setting keeps none; the finest file has no layered codec)."""
+    pixels = layered.base.decoded.get(m.setting) if layered is not None else None
+    if pixels is None:
+        pixels = codec.decode(m.data)
+    return float(np.sum((pixels.astype(np.int64) - rgb) ** 2))
 
 
 def match_layered(layered, rgb: np.ndarray, target: int) -> Match:
@@ -198,6 +245,7 @@ def match_layered(layered, rgb: np.ndarray, target: int) -> Match:
     0.1 %, a setting apart is about 4 %)."""
     made: dict[int, tuple[bytes, float]] = {}
     estimates: dict[int, float] = {}
+    layered.base.decoded.clear()  # (the pixels of this search's files only)
 
     def size(s: int) -> int:
         if s not in made:

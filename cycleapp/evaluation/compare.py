@@ -16,8 +16,8 @@ from cycleapp.core.checkpoint import Checkpoint
 from cycleapp.core.interface import Codec, CodecError
 from cycleapp.core.learned import CycleCodec
 from cycleapp.imageio import MAX_PIXELS as ENCODE_MAX_PIXELS, size_problem
-from cycleapp.core.rate import match_learned
-from cycleapp.evaluation.matching import match_bytes, match_quality
+from cycleapp.core.rate import match_learned, timed
+from cycleapp.evaluation.matching import difficulty, match_bytes, match_quality
 from cycleapp.evaluation.measure import COLUMNS, Measurement, measure
 
 # compare keeps every codec's reconstruction and computes PSNR, SSIM and MS-SSIM on the whole
@@ -89,7 +89,11 @@ def compare(rgb: np.ndarray, reference: Codec | Checkpoint | int, codecs: list[s
     the slowest codecs still run, rather than all of them at the end.
 
     The codecs' settings are found by `matching.match_bytes` and `match_quality` (a secant search
-    from the codec's usual setting: three or four encodes each, where a bisection takes eight).
+    from the codec's usual setting for an image this costly, `matching.difficulty`: two to four
+    encodes each, where a bisection takes eight). A quality match keeps the pixels its search
+    decoded and the quality it computed on them; no search candidate but the file kept is ever
+    measured on SSIM or the other metrics. At the same size the others need only the reference's
+    file size, so its decode and metrics run in the pool too, not before the searches start.
     """
     if match not in MODES:
         raise ValueError(f"unknown match {match!r} (choose from {', '.join(MODES)})")
@@ -113,31 +117,50 @@ def compare(rgb: np.ndarray, reference: Codec | Checkpoint | int, codecs: list[s
     else:
         report(f"Compressing with {reference.label} ({reference.describe(reference.default)})")
         key = (image, reference.name, reference.variant, getattr(reference, "rdoq_weight", None))
-        first = kept.get(key) or kept.put(key, measure(reference, rgb))
-    if not first.ok:
+        first = kept.get(key)
+        if first is None and match == "size":
+            # The others need only its file's size: its decode runs in the pool, beside their searches.
+            try:
+                encoded = timed(reference.encode, rgb, reference.default)
+            except CodecError:
+                first = measure(reference, rgb)  # the refusal, said as measure says it
+        elif first is None:
+            first = kept.put(key, measure(reference, rgb))
+    if first is not None and not first.ok:
         raise CodecError(f"{first.entry.label} {first.note}")
-    target = len(first.data) if match == "size" else getattr(first, match)
+    size = len(first.data if first is not None else encoded[0])
+    target = size if match == "size" else getattr(first, match)
     if target is None:
         raise ValueError("MS-SSIM needs an image of at least 161 pixels on each side: compare at the same "
                          "file size or PSNR")
+    # one JPEG encode (which a JPEG search takes as its own): where each search starts, for this image
+    probe: dict = {}
+    hard = difficulty(rgb, 8 * size / (rgb.shape[0] * rgb.shape[1]), probe)
 
     def matched(i: int, name: str) -> Measurement:
         key = (image, name, match, target)
         result = kept.get(key)
         if result is None:
             entry = registry.get(name)
-            m = match_bytes(entry, rgb, target) if match == "size" else \
-                match_quality(entry, rgb, match, target, near_bpp=first.bpp)
-            result = measure(entry, rgb, m.setting, m.note, m.encoded)
+            if match == "size":
+                m = match_bytes(entry, rgb, target, hard=hard, known=probe if name == "jpeg" else None)
+                result = measure(entry, rgb, m.setting, m.note, m.encoded)
+            else:  # the search decoded and scored its file: that is kept, not done again
+                m = match_quality(entry, rgb, match, target, near_bpp=first.bpp, hard=hard,
+                                  known=probe if name == "jpeg" else None)
+                result = measure(entry, rgb, m.setting, m.note, m.encoded, m.decoded,
+                                 {match: m.value} if m.value is not None else None)
             result.values()  # the metrics, computed here (in parallel when workers > 1)
             kept.put(key, result)
         done(i, result)
         return result
 
     def reference_done() -> Measurement:
-        first.values()
-        done(0, first)
-        return first
+        m = first if first is not None else kept.put(key, measure(reference, rgb, None, "", encoded))
+        if m.ok:
+            m.values()
+            done(0, m)
+        return m
 
     labels = [registry.get(n).label for n in codecs]
     workers = max(1, min(workers, len(codecs)))
@@ -145,9 +168,12 @@ def compare(rgb: np.ndarray, reference: Codec | Checkpoint | int, codecs: list[s
         # the slowest started first, so that the last to finish is not a slow one started late
         order = sorted(range(len(codecs)), key=lambda i: SLOWEST_FIRST.index(codecs[i])
                        if codecs[i] in SLOWEST_FIRST else len(SLOWEST_FIRST))
-        started = {i: pool.submit(matched, i + 1, codecs[i]) for i in order}
+        started = {i: pool.submit(matched, i + 1, codecs[i]) for i in order[:workers]}
+        # then ours (its decode and metrics: about as long as a middling codec's search), the longest
+        # first, so that no long task is left alone at the end while a core waits
+        ours = pool.submit(reference_done)
+        started.update({i: pool.submit(matched, i + 1, codecs[i]) for i in order[workers:]})
         futures = [started[i] for i in range(len(codecs))]
-        ours = pool.submit(reference_done)  # after the codecs' first encodes: it fills a free core
         pending = list(futures)
         while pending:
             running = [labels[i] for i in order if not futures[i].done()][:workers]  # started in this order
@@ -155,7 +181,9 @@ def compare(rgb: np.ndarray, reference: Codec | Checkpoint | int, codecs: list[s
                    f"{len(futures) - len(pending)} of {len(futures)} codecs done")
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
             pending = [f for f in pending if f not in finished]
-        ours.result()
+        first = ours.result()
+    if not first.ok:  # its file, made above, did not decode
+        raise CodecError(f"{first.entry.label} {first.note}")
     return [first, *(f.result() for f in futures)]
 
 

@@ -3,7 +3,9 @@ the app's same-quality mode), in few encodes.
 
 Both search the codec's setting as a root finder, not a blind bisection: the first encode is at the
 setting where this codec's files are usually the size asked for (`PRIOR_BPP`, typical bpp at a few
-settings), then a secant step through the points so far (the size grows about exponentially with a
+settings), corrected by how costly this image is next to a typical photo (`difficulty`: one JPEG
+encode, which on 6 training photos at 4 sizes cut the encodes of the searches by a quarter), then a
+secant step through the points so far (the size grows about exponentially with a
 quality setting, so the secant runs on log(bytes); the quality about linearly with the log of the
 bytes). An integer setting stops at two neighbours that bracket the target, a real one once within
 a third of the tolerance. Three or four encodes, where a bisection over 1 to 100 takes eight or nine;
@@ -15,11 +17,13 @@ made and the bracket found), so a size match is judged by one rule wherever it i
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from cycleapp.core.interface import Codec, CodecError, Search
 from cycleapp.core.rate import TOLERANCE, Match, match_size, timed
+from cycleapp.evaluation import registry
 from cycleapp.evaluation.metrics import ms_ssim, psnr
 
 # A same-quality match: within 0.15 dB of PSNR, or 0.0015 of MS-SSIM: about what 3 % of the bytes
@@ -122,55 +126,102 @@ def secant(low: float, high: float, integer: bool, value_at, target: float, clos
     return seen
 
 
-def match_bytes(codec: Codec, rgb: np.ndarray, target: int, max_tries: int = MAX_TRIES) -> Match:
+def difficulty(rgb: np.ndarray, bpp: float, made: dict | None = None) -> float:
+    """How many times the bytes of a typical photo (`PRIOR_BPP`) this image's files take at the same
+    setting, near `bpp`: one JPEG encode (a few hundredths of a second for a 2K photo) at JPEG's
+    usual setting for `bpp`. Files of different codecs follow an image's detail alike, so this
+    corrects every codec's first guess (`match_bytes`, `match_quality`): on a detailed photo a
+    search then starts near the setting it needs rather than a few qualities below it.
+
+    made: where to put that JPEG file ({setting: (bytes, seconds)}), for a JPEG search to take as
+    one of its own (`known`) rather than encode it again."""
+    jpeg = registry.get("jpeg")
+    setting = int(round(prior(jpeg, bpp)[0]))
+    setting = min(max(setting, PRIOR_BPP["jpeg"][0][0]), PRIOR_BPP["jpeg"][-1][0])
+    try:
+        data, seconds = timed(jpeg.encode, rgb, setting)
+    except CodecError:  # an image JPEG cannot write: no correction
+        return 1.0
+    if made is not None:
+        made[setting] = (data, seconds)
+    actual = 8 * len(data) / (rgb.shape[0] * rgb.shape[1])
+    xs, logs = zip(*((s, math.log(b)) for s, b in PRIOR_BPP["jpeg"]))
+    return actual / math.exp(float(np.interp(setting, xs, logs)))
+
+
+def match_bytes(codec: Codec, rgb: np.ndarray, target: int, max_tries: int = MAX_TRIES,
+                hard: float = 1.0, known: dict | None = None) -> Match:
     """`core.rate.match_size` (the same rule, tolerance and notes), found in fewer encodes: the secant
-    search on log(bytes) from the codec's usual setting for this size, then the core's choice among
-    the files made, within the bracket found. A rate setting keeps the core's own search (which
-    corrects the bitrate by the size error: two encodes)."""
+    search on log(bytes) from the codec's usual setting for this size (for an image `hard` times as
+    costly as a typical photo: `difficulty`), then the core's choice among the files made, within
+    the bracket found. A rate setting keeps the core's own search (which corrects the bitrate by the
+    size error: two encodes). `known`: files of this codec already made, {setting: (bytes, seconds)}."""
     if codec.search is None or codec.search.kind == "rate":
-        return match_size(codec, rgb, target)
+        return match_size(codec, rgb, target, known=known)
     low, high, integer, setting = _axis(codec)
-    tried: dict = {}
+    tried: dict = dict(known or {})
 
     def log_size(x):
         s = setting(x)
-        tried[s] = timed(codec.encode, rgb, s)
+        if s not in tried:
+            tried[s] = timed(codec.encode, rgb, s)
         return math.log(max(len(tried[s][0]), 1))
 
-    start, slope = prior(codec, 8 * target / (rgb.shape[0] * rgb.shape[1]))
+    start, slope = prior(codec, 8 * target / (rgb.shape[0] * rgb.shape[1]) / hard)
+    close = math.log(1 + TOLERANCE / 3)
     try:
-        seen = secant(low, high, integer, log_size, math.log(target), math.log(1 + TOLERANCE / 3), start, slope,
-                      max_tries)
+        seen = secant(low, high, integer, log_size, math.log(target), close, start, slope, max_tries)
     except CodecError:  # the core meets the same refusal and says it as it always does
         return match_size(codec, rgb, target, known=tried)
-    a = max((x for x in seen if seen[x] <= math.log(target)), default=low)
-    b = min((x for x in seen if seen[x] > math.log(target)), default=high)
+    a = max((x for x in seen if seen[x] <= math.log(target)), default=None)
+    b = min((x for x in seen if seen[x] > math.log(target)), default=None)
+    if a is None or b is None:
+        nearest = min(seen, key=lambda x: abs(seen[x] - math.log(target)))
+        if abs(seen[nearest] - math.log(target)) <= close:  # found, from one side: no range end to encode
+            a = b = nearest
+    a, b = low if a is None else a, high if b is None else b  # else the core tries the end (for its note)
     return match_size(codec, rgb, target, max_tries=len(tried), known=tried,
                       search=Search(setting(a), setting(b), codec.search.kind))
 
 
+@dataclass
+class QualityMatch(Match):
+    """A quality match, with what the search already knows of its file: the decoded pixels and
+    their decode time (`measure` takes them rather than decoding the file again); `value` is the
+    file's quality, computed on those pixels by the same metric the table shows."""
+    decoded: tuple[np.ndarray, float] | None = field(default=None, repr=False)
+
+
 def match_quality(codec: Codec, rgb: np.ndarray, metric: str, target: float, max_tries: int = MAX_TRIES,
-                  near_bpp: float | None = None) -> Match:
+                  near_bpp: float | None = None, hard: float = 1.0, known: dict | None = None) -> Match:
     """The setting whose file decodes closest to `target` on `metric` ("psnr" or "ms_ssim"): the
     secant search with each file decoded and measured, first at the codec's usual setting for
     `near_bpp` (the reference file's bpp: at the same quality codecs differ by less than 2x in
     bytes; None: the middle of the range). A miss of QUALITY_TOLERANCE, or a codec that cannot
-    encode the image, is said in the note as for sizes."""
+    encode the image, is said in the note as for sizes. `known`: files of this codec already made,
+    {setting: (bytes, seconds)}, decoded and measured only if the search comes to their setting."""
     score = {"psnr": psnr, "ms_ssim": ms_ssim}[metric]
     # the searched scale: PSNR itself; MS-SSIM as -log(1 - MS-SSIM), which grows about linearly too
     scale = (lambda q: q) if metric == "psnr" else (lambda q: -math.log(max(1 - q, 1e-9)))
-    tried: dict[float, tuple[bytes, float]] = {}
+    tried: dict[float, tuple[bytes, float]] = dict(known or {})
     quality: dict[float, float] = {}
     low, high, integer, setting = _axis(codec)
+    rank = lambda s: (abs(quality[s] - target), len(tried[s][0]))  # the best file: the least of these
+    kept: dict[float, tuple[np.ndarray, float]] = {}  # the best file so far: its pixels, its decode time
 
     def quality_at(s: float) -> float:
-        if s not in tried:
-            tried[s] = timed(codec.encode, rgb, s)
-            quality[s] = score(rgb, codec.decode(tried[s][0]))
+        if s not in quality:
+            if s not in tried:
+                tried[s] = timed(codec.encode, rgb, s)
+            decoded = timed(codec.decode, tried[s][0])
+            quality[s] = score(rgb, decoded[0])
+            if not kept or rank(s) < rank(next(iter(kept))):
+                kept.clear()
+                kept[s] = decoded
         return quality[s]
 
     if near_bpp:
-        start, slope = prior(codec, near_bpp)
+        start, slope = prior(codec, near_bpp / hard)
     else:
         start, slope = (low + high) / 2, 4 / (high - low)
     slope *= QUALITY_SLOPE[metric]
@@ -182,13 +233,13 @@ def match_quality(codec: Codec, rgb: np.ndarray, metric: str, target: float, max
     except CodecError as e:
         failure = str(e)
     if not quality:
-        return Match(codec.name, codec.default, b"", target, failure, metric=metric,
-                     tolerance=QUALITY_TOLERANCE[metric])
-    best = min(quality, key=lambda s: (abs(quality[s] - target), len(tried[s][0])))
+        return QualityMatch(codec.name, codec.default, b"", target, failure, metric=metric,
+                            tolerance=QUALITY_TOLERANCE[metric])
+    best = min(quality, key=rank)
     data, encode_s = tried[best]
-    match = Match(codec.name, best, data, target, f"the search stopped early: {failure}" if failure else "",
-                  encode_s=encode_s, metric=metric, value=quality[best],
-                  tolerance=QUALITY_TOLERANCE[metric])
+    match = QualityMatch(codec.name, best, data, target, f"the search stopped early: {failure}" if failure else "",
+                         encode_s=encode_s, metric=metric, value=quality[best],
+                         tolerance=QUALITY_TOLERANCE[metric], decoded=kept.get(best))
     if not match.within_tolerance and not failure:
         text, short = QUALITY_UNITS[metric]
         bracketed = any(q <= target for q in quality.values()) and any(q > target for q in quality.values())

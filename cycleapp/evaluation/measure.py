@@ -85,16 +85,23 @@ class Measurement:
 
 
 def measure(entry: Codec, rgb: np.ndarray, setting=None, note: str = "",
-            encoded: tuple[bytes, float] | None = None) -> Measurement:
+            encoded: tuple[bytes, float] | None = None, decoded: tuple[np.ndarray, float] | None = None,
+            known: dict | None = None) -> Measurement:
     """Encode `rgb` with a codec at a setting (its default if None), decode the bytes, time both;
     a CodecError becomes a measurement without a file, its reason in the note.
 
     encoded: the file and its encode time when the caller already made it at this setting (a size
-    match, `matching.Match.encoded`), so that it is not encoded twice."""
+    match, `matching.Match.encoded`), so that it is not encoded twice; decoded: that file's pixels
+    and decode time, when the caller decoded it too (a quality match), and `known`, metrics the
+    caller computed on those very pixels with the same functions ({"psnr": ...}), kept rather than
+    computed again."""
     setting = entry.default if setting is None else setting
     try:
         data, encode_s = encoded or timed(entry.encode, rgb, setting)
-        reconstruction, decode_s = timed(entry.decode, data)
+        reconstruction, decode_s = decoded if encoded and decoded else timed(entry.decode, data)
     except CodecError as e:
         return Measurement(entry, setting, rgb, b"", None, None, None, str(e))
-    return Measurement(entry, setting, rgb, data, reconstruction, encode_s, decode_s, note)
+    m = Measurement(entry, setting, rgb, data, reconstruction, encode_s, decode_s, note)
+    if encoded and decoded and known:
+        m.__dict__.update(known)  # where functools.cached_property keeps a computed value
+    return m
