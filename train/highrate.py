@@ -16,9 +16,11 @@ the other coders' lossless and the near-lossless files; `--lossless-only` measur
 from __future__ import annotations
 
 import argparse
+import ctypes
 import io
 import json
 import multiprocessing
+import signal
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -75,7 +77,7 @@ def curve(rgb: np.ndarray, lossless_bytes: int) -> list[dict]:
     """The learned codec's files at the ladder of targets, smallest target first: (target, bpp,
     psnr, what made it, the match's note)."""
     pixels = rgb.shape[0] * rgb.shape[1]
-    smallest = len(learned.presets()[0].encode(rgb, -learned.CycleCodec.search.low))
+    smallest = len(learned.presets()[0].encode(rgb, learned.CycleCodec.search.low))  # coarsest steps
     top = min(pixels, lossless_bytes)  # 8 bpp
     targets = {int(t) for t in np.geomspace(smallest, top, LADDER_TARGETS).round()}
     targets |= {round(b * pixels / 8) for b in BAND_TARGETS if b * pixels / 8 < top}
@@ -118,8 +120,9 @@ def measure(path: Path, lossless_only: bool = False, lossy_only: bool = False) -
 
 
 def lossy_rows(result: dict, name: str) -> list[dict]:
-    """A codec's points matched to ours in the band, each of our files once (targets beyond the
-    ladder's top give the same file) and our lossless file left out (its PSNR is infinite)."""
+    """A codec's points matched to ours in the band, each of our files once (two targets can give
+    the same file: in the gap below the lossless file, or above it) and our lossless file left out
+    (its PSNR is infinite)."""
     rows, seen = [], set()
     for r in result[name]:
         if np.isfinite(r["ours_psnr"]) and r["ours_bpp"] not in seen:
@@ -178,6 +181,15 @@ def lossless_report(results: list[dict]) -> list[str]:
             "lossless, mean bpp: " + ", ".join(f"{k} {v:.3f}" for k, v in sizes.items())]
 
 
+def _end_with_parent() -> None:
+    """A worker asks Linux to end it when the run that started it ends (killed, too): no orphan
+    keeps measuring. Elsewhere nothing (the pool's own shutdown ends its workers)."""
+    try:
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 @command
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -195,7 +207,8 @@ def main(argv=None) -> None:
     done = {r["image"] for r in results}
     todo = [q for q in paths if q.name not in done]
     measure_one = partial(measure, lossless_only=args.lossless_only, lossy_only=args.lossy_only)
-    with ProcessPoolExecutor(max(args.jobs, 1), mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max(args.jobs, 1), mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_end_with_parent) as pool:
         for result in pool.map(measure_one, todo):  # (in order) the JSON rewritten after each photo:
             results.append(result)  # a long run stopped early keeps its photos, and --resume goes on
             print(result["image"], result["lossless"], "falls", result.get("falls"), flush=True)

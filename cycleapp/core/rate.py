@@ -129,6 +129,8 @@ class Made:
     finest: dict = field(default_factory=dict)  # FINEST -> the largest code size's finest file
     layered: object = None  # `learned.layered()` with this image's base, once made
     bridge: object = None  # `learned.bridge()` likewise
+    lossless: dict = field(default_factory=dict)  # LADDER -> the lossless file (the same over any base)
+    finest_pixels: np.ndarray | None = None  # the finest file's, once decoded
 
 
 def match_learned(rgb: np.ndarray, target: int, made: Made | None = None) -> Match:
@@ -141,13 +143,14 @@ def match_learned(rgb: np.ndarray, target: int, made: Made | None = None) -> Mat
     it and the size below is matched, starting from the file already made.
 
     Beyond it, as far as that code size reaches with its steps finer (`learned.FINEST`), the same;
-    then the layered codec (`learned.layered`), the layer's step matched to the target, down to
-    lossless; just beyond that reach (up to BRIDGE_REACH times that finest file's bytes) also the
-    bridge (`learned.bridge`: the same layer over that finest file, so never a worse image than it)
-    and that file itself, and of the files within the budget (the target and the tolerance) the one
-    with the smallest squared error (if none is, the smallest file). A target out of reach (below the smallest file, above the lossless
-    one) gives the nearest file, and the match's note says so. `made`: what an earlier call on the
-    same image made (`Made`), filled in by this one."""
+    then the layered codec over two bases (`learned.layered` and the bridge, `learned.bridge`, whose
+    smallest file is that finest file), each's step matched to the target, and up to BRIDGE_REACH
+    times that file (and an empty layer) the file itself; of these, the one with the smallest
+    squared error within the budget (the target and the tolerance; if none is, the smallest). A
+    target of a photograph's usual sizes (LAYERED_FIRST_BPP) far above the layered codec's base
+    (CLEARLY_BEYOND) makes neither the code sizes' files nor that finest file. A target out of reach
+    (below the smallest file, above the lossless one) gives the nearest file, and the match's note
+    says so. `made`: what an earlier call on the same image made (`Made`), filled in by this one."""
     if target < 1:
         raise ValueError("the target size must be at least 1 byte")
     entries = learned.presets()  # smallest code first
@@ -172,7 +175,7 @@ def match_learned(rgb: np.ndarray, target: int, made: Made | None = None) -> Mat
     # a target of a photograph's usual sizes is most likely beyond the code sizes: the layered
     # codec's base is made first, and far above it (CLEARLY_BEYOND) nothing else
     likely_beyond = 8 * target >= LAYERED_FIRST_BPP * rgb.shape[0] * rgb.shape[1]
-    if (likely_beyond or made.layered) and isinstance(top, learned.CycleCodec):
+    if likely_beyond and isinstance(top, learned.CycleCodec):
         made.layered = made.layered or learned.layered().for_image(rgb)
         if target >= CLEARLY_BEYOND * made.layered.base_bytes():
             return _match_beyond(made, target, None)
@@ -213,43 +216,57 @@ def _match_beyond(made: Made, target: int, finest: Match | None) -> Match:
     bridge's where the largest code size's file is a small part of the target (smooth 2K photos)."""
     rgb, layered = made.rgb, made.layered
     made.bridge = bridge = made.bridge or learned.bridge().for_image(rgb)
-    candidates = [(_named(match_layered(layered, rgb, target), learned.LAYERED), layered),
-                  (_named(match_layered(bridge, rgb, target), learned.BRIDGE), bridge)]
-    empty_layer = layered.estimate(0) - layered.base_bytes()  # its tables: a small image's notable cost
-    if finest is not None and target <= BRIDGE_REACH * (len(finest.data) + empty_layer):
-        candidates.append((finest, None))
+    candidates = [(_named(match_layered(layered, rgb, target, made.lossless), learned.LAYERED), layered),
+                  (_named(match_layered(bridge, rgb, target, made.lossless), learned.BRIDGE), bridge)]
+    if finest is not None:
+        empty_layer = layered.estimate(0) - layered.base_bytes()  # its tables: a small image's notable cost
+        if target <= BRIDGE_REACH * (len(finest.data) + empty_layer):
+            candidates.append((finest, None))
     fit = [(c, entry) for c, entry in candidates if len(c.data) <= (1 + TOLERANCE) * target]
-    m = min(fit, key=lambda c: _error(*c, rgb))[0] if fit else min(candidates, key=lambda c: len(c[0].data))[0]
-    if not m.within_tolerance and any(c.within_tolerance for c, _ in candidates):
-        m.note = f"no better file within 3 % (this one {len(m.data)} bytes for target {target})"
-    if m.setting == learned.LADDER and len(m.data) < target and not m.within_tolerance:
-        m.note = f"the lossless file is {len(m.data)} bytes, the largest this codec makes (target {target})"
+    m = min(fit, key=lambda c: _error(*c, made))[0] if fit else min(candidates, key=lambda c: len(c[0].data))[0]
+    if not m.within_tolerance:
+        if m.setting == learned.LADDER and len(m.data) < target:
+            m.note = f"the lossless file is {len(m.data)} bytes, the largest this codec makes (target {target})"
+        elif any(c.within_tolerance for c, _ in candidates):
+            m.note = f"no better file within 3 % (this one {len(m.data)} bytes for target {target})"
+        elif not m.note:  # (the finest file, made without a search)
+            m.note = f"no file within 3 % (the best within the budget {len(m.data)} bytes for target {target})"
     return m
 
 
-def _error(m: Match, layered, rgb: np.ndarray) -> float:
-    """The squared error of a match's file: its pixels as the layered codec's encoder made them,
-    or decoded (the lossless setting keeps none; the finest file has no layered codec)."""
-    pixels = layered.base.decoded.get(m.setting) if layered is not None else None
-    if pixels is None:
-        pixels = codec.decode(m.data)
-    return float(np.sum((pixels.astype(np.int64) - rgb) ** 2))
+def _error(m: Match, layered, made: Made) -> float:
+    """The squared error of a match's file: none for the lossless one (bit-exact by construction,
+    as the suite checks); else its pixels as the layered codec's encoder made them, or the finest
+    file's, decoded once per image."""
+    if m.setting == learned.LADDER and layered is not None:
+        return 0.0
+    if layered is not None:
+        pixels = layered.base.decoded[m.setting]
+    else:
+        if made.finest_pixels is None:
+            made.finest_pixels = codec.decode(m.data)
+        pixels = made.finest_pixels
+    return float(np.sum((pixels.astype(np.int64) - made.rgb) ** 2))
 
 
-def match_layered(layered, rgb: np.ndarray, target: int) -> Match:
+def match_layered(layered, rgb: np.ndarray, target: int, lossless: dict | None = None) -> Match:
     """The layered codec's setting (its base made, `LayeredCodec.for_image`) whose file is closest to
     `target`, as `match_size` finds it, in few encodes: the search runs on the estimated sizes of
     the transform-domain settings (`LayeredCodec.estimate`, no layer coded), a secant on the log of
     the size (it is about linear in the setting: in the log of the step), bracketed; then only the
     settings either side of the target are coded, the nearer first (the estimate is within about
-    0.1 %, a setting apart is about 4 %)."""
+    0.1 %, a setting apart is about 4 %). `lossless`: {LADDER: the lossless file} if made already
+    (it is the same over any base), filled in when this search makes it."""
     made: dict[int, tuple[bytes, float]] = {}
     estimates: dict[int, float] = {}
     layered.base.decoded.clear()  # (the pixels of this search's files only)
+    lossless = {} if lossless is None else lossless
 
     def size(s: int) -> int:
         if s not in made:
-            made[s] = timed(layered.encode, rgb, s)
+            if s == learned.LADDER and s not in lossless:
+                lossless[s] = timed(layered.encode, rgb, s)
+            made[s] = lossless[s] if s == learned.LADDER else timed(layered.encode, rgb, s)
         return len(made[s][0])
 
     def estimate(s: int) -> float:
