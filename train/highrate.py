@@ -36,7 +36,7 @@ from cycleapp.evaluation import registry
 from cycleapp.imageio import read_image
 from cycleapp.core.rate import Made, match_learned, match_size
 from cycleapp.evaluation.metrics import psnr
-from train.errors import command
+from train.errors import TrainError, command
 from train.evaluate import bd_rate
 
 LADDER_TARGETS = 12
@@ -204,6 +204,9 @@ def main(argv=None) -> None:
     paths = sorted(q for q in Path(args.data).iterdir() if q.suffix.lower() in (".png", ".jpg", ".jpeg"))
     paths = paths[:args.limit] if args.limit else paths
     results = json.loads(Path(args.out).read_text())["images"] if args.resume and Path(args.out).exists() else []
+    if results and ("curve" in results[0], "near_lossless" in results[0]) != \
+            (not args.lossless_only, not args.lossy_only):
+        raise TrainError(f"--resume: {args.out} was measured with other options (--lossy-only, --lossless-only)")
     done = {r["image"] for r in results}
     todo = [q for q in paths if q.name not in done]
     measure_one = partial(measure, lossless_only=args.lossless_only, lossy_only=args.lossy_only)

@@ -226,24 +226,24 @@ def presets(rdoq_weight: float = DEFAULT_RDOQ_WEIGHT) -> list[CycleCodec]:
 
 def predicted_base() -> Checkpoint:
     """The checkpoint of the predicted pixel layer's base: the smallest code size."""
-    paths = ckpts.available()
-    if not paths:
-        raise ValueError(f"no checkpoints found in {ckpts.checkpoint_dir()}")
-    return ckpts.by_name(paths[0].stem)
+    return _installed(0)
 
 
 def layered() -> LayeredCodec:
     """The layered codec: the second largest code size (the largest if there is one) as trained,
     with an enhancement layer (see `LAYERED_BASE_SHIFT`)."""
-    paths = ckpts.available()
-    if not paths:
-        raise ValueError(f"no checkpoints found in {ckpts.checkpoint_dir()}")
-    return LayeredCodec(ckpts.by_name(paths[max(len(paths) - 2, 0)].stem))
+    return LayeredCodec(_installed(-2))
 
 
 def bridge() -> LayeredCodec:
     """The layered codec over the largest code size's finest file (see `BRIDGE_SHIFT`)."""
+    return LayeredCodec(_installed(-1), step_shift=BRIDGE_SHIFT, variant=BRIDGE)
+
+
+def _installed(index: int) -> Checkpoint:
+    """The installed code size at this index, smallest first (clamped: with one size, that one);
+    ValueError if none is installed."""
     paths = ckpts.available()
     if not paths:
         raise ValueError(f"no checkpoints found in {ckpts.checkpoint_dir()}")
-    return LayeredCodec(ckpts.by_name(paths[-1].stem), step_shift=BRIDGE_SHIFT, variant=BRIDGE)
+    return ckpts.by_name(paths[min(max(index, -len(paths)), len(paths) - 1)].stem)
