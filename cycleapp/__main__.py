@@ -8,6 +8,7 @@ import warnings
 
 from cycleapp.api import TargetNotReached, decode, encode
 from cycleapp.core import checkpoint as ckpts
+from cycleapp.core.allocator import reuse_freed_memory
 from cycleapp.core import learned
 from cycleapp.evaluation import registry
 from cycleapp.evaluation.compare import LIMIT_NOTE, MAX_PIXELS as COMPARE_MAX_PIXELS, compare, format_table
@@ -59,6 +60,7 @@ def max_error(text: str) -> int:
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
+    reuse_freed_memory()
     try:
         if args.command == "sizes":
             paths = ckpts.available()

@@ -5,11 +5,13 @@
 Prints, best of `--runs`: JPEG 2000 at 2 bpp (encode, decode); CycleCodec with `--target-bytes` at
 2 bpp (the rate control's search and its one file's decode), a single encode at the setting that
 search chose, and lossless (encode, decode); each CycleCodec time also as a multiple of JPEG 2000's
-encode + decode.
+encode + decode; the process's peak memory after the lossy files and at the end. It keeps freed memory
+for reuse as the command line does (`cycleapp.core.allocator`).
 """
 from __future__ import annotations
 
 import argparse
+import resource
 import sys
 import time
 from pathlib import Path
@@ -17,7 +19,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cycleapp import api  # noqa: E402
-from cycleapp.core import codec
+from cycleapp.core import codec  # noqa: E402
+from cycleapp.core.allocator import reuse_freed_memory  # noqa: E402
 from cycleapp.core import learned  # noqa: E402
 from cycleapp.core.rate import match_learned  # noqa: E402
 from cycleapp.evaluation import registry  # noqa: E402
@@ -39,6 +42,7 @@ def main() -> None:
     p.add_argument("--bpp", type=float, default=2.0)
     p.add_argument("--runs", type=int, default=2)
     args = p.parse_args()
+    reuse_freed_memory()  # as the command line does
     rgb = read_image(args.image).rgb
     pixels = rgb.shape[0] * rgb.shape[1]
     target = round(args.bpp * pixels / 8)
@@ -58,10 +62,17 @@ def main() -> None:
     once, _ = best(args.runs, lambda: entry.encode(rgb, m.setting))
     print(f"CycleCodec, one encode at that setting: {once:.2f} s; with its decode "
           f"{(once + decode) / reference:.1f}x JPEG 2000")
+    print(f"peak memory of this process so far (the search over both bases at its largest): {peak_gb():.2f} GB")
     encode, lossless = best(args.runs, lambda: api.encode(rgb, lossless=True))
     decode, _ = best(args.runs, lambda: codec.decode(lossless))
     print(f"CycleCodec lossless: encode {encode:.2f} s, decode {decode:.2f} s ({8 * len(lossless) / pixels:.3f} bpp): "
           f"{(encode + decode) / reference:.1f}x JPEG 2000")
+    print(f"peak memory of this process: {peak_gb():.2f} GB")
+
+
+def peak_gb() -> float:
+    """The process's peak resident memory (Linux reports it in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
 
 
 if __name__ == "__main__":

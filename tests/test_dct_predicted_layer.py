@@ -67,3 +67,23 @@ def test_integer_transform_matches_float():
     _, base = pair(20, 28)
     exact = kind4.base_coefficients(base) / 2.0 ** kind4.BASE_SHIFT
     assert np.abs(exact - dct_layer.forward(base)).max() < 0.01 * 255
+
+
+def test_bucket_is_the_bit_length_of_the_energy_over_the_divisor():
+    """The looked-up buckets (what the decoder's contexts read) are the rule's, every energy up to
+    well beyond the cap (the largest an escape's magnitudes can make)."""
+    energy = np.concatenate([np.arange(4 * kind4.ENERGY_CAP), [2 ** 24, 2 ** 31 - 1]]).astype(np.int32)
+    rule = np.array([min((int(e) // kind4.ENERGY_DIVISOR).bit_length(), kind4.BUCKETS - 1) for e in energy])
+    assert np.array_equal(kind4.bucket(energy), rule)
+    assert kind4.bucket(energy.reshape(-1, 2)).shape == (len(energy) // 2, 2)
+
+
+def test_a_kept_estimate_codes_the_same_file():
+    """Rate control estimates a step's size, then codes it from the kept levels and contexts: the
+    file is the one a fresh encoder makes."""
+    rgb, base = pair(48, 64)
+    enc = kind4.Encoder(rgb, base)
+    for step in (64, 96, 64, 256):
+        enc.size(step)
+        (kept, pixels), (fresh, fresh_pixels) = enc.encode(step, SEAL), kind4.Encoder(rgb, base).encode(step, SEAL)
+        assert kept == fresh and np.array_equal(pixels, fresh_pixels)

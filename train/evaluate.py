@@ -32,6 +32,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from cycleapp.core import learned
+from cycleapp.core.allocator import reuse_freed_memory
 from cycleapp.evaluation import registry
 from cycleapp.core.learned import CycleCodec
 from cycleapp.evaluation.compare import LIMIT_NOTE, MAX_PIXELS as COMPARE_MAX_PIXELS, compare
@@ -273,6 +274,7 @@ def main(argv=None) -> None:
     p.add_argument("--rate-control", action="store_true",
                    help="also measure the learned codec's points between its code sizes (--target-bytes)")
     args = p.parse_args(argv)
+    reuse_freed_memory()  # as the command line and the app do
     if args.images is None or not Path(args.images).is_dir():
         raise TrainError("--images must be a folder of images (../shared/data/kodak is not here)")
     if not args.rdoq_weight >= 0:  # also refuses nan

@@ -32,6 +32,7 @@ from PIL import Image
 from cycleapp import api
 from cycleapp.core import codec
 from cycleapp.core import learned
+from cycleapp.core.allocator import reuse_freed_memory
 from cycleapp.evaluation import registry
 from cycleapp.imageio import read_image
 from cycleapp.core.rate import Made, match_learned, match_size
@@ -181,9 +182,11 @@ def lossless_report(results: list[dict]) -> list[str]:
             "lossless, mean bpp: " + ", ".join(f"{k} {v:.3f}" for k, v in sizes.items())]
 
 
-def _end_with_parent() -> None:
-    """A worker asks Linux to end it when the run that started it ends (killed, too): no orphan
-    keeps measuring. Elsewhere nothing (the pool's own shutdown ends its workers)."""
+def _start_worker() -> None:
+    """A worker keeps freed memory as the command line does (`allocator`), and asks Linux to end it
+    when the run that started it ends (killed, too): no orphan keeps measuring. Elsewhere nothing
+    (the pool's own shutdown ends its workers)."""
+    reuse_freed_memory()
     try:
         ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
@@ -211,7 +214,7 @@ def main(argv=None) -> None:
     todo = [q for q in paths if q.name not in done]
     measure_one = partial(measure, lossless_only=args.lossless_only, lossy_only=args.lossy_only)
     with ProcessPoolExecutor(max(args.jobs, 1), mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_end_with_parent) as pool:
+                             initializer=_start_worker) as pool:
         for result in pool.map(measure_one, todo):  # (in order) the JSON rewritten after each photo:
             results.append(result)  # a long run stopped early keeps its photos, and --resume goes on
             print(result["image"], result["lossless"], "falls", result.get("falls"), flush=True)

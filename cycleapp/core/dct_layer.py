@@ -25,8 +25,8 @@ import constriction
 import numpy as np
 
 from cycleapp.core.entropy import words
-from cycleapp.core.residual import (ALPHABET, RADIUS, SCALES, STEP_UNIT, bucket, check_end, choose_tables, open_layer,
-                                    read_symbols, read_tables, tables, write_symbols)
+from cycleapp.core.residual import (RADIUS, SCALES, STEP_UNIT, bucket, check_end, choose_tables, open_layer,
+                                    read_symbols, read_tables, symbol_counts, tables, tables_for, write_symbols)
 
 BLOCK = 8
 # rows: the achromatic axis and two opponent colours, each of unit length, orthogonal
@@ -141,6 +141,7 @@ class Encoder:
     def __init__(self, rgb: np.ndarray, base: np.ndarray):
         self.rgb, self.base = rgb, base
         self.made = {}  # (step, dead zone, weight) -> integer coefficients
+        self.made_contexts = {}  # the same key -> their contexts, for the last two (a size, then a file)
         self.shape = blocks_shape(*base.shape[:2])
         self.coefficients = forward(rgb.astype(np.int64) - base)  # in pixel values
         self.act = block_activity(base)
@@ -207,9 +208,20 @@ class Encoder:
         np.minimum(buckets, BUCKETS - 1, out=buckets)
         return self.offset + buckets
 
-    def coded(self, q: np.ndarray, step: int) -> list:
-        """(contexts, symbols) pairs in `walk`'s order, escapes after their group (`_with_escapes`)."""
-        ctx = self.contexts(q, step)
+    def level_contexts(self, step: int, dead_zone: float = DEAD_ZONE, rdo: float | None = None) -> np.ndarray:
+        """The contexts of `levels` at a step (`contexts`), kept for the last two: rate control
+        estimates a setting's size, then codes it."""
+        key = (step, dead_zone, RDO_WEIGHT if rdo is None else rdo)
+        if key not in self.made_contexts:
+            q = self.levels(step, dead_zone, rdo)
+            while len(self.made_contexts) >= 2:
+                self.made_contexts.pop(next(iter(self.made_contexts)))
+            self.made_contexts[key] = self.contexts(q, step)
+        return self.made_contexts[key]
+
+    def coded(self, q: np.ndarray, ctx: np.ndarray) -> list:
+        """(contexts, symbols) pairs in `walk`'s order, escapes after their group (`_with_escapes`),
+        of levels and their contexts."""
         u, v = self.zigzag
         groups = []
         for ys, xs in self.where:  # (3, 64 in zigzag order, blocks of the pass)
@@ -225,17 +237,15 @@ class Encoder:
         """An estimate of the payload's bytes at a step without coding it: every context's symbols
         at their table's ideal bits, the tables' indices at their prior's."""
         q = self.levels(step, dead_zone, rdo)
-        ctx = self.contexts(q, step)
+        ctx = self.level_contexts(step, dead_zone, rdo)
         pairs = [(ctx.ravel(), np.clip(q, -RADIUS, RADIUS).ravel())]
         big = np.abs(q) >= RADIUS
         if big.any():
             rest = np.abs(q[big]) - RADIUS
             pairs.append((np.full(2 * rest.size, ESCAPE_CONTEXT), np.stack([rest >> 8, rest & 255], 1).ravel()))
-        counts = np.zeros(CONTEXTS * ALPHABET, np.int64)
-        for c, s in pairs:
-            counts += np.bincount(c * ALPHABET + s + RADIUS, minlength=CONTEXTS * ALPHABET)
-        cost = counts.reshape(CONTEXTS, ALPHABET) @ tables()[1].T
-        index = choose_tables(pairs, CONTEXTS)
+        counts = symbol_counts(pairs, CONTEXTS)
+        cost = counts @ tables()[1].T
+        index = tables_for(counts)
         d = np.abs(np.diff(index, prepend=0))
         prior = np.log2(np.sum(2.0 ** -np.abs(np.arange(-(SCALES - 1), SCALES))))
         bits = cost[np.arange(CONTEXTS), index].sum() + (d + prior).sum()
@@ -245,7 +255,7 @@ class Encoder:
                rdo: float | None = None) -> tuple[bytes, np.ndarray]:
         """The payload at a step and the pixels it decodes to (see `encode_layer`)."""
         q = self.levels(step, dead_zone, rdo)
-        coded = self.coded(q, step)
+        coded = self.coded(q, self.level_contexts(step, dead_zone, rdo))
         coder = constriction.stream.stack.AnsCoder(words(seal))
         write_symbols(coder, coded, choose_tables(coded, CONTEXTS))
         return coder.get_compressed().astype("<u4").tobytes(), reconstruct(self.base, q, step)

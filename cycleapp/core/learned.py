@@ -114,7 +114,6 @@ class ImageBase:
     payload: bytes
     pixels: np.ndarray
     transform_layer: dct_predicted_layer.Encoder
-    decoded: dict = field(default_factory=dict)  # setting -> the pixels of the file made at it
 
 
 @dataclass(frozen=True)
@@ -150,18 +149,21 @@ class LayeredCodec(Codec):
         return replace(self, base=ImageBase(rgb, payload, pixels, dct_predicted_layer.Encoder(rgb, pixels)))
 
     def encode(self, rgb: np.ndarray, setting=None) -> bytes:
+        return self.encode_with_pixels(rgb, setting)[0]
+
+    def encode_with_pixels(self, rgb: np.ndarray, setting=None) -> tuple[bytes, np.ndarray | None]:
+        """`encode`, and the pixels the file decodes to where the encoder knows them without
+        decoding (a transform-domain setting over this image's base, `for_image`; else None): rate
+        control compares its candidates' errors."""
         setting = self.default if setting is None else int(setting)
         kind, step = self.layer(setting)
         if kind == codec.PREDICTED:
-            return codec.encode(predicted_base(), rgb, step_shift=PREDICTED_SHIFT, layer=(kind, step))
+            return codec.encode(predicted_base(), rgb, step_shift=PREDICTED_SHIFT, layer=(kind, step)), None
         if self.base is None or self.base.rgb is not rgb:
-            return codec.encode(self.checkpoint, rgb, step_shift=self.step_shift, layer=(kind, step))
-        data, pixels = codec.encode_layers(self.checkpoint, rgb, step_shift=self.step_shift, layer=(kind, step),
-                                           base=(self.base.payload, self.base.pixels),
-                                           layer_encoder=self.base.transform_layer
-                                           if kind == codec.PREDICTED_TRANSFORM else None)
-        self.base.decoded[setting] = pixels  # (rate control compares the errors of its candidates)
-        return data
+            return codec.encode(self.checkpoint, rgb, step_shift=self.step_shift, layer=(kind, step)), None
+        return codec.encode_layers(self.checkpoint, rgb, step_shift=self.step_shift, layer=(kind, step),
+                                   base=(self.base.payload, self.base.pixels),
+                                   layer_encoder=self.base.transform_layer)
 
     def base_bytes(self) -> int:
         """The bytes of a file of this image's base (`for_image`) and an empty layer: every layered

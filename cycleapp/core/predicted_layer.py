@@ -45,6 +45,7 @@ from fractions import Fraction
 
 import constriction
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from cycleapp.core.entropy import check_not_dry, words
 from cycleapp.core.residual import (STEP_UNIT, check_end, choose_tables, dequantize, open_layer, quantize, read_symbols,
@@ -165,6 +166,12 @@ FIT_ROWS = 20_000
 WEIGHT_PRIOR = 32
 
 
+# The passes' products run through BLAS on many mid-sized matrices. OpenBLAS's threads wait for work
+# by spinning: beside any other busy thread (the app's, another program's) a 2K photo's lossless
+# encode took 53 s of CPU instead of 10, and on an idle 2-core machine one thread was as fast. (The
+# limit is the process's: two walks at once in threads may restore it out of order, which changes
+# only how many threads BLAS uses; its products here are exact integers in any order.)
+@threadpool_limits.wrap(limits=1, user_api="blas")
 def walk(base: np.ndarray, step: int, predictor, weights, code) -> np.ndarray:
     """Reconstruct the image pass by pass (`passes`), channel by channel. weights(features, target
     or None) -> int64 weights (the encoder fits them, the decoder reads them); code(ctx, pred,

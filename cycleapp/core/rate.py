@@ -36,6 +36,7 @@ class Match:
     metric: str = "bytes"  # what was matched: "bytes", or a quality ("psnr", "ms_ssim": `evaluation.matching`)
     value: float | None = None  # a quality match: the file's quality
     tolerance: float | None = None  # a quality match: how far from the target its value may be
+    pixels: np.ndarray | None = field(default=None, repr=False)  # what `data` decodes to, where its encoder knew
 
     @property
     def encoded(self) -> tuple[bytes, float] | None:
@@ -216,57 +217,64 @@ def _match_beyond(made: Made, target: int, finest: Match | None) -> Match:
     bridge's where the largest code size's file is a small part of the target (smooth 2K photos)."""
     rgb, layered = made.rgb, made.layered
     made.bridge = bridge = made.bridge or learned.bridge().for_image(rgb)
-    candidates = [(_named(match_layered(layered, rgb, target, made.lossless), learned.LAYERED), layered),
-                  (_named(match_layered(bridge, rgb, target, made.lossless), learned.BRIDGE), bridge)]
+    first = _named(match_layered(layered, rgb, target, made.lossless), learned.LAYERED)
+    candidates = [first, _named(match_layered(bridge, rgb, target, made.lossless, start=first.setting),
+                                learned.BRIDGE)]
     if finest is not None:
         empty_layer = layered.estimate(0) - layered.base_bytes()  # its tables: a small image's notable cost
         if target <= BRIDGE_REACH * (len(finest.data) + empty_layer):
-            candidates.append((finest, None))
-    fit = [(c, entry) for c, entry in candidates if len(c.data) <= (1 + TOLERANCE) * target]
-    m = min(fit, key=lambda c: _error(*c, made))[0] if fit else min(candidates, key=lambda c: len(c[0].data))[0]
+            candidates.append(finest)
+    fit = [c for c in candidates if len(c.data) <= (1 + TOLERANCE) * target]
+    m = min(fit, key=lambda c: _error(c, made)) if fit else min(candidates, key=lambda c: len(c.data))
     if not m.within_tolerance:
         if m.setting == learned.LADDER and len(m.data) < target:
             m.note = f"the lossless file is {len(m.data)} bytes, the largest this codec makes (target {target})"
-        elif any(c.within_tolerance for c, _ in candidates):
+        elif any(c.within_tolerance for c in candidates):
             m.note = f"no better file within 3 % (this one {len(m.data)} bytes for target {target})"
         elif not m.note:  # (the finest file, made without a search)
             m.note = f"no file within 3 % (the best within the budget {len(m.data)} bytes for target {target})"
     return m
 
 
-def _error(m: Match, layered, made: Made) -> float:
-    """The squared error of a match's file: none for the lossless one (bit-exact by construction,
-    as the suite checks); else its pixels as the layered codec's encoder made them, or the finest
-    file's, decoded once per image."""
-    if m.setting == learned.LADDER and layered is not None:
+def _error(m: Match, made: Made) -> float:
+    """The squared error of a candidate's file: none for the lossless one (bit-exact by
+    construction, as the suite checks); else its pixels as its encoder made them (the layered
+    codec's, `Match.pixels`), or the finest file's, decoded once per image."""
+    if m.variant in (learned.LAYERED, learned.BRIDGE) and m.setting == learned.LADDER:
         return 0.0
-    if layered is not None:
-        pixels = layered.base.decoded[m.setting]
-    else:
+    pixels = m.pixels
+    if pixels is None:
         if made.finest_pixels is None:
             made.finest_pixels = codec.decode(m.data)
         pixels = made.finest_pixels
     return float(np.sum((pixels.astype(np.int64) - made.rgb) ** 2))
 
 
-def match_layered(layered, rgb: np.ndarray, target: int, lossless: dict | None = None) -> Match:
+def match_layered(layered, rgb: np.ndarray, target: int, lossless: dict | None = None,
+                  start: int | None = None) -> Match:
     """The layered codec's setting (its base made, `LayeredCodec.for_image`) whose file is closest to
     `target`, as `match_size` finds it, in few encodes: the search runs on the estimated sizes of
     the transform-domain settings (`LayeredCodec.estimate`, no layer coded), a secant on the log of
     the size (it is about linear in the setting: in the log of the step), bracketed; then only the
     settings either side of the target are coded, the nearer first (the estimate is within about
     0.1 %, a setting apart is about 4 %). `lossless`: {LADDER: the lossless file} if made already
-    (it is the same over any base), filled in when this search makes it."""
+    (it is the same over any base), filled in when this search makes it. `start`: the first setting
+    tried (by default one for the target's bpp on a typical photo; another base's match at the same
+    target is a nearer one: two bases' steps for a size differ by a setting or less)."""
     made: dict[int, tuple[bytes, float]] = {}
+    pixels: dict[int, np.ndarray] = {}  # what they decode to, as the encoder made them
     estimates: dict[int, float] = {}
-    layered.base.decoded.clear()  # (the pixels of this search's files only)
     lossless = {} if lossless is None else lossless
 
     def size(s: int) -> int:
         if s not in made:
             if s == learned.LADDER and s not in lossless:
                 lossless[s] = timed(layered.encode, rgb, s)
-            made[s] = lossless[s] if s == learned.LADDER else timed(layered.encode, rgb, s)
+            if s == learned.LADDER:
+                made[s] = lossless[s]
+            else:
+                (data, pixels[s]), seconds = timed(layered.encode_with_pixels, rgb, s)
+                made[s] = data, seconds
         return len(made[s][0])
 
     def estimate(s: int) -> float:
@@ -279,7 +287,8 @@ def match_layered(layered, rgb: np.ndarray, target: int, lossless: dict | None =
     if target <= layered.base_bytes():
         hi = 0
     bpp = 8 * target / (rgb.shape[0] * rgb.shape[1])
-    s, slope = LAYERED_START + int(round(np.log(bpp / LAYERED_START_BPP) / LAYERED_SLOPE)), LAYERED_SLOPE
+    s = LAYERED_START + int(round(np.log(bpp / LAYERED_START_BPP) / LAYERED_SLOPE)) if start is None else start
+    slope = LAYERED_SLOPE
     while hi - lo > 1:
         s = min(max(s, lo + 1), hi - 1)
         (lo, hi), last = ((s, hi) if estimate(s) <= target else (lo, s)), s
@@ -309,7 +318,7 @@ def match_layered(layered, rgb: np.ndarray, target: int, lossless: dict | None =
             size(other)
     best = min(made, key=lambda s: (abs(len(made[s][0]) - target), s))
     data, encode_s = made[best]
-    m = Match(layered.name, best, data, target, "", encode_s=encode_s)
+    m = Match(layered.name, best, data, target, "", encode_s=encode_s, pixels=pixels.get(best))
     if not m.within_tolerance:
         if best == 0 and len(data) > target:
             m.note = f"cannot go below {len(data)} bytes (target {target})"

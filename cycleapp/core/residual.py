@@ -255,12 +255,22 @@ def choose_tables(coded, contexts: int = CONTEXTS) -> np.ndarray:
     """Each context's table: the one that codes its symbols (`coded`: (contexts, symbols) pairs,
     symbols within +-RADIUS) in the fewest bits; an unused context repeats the previous one's (the
     cheapest to write)."""
-    _, bits = tables()
+    return tables_for(symbol_counts(coded, contexts))
+
+
+def symbol_counts(coded, contexts: int = CONTEXTS) -> np.ndarray:
+    """How often each symbol comes in each context (contexts, ALPHABET), int64, of (contexts,
+    symbols) pairs as `choose_tables` takes them."""
     counts = np.zeros(contexts * ALPHABET, np.int64)
     for ctx, q in coded:
         counts += np.bincount(ctx * ALPHABET + q + RADIUS, minlength=contexts * ALPHABET)
-    counts = counts.reshape(contexts, ALPHABET)
-    index = (counts @ bits.T).argmin(1)  # (contexts, tables) -> the cheapest
+    return counts.reshape(contexts, ALPHABET)
+
+
+def tables_for(counts: np.ndarray) -> np.ndarray:
+    """`choose_tables` from the symbols' counts (`symbol_counts`)."""
+    contexts = counts.shape[0]
+    index = (counts @ tables()[1].T).argmin(1)  # (contexts, tables) -> the cheapest
     used = counts.sum(1) > 0
     previous = int(index[np.argmax(used)]) if used.any() else 0
     for i in range(contexts):
