@@ -429,6 +429,12 @@ def test_error_map_is_exact_and_lossless(tmp_path):
     assert levels[3, 3] == 0 and 0 < levels[0, 0] < 16 and levels[1, 1] == 255 and levels[2, 2] == 255
     path = save_error_map(a, b, tmp_path / "err.png")
     assert np.array_equal(np.array(Image.open(path)), levels)  # palette indices = levels, PNG
+    # every pair of 8-bit values, and the largest of three channels, as the 32-bit formula says
+    x, y = (v.astype(np.uint8) for v in np.meshgrid(np.arange(256), np.arange(256)))
+    rng = np.random.default_rng(0)
+    a, b = np.stack([x, y, rng.integers(0, 256, x.shape, np.uint8)], 2), np.stack([y, x, x], 2)
+    formula = (np.abs(a.astype(int) - b.astype(int)).max(axis=2) * 255 + ERROR_FULL_SCALE // 2) // ERROR_FULL_SCALE
+    assert np.array_equal(error_levels(a, b), np.minimum(formula, 255))
 
 
 def stars_of(fig) -> list[tuple[float, float]]:

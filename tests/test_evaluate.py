@@ -170,3 +170,31 @@ def test_points_between_code_sizes_are_measured(photo):
     r = rate_control([EXAMPLES / "kodim23.png"])
     assert r["points"] == 4 and r["size_error_max"] <= 0.03
     assert math.isfinite(r["above_line_db_mean"]) and r["above_line_db_min"] <= r["above_line_db_mean"]
+
+
+@pytest.mark.parametrize("size", [(512, 768), (171, 165), (200, 333), (60, 9)])
+def test_metrics_are_the_libraries_own_to_the_bit(size):
+    """SSIM and MS-SSIM (`metrics.Original`, which computes the original's part once for every file
+    measured against it, and MS-SSIM's steps in place) give exactly what scikit-image's
+    structural_similarity and pytorch-msssim's ms_ssim give, for several files against one
+    original, at sizes with odd sides and ones too small for MS-SSIM's five scales."""
+    from pytorch_msssim import ms_ssim as library_ms_ssim
+    from skimage.metrics import structural_similarity
+
+    from cycleapp.evaluation import metrics, registry
+
+    h, w = size
+    photo = np.array(Image.open(EXAMPLES / "kodim23.png").convert("RGB"))[:h, :w].copy()
+    original = metrics.Original(photo)
+    for name, setting in (("jpeg", 10), ("webp", 40), ("jpeg2000", 0.3)):
+        codec = registry.get(name)
+        decoded = codec.decode(codec.encode(photo, setting))
+        # the libraries' functions on the layouts the metrics used to give them (float32 planes;
+        # channels-last tensors, whose filters round otherwise than planar ones, by up to 1.2e-7)
+        assert original.ssim(decoded) == metrics.ssim(photo, decoded) == float(structural_similarity(
+            metrics._planes(photo), metrics._planes(decoded), channel_axis=0, data_range=255))
+        if min(size) < metrics.MS_SSIM_MIN_SIDE:
+            assert original.ms_ssim(decoded) is None
+            continue
+        assert original.ms_ssim(decoded) == metrics.ms_ssim(photo, decoded) == float(library_ms_ssim(
+            metrics._channels_last(photo), metrics._channels_last(decoded), data_range=255))

@@ -173,9 +173,12 @@ class RunWriter:
     def __init__(self, out_dir: Path, stem: str, rgb):
         self.out_dir, self.stem, self.rgb = Path(out_dir), stem, rgb
         self._written: dict[int, tuple] = {}  # index -> (codec file, reconstruction, error map)
-        self._lock = threading.Lock()
+        self._original: tuple[str, tuple[int, int]] | None = None  # its PNG, the detail centre
+        self._lock, self._original_lock = threading.Lock(), threading.Lock()
 
     def add(self, index: int, result) -> None:
+        if index == 0:  # with the first result (in compare's pool, not after its last)
+            self._write_original()
         if not result.ok or index in self._written:
             return
         name = f"{result.entry.variant}.cyc" if index == 0 else \
@@ -188,12 +191,20 @@ class RunWriter:
         with self._lock:
             self._written[index] = (str(path), recon, error)
 
+    def _write_original(self) -> tuple[str, tuple[int, int]]:
+        """The original's PNG and the inspector's detail centre, made once: (path, centre)."""
+        with self._original_lock:
+            if self._original is None:
+                self._original = (ui.save_png(self.rgb, self.out_dir / f"{self.stem}.original.png"),
+                                  ui.detail_centre(self.rgb))
+            return self._original
+
     def finish(self, results, rows, labels: dict[str, str]) -> RunFiles:
         """The files of any result not added yet, the original, and the inspector's markup."""
         for i, r in enumerate(results):
             self.add(i, r)
         rgb = self.rgb
-        original_path = ui.save_png(rgb, self.out_dir / f"{self.stem}.original.png")
+        original_path, detail = self._write_original()
         sources = [inspector.Source("original", "original", f"Original ({rgb.shape[1]}x{rgb.shape[0]})",
                                     "gradio_api/file=" + original_path, "image")]
         errors, recon_paths, codec_files = [], [], []
@@ -208,7 +219,7 @@ class RunWriter:
                                             "gradio_api/file=" + recon, "image"))
             errors.append(inspector.Source(f"err-{r.codec}", f"error: {label}", f"Error map: {label}",
                                            "gradio_api/file=" + error, "error"))
-        view = inspector.inspector_html(sources + errors, rgb.shape[1], rgb.shape[0], ui.detail_centre(rgb))
+        view = inspector.inspector_html(sources + errors, rgb.shape[1], rgb.shape[0], detail)
         cyc = self._written[0][0] if 0 in self._written else str(self.out_dir / f"{self.stem}.cyc")
         return RunFiles(cyc, recon_paths, codec_files, view)
 

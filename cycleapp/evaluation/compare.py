@@ -19,10 +19,13 @@ from cycleapp.imageio import MAX_PIXELS as ENCODE_MAX_PIXELS, size_problem
 from cycleapp.core.rate import match_learned, timed
 from cycleapp.evaluation.matching import difficulty, match_bytes, match_quality
 from cycleapp.evaluation.measure import COLUMNS, Measurement, measure
+from cycleapp.evaluation.metrics import Original
 
 # compare keeps every codec's reconstruction and computes PSNR, SSIM and MS-SSIM on the whole
-# image: its peak is about 190 bytes a pixel (MS-SSIM alone 170; measured on 4000x2666), so about
-# 3.4 GB at this limit, where `encode` takes up to imageio.MAX_PIXELS.
+# image: its peak is about 235 bytes a pixel over the process's own (all six codecs, two workers,
+# with core.allocator's reuse of freed memory, which the app and the CLI turn on; the original's
+# statistics, metrics.Original, are 87 of them; measured on 4000x2666), so about 3.7 GB at this
+# limit, where `encode` takes up to imageio.MAX_PIXELS.
 MAX_PIXELS = 16_000_000
 LIMIT_NOTE = f" for compare (encode takes up to {ENCODE_MAX_PIXELS:,})"
 # The codecs by the time a match takes (HEIF's encoder is the slowest by far, JPEG's the fastest).
@@ -93,7 +96,10 @@ def compare(rgb: np.ndarray, reference: Codec | Checkpoint | int, codecs: list[s
     encodes each, where a bisection takes eight). A quality match keeps the pixels its search
     decoded and the quality it computed on them; no search candidate but the file kept is ever
     measured on SSIM or the other metrics. At the same size the others need only the reference's
-    file size, so its decode and metrics run in the pool too, not before the searches start.
+    file size, so its decode and metrics run in the pool too, not before the searches start. The
+    original's own part of SSIM and MS-SSIM (`metrics.Original`: its local means and variances) is
+    computed once for every file, in the pool while the reference encodes (a second of one core
+    idle otherwise: the searches wait for its size).
     """
     if match not in MODES:
         raise ValueError(f"unknown match {match!r} (choose from {', '.join(MODES)})")
@@ -105,66 +111,71 @@ def compare(rgb: np.ndarray, reference: Codec | Checkpoint | int, codecs: list[s
     done = done or (lambda i, m: None)
     kept = kept or Kept(0)
     image = kept.image_key(rgb) if kept.max_bytes else ""
+    # What SSIM and MS-SSIM compute on the original alone, computed once for every file measured
+    # against it; dropped with this comparison (Kept keeps the numbers, not this).
+    original = Original(rgb)
     if isinstance(reference, Checkpoint):
         reference = CycleCodec(reference)
-    if isinstance(reference, int):
-        report(f"Compressing with {CycleCodec.label} to {reference:,} bytes")
-        first = kept.get((image, "target", reference))
-        if first is None:
-            m = match_learned(rgb, reference)
-            first = kept.put((image, "target", reference),
-                             measure(learned.by_name(m.variant), rgb, m.setting, m.note, m.encoded))
-    else:
-        report(f"Compressing with {reference.label} ({reference.describe(reference.default)})")
-        key = (image, reference.name, reference.variant, getattr(reference, "rdoq_weight", None))
-        first = kept.get(key)
-        if first is None and match == "size":
-            # The others need only its file's size: its decode runs in the pool, beside their searches.
-            try:
-                encoded = timed(reference.encode, rgb, reference.default)
-            except CodecError:
-                first = measure(reference, rgb)  # the refusal, said as measure says it
-        elif first is None:
-            first = kept.put(key, measure(reference, rgb))
-    if first is not None and not first.ok:
-        raise CodecError(f"{first.entry.label} {first.note}")
-    size = len(first.data if first is not None else encoded[0])
-    target = size if match == "size" else getattr(first, match)
-    if target is None:
-        raise ValueError("MS-SSIM needs an image of at least 161 pixels on each side: compare at the same "
-                         "file size or PSNR")
-    # one JPEG encode (which a JPEG search takes as its own): where each search starts, for this image
-    probe: dict = {}
-    hard = difficulty(rgb, 8 * size / (rgb.shape[0] * rgb.shape[1]), probe)
-
-    def matched(i: int, name: str) -> Measurement:
-        key = (image, name, match, target)
-        result = kept.get(key)
-        if result is None:
-            entry = registry.get(name)
-            if match == "size":
-                m = match_bytes(entry, rgb, target, hard=hard, known=probe if name == "jpeg" else None)
-                result = measure(entry, rgb, m.setting, m.note, m.encoded)
-            else:  # the search decoded and scored its file: that is kept, not done again
-                m = match_quality(entry, rgb, match, target, near_bpp=first.bpp, hard=hard,
-                                  known=probe if name == "jpeg" else None)
-                result = measure(entry, rgb, m.setting, m.note, m.encoded, m.decoded,
-                                 {match: m.value} if m.value is not None else None)
-            result.values()  # the metrics, computed here (in parallel when workers > 1)
-            kept.put(key, result)
-        done(i, result)
-        return result
-
-    def reference_done() -> Measurement:
-        m = first if first is not None else kept.put(key, measure(reference, rgb, None, "", encoded))
-        if m.ok:
-            m.values()
-            done(0, m)
-        return m
-
     labels = [registry.get(n).label for n in codecs]
     workers = max(1, min(workers, len(codecs)))
     with ThreadPoolExecutor(workers) as pool:
+        if isinstance(reference, int):
+            report(f"Compressing with {CycleCodec.label} to {reference:,} bytes")
+            first = kept.get((image, "target", reference))
+            if first is None:
+                pool.submit(original.prepare)  # beside the learned codec's encodes, which the rest waits for
+                m = match_learned(rgb, reference)
+                first = kept.put((image, "target", reference),
+                                 measure(learned.by_name(m.variant), rgb, m.setting, m.note, m.encoded))
+        else:
+            report(f"Compressing with {reference.label} ({reference.describe(reference.default)})")
+            key = (image, reference.name, reference.variant, getattr(reference, "rdoq_weight", None))
+            first = kept.get(key)
+            if first is None:
+                pool.submit(original.prepare)  # beside its encode, which the rest waits for
+            if first is None and match == "size":
+                # The others need only its file's size: its decode runs in the pool, beside their searches.
+                try:
+                    encoded = timed(reference.encode, rgb, reference.default)
+                except CodecError:
+                    first = measure(reference, rgb)  # the refusal, said as measure says it
+            elif first is None:
+                first = kept.put(key, measure(reference, rgb))
+        if first is not None and not first.ok:
+            raise CodecError(f"{first.entry.label} {first.note}")
+        size = len(first.data if first is not None else encoded[0])
+        target = size if match == "size" else getattr(first.scored(original, [match]), match)
+        if target is None:
+            raise ValueError("MS-SSIM needs an image of at least 161 pixels on each side: compare at the same "
+                             "file size or PSNR")
+        # one JPEG encode (which a JPEG search takes as its own): where each search starts, for this image
+        probe: dict = {}
+        hard = difficulty(rgb, 8 * size / (rgb.shape[0] * rgb.shape[1]), probe)
+
+        def matched(i: int, name: str) -> Measurement:
+            key = (image, name, match, target)
+            result = kept.get(key)
+            if result is None:
+                entry = registry.get(name)
+                if match == "size":
+                    m = match_bytes(entry, rgb, target, hard=hard, known=probe if name == "jpeg" else None)
+                    result = measure(entry, rgb, m.setting, m.note, m.encoded)
+                else:  # the search decoded and scored its file: that is kept, not done again
+                    m = match_quality(entry, rgb, match, target, near_bpp=first.bpp, hard=hard,
+                                      known=probe if name == "jpeg" else None, original=original)
+                    result = measure(entry, rgb, m.setting, m.note, m.encoded, m.decoded,
+                                     {match: m.value} if m.value is not None else None)
+                kept.put(key, result.scored(original))  # the metrics, computed here (in parallel when workers > 1)
+            done(i, result)
+            return result
+
+        def reference_done() -> Measurement:
+            m = first if first is not None else kept.put(key, measure(reference, rgb, None, "", encoded))
+            if m.ok:
+                m.scored(original)
+                done(0, m)
+            return m
+
         # the slowest started first, so that the last to finish is not a slow one started late
         order = sorted(range(len(codecs)), key=lambda i: SLOWEST_FIRST.index(codecs[i])
                        if codecs[i] in SLOWEST_FIRST else len(SLOWEST_FIRST))

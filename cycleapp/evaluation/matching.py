@@ -24,7 +24,7 @@ import numpy as np
 from cycleapp.core.interface import Codec, CodecError, Search
 from cycleapp.core.rate import TOLERANCE, Match, match_size, timed
 from cycleapp.evaluation import registry
-from cycleapp.evaluation.metrics import ms_ssim, psnr
+from cycleapp.evaluation.metrics import Original
 
 # A same-quality match: within 0.15 dB of PSNR, or 0.0015 of MS-SSIM: about what 3 % of the bytes
 # changes at the sizes the code sizes make (0.1 to 1 bpp).
@@ -193,14 +193,17 @@ class QualityMatch(Match):
 
 
 def match_quality(codec: Codec, rgb: np.ndarray, metric: str, target: float, max_tries: int = MAX_TRIES,
-                  near_bpp: float | None = None, hard: float = 1.0, known: dict | None = None) -> Match:
+                  near_bpp: float | None = None, hard: float = 1.0, known: dict | None = None,
+                  original: Original | None = None) -> Match:
     """The setting whose file decodes closest to `target` on `metric` ("psnr" or "ms_ssim"): the
     secant search with each file decoded and measured, first at the codec's usual setting for
     `near_bpp` (the reference file's bpp: at the same quality codecs differ by less than 2x in
     bytes; None: the middle of the range). A miss of QUALITY_TOLERANCE, or a codec that cannot
     encode the image, is said in the note as for sizes. `known`: files of this codec already made,
-    {setting: (bytes, seconds)}, decoded and measured only if the search comes to their setting."""
-    score = {"psnr": psnr, "ms_ssim": ms_ssim}[metric]
+    {setting: (bytes, seconds)}, decoded and measured only if the search comes to their setting.
+    `original`: `rgb`'s statistics for the metrics, when the caller shares them with other searches."""
+    original = original if original is not None else Original(rgb)
+    score = {"psnr": original.psnr, "ms_ssim": original.ms_ssim}[metric]
     # the searched scale: PSNR itself; MS-SSIM as -log(1 - MS-SSIM), which grows about linearly too
     scale = (lambda q: q) if metric == "psnr" else (lambda q: -math.log(max(1 - q, 1e-9)))
     tried: dict[float, tuple[bytes, float]] = dict(known or {})
@@ -214,7 +217,7 @@ def match_quality(codec: Codec, rgb: np.ndarray, metric: str, target: float, max
             if s not in tried:
                 tried[s] = timed(codec.encode, rgb, s)
             decoded = timed(codec.decode, tried[s][0])
-            quality[s] = score(rgb, decoded[0])
+            quality[s] = score(decoded[0])
             if not kept or rank(s) < rank(next(iter(kept))):
                 kept.clear()
                 kept[s] = decoded

@@ -16,8 +16,9 @@ import numpy as np
 
 from cycleapp.core.interface import Codec, CodecError
 from cycleapp.core.rate import timed
-from cycleapp.evaluation.metrics import bpp, ms_ssim, psnr, ssim
+from cycleapp.evaluation.metrics import Original, bpp, ms_ssim, psnr, ssim
 
+METRICS = ("psnr", "ssim", "ms_ssim")
 COLUMNS = ["codec", "setting", "bytes", "bpp", "psnr", "ssim", "ms_ssim", "encode_ms", "decode_ms", "note"]
 
 
@@ -74,6 +75,21 @@ class Measurement:
     @property
     def decode_ms(self) -> float | None:
         return 1000 * self.decode_s if self.ok else None
+
+    def scored(self, original: Original, names=METRICS) -> Measurement:
+        """Its quality metrics (`names` of them) computed now rather than when first read, with
+        `original`'s statistics (`metrics.Original`), which every file measured against the same
+        original shares: the same functions and numbers, less work. A measurement of another copy
+        of the image (one kept from an earlier comparison) computes any it lacks on its own."""
+        if self.ok:
+            for name in names:
+                if name in self.__dict__:  # where functools.cached_property keeps a computed value
+                    continue
+                if original.rgb is self.original:
+                    self.__dict__[name] = getattr(original, name)(self.reconstruction)
+                else:
+                    getattr(self, name)
+        return self
 
     def values(self, keys=COLUMNS) -> dict:
         """The named numbers (and strings) of this measurement."""

@@ -6,7 +6,8 @@ from typing import Callable
 import numpy as np
 
 from cycleapp.evaluation import registry
-from cycleapp.evaluation.measure import measure
+from cycleapp.evaluation.measure import METRICS, measure
+from cycleapp.evaluation.metrics import Original
 
 POINT = ("bpp", "psnr", "ms_ssim")
 
@@ -18,12 +19,14 @@ def curve(name: str, rgb: np.ndarray, settings=None, keys=POINT,
     `Measurement` values each point holds: a metric not named is never computed (a PSNR plot
     pays for no MS-SSIM). A codec that cannot encode this image (a size its library refuses) has
     no points. `before_each` is called before each point is measured (the app's plot waits there
-    while a comparison runs)."""
-    points = []
+    while a comparison runs). The original's part of SSIM and MS-SSIM is computed once for all
+    the points (`metrics.Original`)."""
+    points, original = [], Original(rgb)
+    metrics = [k for k in keys if k in METRICS]
     for entry in registry.family(name):
         for setting in settings or entry.settings:
             before_each()
             m = measure(entry, rgb, setting)
             if m.ok:
-                points.append(m.values(keys))
+                points.append(m.scored(original, metrics).values(keys))
     return sorted(points, key=lambda p: p["bpp"])
