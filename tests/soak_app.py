@@ -1,9 +1,12 @@
 """Memory soak of the app (a command, not a test: it takes minutes).
 
-    .venv/bin/python tests/soak_app.py [--sequential 200] [--concurrent 12] [--size 384x256]
+    .venv/bin/python tests/soak_app.py [--warmup 150] [--sequential 200] [--concurrent 12] [--size 768x512]
 
 Starts `python app.py` (a Gradio folder of its own), then sends /compare requests as API clients
 do, with JPEG and JPEG 2000 (the page's defaults) at the middle code size:
+- `--warmup` comparisons, not counted: the app keeps earlier results for re-runs (`compare.Kept`,
+  up to 400 MB of files and reconstructions, about 3.7 MB a comparison at the default size), and
+  its memory grows by design until that cache is full; then
 - `--sequential` comparisons one after the other from one client, then
 - `--concurrent` comparisons sent at the same moment by as many clients (sessions) of their own.
 Each image is an example photo cropped and resized to `--size`, with one pixel changed per request
@@ -17,7 +20,6 @@ highest RSS seen in each phase, and exits 1 if any comparison failed, if the RSS
 of the first 50.
 """
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -71,7 +73,8 @@ class Sampler(threading.Thread):
 
 
 def images(size: tuple[int, int], count: int, folder: Path, name: str) -> list[Path]:
-    """`count` PNG files: the example photos in turn at `size`, each with pixel (0, 0) changed."""
+    """`count` PNG files: the example photos in turn at `size`, each with pixel (0, 0) changed (no two
+    alike for up to 256 times as many as there are photos)."""
     photos = [np.array(Image.open(p).convert("RGB").resize(size, Image.Resampling.LANCZOS))
               for p in sorted(EXAMPLES.glob("*.png"))]
     paths = []
@@ -86,9 +89,10 @@ def images(size: tuple[int, int], count: int, folder: Path, name: str) -> list[P
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--warmup", type=int, default=150, help="comparisons that fill the app's cache first")
     parser.add_argument("--sequential", type=int, default=200)
     parser.add_argument("--concurrent", type=int, default=12)
-    parser.add_argument("--size", default="384x256", help="WIDTHxHEIGHT of the images sent")
+    parser.add_argument("--size", default="768x512", help="WIDTHxHEIGHT of the images sent")
     parser.add_argument("--code-size", default="medium")
     parser.add_argument("--limit-mb", type=float, default=2000)
     parser.add_argument("--growth", type=float, default=0.05, help="largest growth allowed, a fraction")
@@ -104,25 +108,27 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="cyclecodec-soak-") as tmp, app_process(tmp) as (proc, url):
         folder = Path(tmp) / "images"
         folder.mkdir()
-        sequential = images(size, args.sequential, folder, "seq")
-        concurrent = images(size, args.concurrent, folder, "con")
+        sent = images(size, args.warmup + args.sequential + args.concurrent, folder, "soak")  # no two alike
+        warmup, sequential = sent[:args.warmup], sent[args.warmup:args.warmup + args.sequential]
+        concurrent = sent[args.warmup + args.sequential:]
         sampler = Sampler(proc.pid)
         sampler.start()
-        after_each = []
-        print(f"app started: pid {proc.pid}, RSS {rss_mb(proc.pid):.0f} MB; {args.sequential} sequential "
-              f"comparisons of {size[0]}x{size[1]} images ({', '.join(CODECS)}, {args.code_size})", flush=True)
-
-        sampler.phase = "sequential"
+        print(f"app started: pid {proc.pid}, RSS {rss_mb(proc.pid):.0f} MB; {args.warmup} + {args.sequential} "
+              f"sequential comparisons of {size[0]}x{size[1]} images ({', '.join(CODECS)}, {args.code_size})",
+              flush=True)
         client = Client(url, verbose=False)
-        start = time.perf_counter()
-        for i, path in enumerate(sequential):
-            try:
-                client.predict(handle_file(str(path)), args.code_size, CODECS, api_name="/compare")
-            except Exception as e:  # counted and reported, the soak goes on
-                failures.append(f"sequential {i}: {type(e).__name__}: {e}")
-            after_each.append(rss_mb(proc.pid))
-            if (i + 1) % 25 == 0:
-                print(f"  {i + 1} done in {time.perf_counter() - start:.0f} s, RSS {after_each[-1]:.0f} MB", flush=True)
+        for phase, paths in (("warmup", warmup), ("sequential", sequential)):
+            sampler.phase, after_each = phase, []
+            start = time.perf_counter()
+            for i, path in enumerate(paths):
+                try:
+                    client.predict(handle_file(str(path)), args.code_size, CODECS, api_name="/compare")
+                except Exception as e:  # counted and reported, the soak goes on
+                    failures.append(f"{phase} {i}: {type(e).__name__}: {e}")
+                after_each.append(rss_mb(proc.pid))
+                if (i + 1) % 25 == 0:
+                    print(f"  {phase}: {i + 1} done in {time.perf_counter() - start:.0f} s, RSS {after_each[-1]:.0f} MB",
+                          flush=True)
         seq_seconds = time.perf_counter() - start
 
         sampler.phase = "concurrent"
@@ -143,7 +149,8 @@ def main() -> int:
     first, last = after_each[:window], after_each[-window:]
     growth = statistics.median(last) / statistics.median(first) - 1
     peak = max(sampler.peak.values())
-    print(f"\n{args.sequential} sequential comparisons in {seq_seconds:.0f} s, then {args.concurrent} "
+    print(f"\n{args.warmup} comparisons to fill the cache, {args.sequential} sequential comparisons in "
+          f"{seq_seconds:.0f} s, then {args.concurrent} "
           f"concurrent in {con_seconds:.0f} s; {len(failures)} failed")
     print(f"RSS after the first {window}: median {statistics.median(first):.0f} MB, max {max(first):.0f} MB")
     print(f"RSS after the last {window}:  median {statistics.median(last):.0f} MB, max {max(last):.0f} MB "
