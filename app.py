@@ -113,7 +113,7 @@ class App:
     def __init__(self, runs: outputs.RunFolders | None = None):
         self.runs = runs or outputs.RunFolders(OUT_ROOT, OUTPUT_CAP, min_age=60, max_age=RESULT_AGE)
         # What earlier runs measured: a re-run of an image with one more codec, or in the other mode,
-        # measures only what is new (at most 400 MB of files and reconstructions).
+        # measures only what is new (at most 400 MB of files, reconstructions and originals).
         self.kept = Kept(400_000_000)
         self.errors = ui.LastErrors(512)  # the last error of each browser session, for the status area
         self.plots = Plots()

@@ -5,8 +5,8 @@
 Starts `python app.py` (a Gradio folder of its own), then sends /compare requests as API clients
 do, with JPEG and JPEG 2000 (the page's defaults) at the middle code size:
 - `--warmup` comparisons, not counted: the app keeps earlier results for re-runs (`compare.Kept`,
-  up to 400 MB of files and reconstructions, about 3.7 MB a comparison at the default size), and
-  its memory grows by design until that cache is full; then
+  up to 400 MB of files, reconstructions and originals, about 7 MB a comparison counted at the default
+  size: full after about 57), and its memory grows by design until that cache is full; then
 - `--sequential` comparisons one after the other from one client, then
 - `--concurrent` comparisons sent at the same moment by as many clients (sessions) of their own.
 Each image is an example photo cropped and resized to `--size`, with one pixel changed per request
