@@ -161,12 +161,8 @@ class Encoder:
         a level l costs l times the table's bits per unit more than zero: the best level is the
         error-free value less half that (a dead zone per context), or zero."""
         rdo = RDO_WEIGHT if rdo is None else rdo
-        key = (step, dead_zone, rdo)
-        if key not in self.made:
-            while len(self.made) >= 4:  # rate control's last tries: the one it picks is among them
-                self.made.pop(next(iter(self.made)))
-            self.made[key] = self._levels(step, dead_zone, rdo)
-        return self.made[key]
+        # rate control's last tries: the one it picks is among them
+        return kept(self.made, (step, dead_zone, rdo), 4, lambda: self._levels(step, dead_zone, rdo))
 
     def _levels(self, step: int, dead_zone: float, rdo: float) -> np.ndarray:
         x = self.coefficients * (STEP_UNIT / step)
@@ -211,13 +207,8 @@ class Encoder:
     def level_contexts(self, step: int, dead_zone: float = DEAD_ZONE, rdo: float | None = None) -> np.ndarray:
         """The contexts of `levels` at a step (`contexts`), kept for the last two: rate control
         estimates a setting's size, then codes it."""
-        key = (step, dead_zone, RDO_WEIGHT if rdo is None else rdo)
-        if key not in self.made_contexts:
-            q = self.levels(step, dead_zone, rdo)
-            while len(self.made_contexts) >= 2:
-                self.made_contexts.pop(next(iter(self.made_contexts)))
-            self.made_contexts[key] = self.contexts(q, step)
-        return self.made_contexts[key]
+        return kept(self.made_contexts, (step, dead_zone, RDO_WEIGHT if rdo is None else rdo), 2,
+                    lambda: self.contexts(self.levels(step, dead_zone, rdo), step))
 
     def coded(self, q: np.ndarray, ctx: np.ndarray) -> list:
         """(contexts, symbols) pairs in `walk`'s order, escapes after their group (`_with_escapes`),
@@ -237,13 +228,7 @@ class Encoder:
         """An estimate of the payload's bytes at a step without coding it: every context's symbols
         at their table's ideal bits, the tables' indices at their prior's."""
         q = self.levels(step, dead_zone, rdo)
-        ctx = self.level_contexts(step, dead_zone, rdo)
-        pairs = [(ctx.ravel(), np.clip(q, -RADIUS, RADIUS).ravel())]
-        big = np.abs(q) >= RADIUS
-        if big.any():
-            rest = np.abs(q[big]) - RADIUS
-            pairs.append((np.full(2 * rest.size, ESCAPE_CONTEXT), np.stack([rest >> 8, rest & 255], 1).ravel()))
-        counts = symbol_counts(pairs, CONTEXTS)
+        counts = symbol_counts(_with_escapes(self.level_contexts(step, dead_zone, rdo).ravel(), q.ravel()), CONTEXTS)
         cost = counts @ tables()[1].T
         index = tables_for(counts)
         d = np.abs(np.diff(index, prepend=0))
@@ -259,6 +244,16 @@ class Encoder:
         coder = constriction.stream.stack.AnsCoder(words(seal))
         write_symbols(coder, coded, choose_tables(coded, CONTEXTS))
         return coder.get_compressed().astype("<u4").tobytes(), reconstruct(self.base, q, step)
+
+
+def kept(cache: dict, key, most: int, make):
+    """cache[key], made by make() if missing, the oldest entries dropped so that at most `most`
+    stay: an encoder's per-step arrays are tens of megabytes each on a 2K photo."""
+    if key not in cache:
+        while len(cache) >= most:
+            cache.pop(next(iter(cache)))
+        cache[key] = make()
+    return cache[key]
 
 
 def reconstruct(base: np.ndarray, q: np.ndarray, step: int) -> np.ndarray:

@@ -204,11 +204,7 @@ class Encoder(kind2.Encoder):
         return gains
 
     def static(self, step: int) -> np.ndarray:
-        if step not in self.statics:
-            while len(self.statics) >= 2:
-                self.statics.pop(next(iter(self.statics)))
-            self.statics[step] = static_energy(self.magnitudes, self.act, step)
-        return self.statics[step]
+        return kind2.kept(self.statics, step, 2, lambda: static_energy(self.magnitudes, self.act, step))
 
     def contexts(self, q: np.ndarray, step: int) -> np.ndarray:
         """Every coefficient's context as `walk` gives it (3, BH, BW, 8, 8), int32, all at once."""

@@ -232,7 +232,7 @@ def predicted_base() -> Checkpoint:
 
 
 def layered() -> LayeredCodec:
-    """The layered codec: the second largest code size (the largest if there is one) as trained,
+    """The layered codec: the second largest code size (the only one if there is one) as trained,
     with an enhancement layer (see `LAYERED_BASE_SHIFT`)."""
     return LayeredCodec(_installed(-2))
 

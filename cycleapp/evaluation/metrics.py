@@ -25,6 +25,8 @@ SSIM_MIN_SIDE = 7
 # scikit-image's structural_similarity defaults (uniform 7x7 window, sample covariance) and
 # pytorch-msssim's ms_ssim defaults (11-tap Gaussian, sigma 1.5, five scales), data range 255
 SSIM_WINDOW, K1, K2, DATA_RANGE = 7, 0.01, 0.03, 255
+C1, C2 = (K1 * DATA_RANGE) ** 2, (K2 * DATA_RANGE) ** 2
+COV_NORM = SSIM_WINDOW ** 2 / (SSIM_WINDOW ** 2 - 1)  # scikit-image's sample covariance
 MS_SSIM_WEIGHTS = [0.0448, 0.2856, 0.3001, 0.2363, 0.1333]
 
 
@@ -80,8 +82,7 @@ class Original:
         same value to 1e-6 as its float64 default, and about twice as fast."""
         if min(self.rgb.shape[:2]) < SSIM_MIN_SIDE:
             return None
-        cov_norm = SSIM_WINDOW ** 2 / (SSIM_WINDOW ** 2 - 1)  # sample covariance
-        c1, c2 = (K1 * DATA_RANGE) ** 2, (K2 * DATA_RANGE) ** 2
+        cov_norm, c1, c2 = COV_NORM, C1, C2
         a_planes, b_planes = _planes(self.rgb), _planes(b)
         mssim = np.empty(3, dtype=np.float32)
         for ch, ((ux, vx), im1, im2) in enumerate(zip(self._ssim_stats(), a_planes, b_planes)):
@@ -99,7 +100,7 @@ class Original:
         """pytorch-msssim's ms_ssim(a, b, data_range=255), step by step as it does it."""
         if min(self.rgb.shape[:2]) < MS_SSIM_MIN_SIDE:
             return None
-        c1, c2 = (K1 * DATA_RANGE) ** 2, (K2 * DATA_RANGE) ** 2
+        c1, c2 = C1, C2
         win = _ms_ssim_window()
         y = _channels_last(b)
         mcs = []
@@ -129,12 +130,11 @@ class Original:
     def _ssim_stats(self) -> list:
         with self._ssim_lock:
             if self._ssim is None:
-                cov_norm = SSIM_WINDOW ** 2 / (SSIM_WINDOW ** 2 - 1)
                 stats = []
                 for im1 in _planes(self.rgb):
                     ux = uniform_filter(im1, size=SSIM_WINDOW)
                     uxx = uniform_filter(im1 * im1, size=SSIM_WINDOW)
-                    stats.append((ux, cov_norm * (uxx - ux * ux)))
+                    stats.append((ux, COV_NORM * (uxx - ux * ux)))
                 self._ssim = stats
             return self._ssim
 
