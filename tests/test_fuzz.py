@@ -9,6 +9,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import REPO
 from cycleapp.core import checkpoint, codec
@@ -117,6 +118,25 @@ def test_tile_seams_are_invisible(ckpt, photo):
     assert np.abs(pixels.astype(int) - seams).max() <= 1
     assert (pixels != seams).mean() < 1e-3
     assert np.array_equal(pixels, codec.reconstruct_from_code(ckpt, whole, 200, 300))  # one tile by default
+
+
+def test_tiles_made_side_by_side_are_the_tiles_made_one_after_another(photo):
+    """Several tiles are made at once on worker threads, each on one thread: the very same pixels
+    as one after another, however many threads PyTorch may use, and the caller's setting kept.
+    (The largest code size on this photo, in tiles of 256 pixels, at two threads a convolution
+    gives other pixels: the check can fail.)"""
+    ckpt = checkpoint.by_name(checkpoint.available()[-1].stem)
+    code = codec.quantized_code(ckpt, photo)
+    before = torch.get_num_threads()
+    made = {}
+    try:
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            made[threads] = codec.reconstruct_from_code(ckpt, code, *photo.shape[:2], tile=16)  # 2 x 3 tiles
+            assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before)
+    assert np.array_equal(made[1], made[2]) and np.array_equal(made[1], made[3])
 
 
 def test_tiles_depend_on_the_image_size_alone():

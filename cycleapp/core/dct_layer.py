@@ -44,6 +44,7 @@ MIN_STEP, MAX_STEP = 2 * STEP_UNIT, 512 * STEP_UNIT  # in sixteenths
 # achromatic channel's at the same place, the four neighbouring blocks' at the same frequency (second
 # pass), and the base's activity in the block over ACTIVITY_DIVISOR steps.
 LOWER_WEIGHT, LUMA_WEIGHT, NEIGHBOUR_WEIGHT, ACTIVITY_DIVISOR = 8, 8, 2, 16
+STRIP = 8  # block rows the encoder works on at once: their temporaries stay in the processor's cache
 DEAD_ZONE = 0.1  # the encoder rounds |c| / step + 0.5 - DEAD_ZONE down: fewer small values for bits
 
 
@@ -165,22 +166,30 @@ class Encoder:
         return kept(self.made, (step, dead_zone, rdo), 4, lambda: self._levels(step, dead_zone, rdo))
 
     def _levels(self, step: int, dead_zone: float, rdo: float) -> np.ndarray:
-        x = self.coefficients * (STEP_UNIT / step)
-        a = np.abs(x)
-        q = np.floor(a + (0.5 - dead_zone))
-        if rdo:
-            rounded = (np.sign(x) * q).astype(np.int32)
-            ctx = self.contexts(rounded, step)
-            index = choose_tables([(ctx.ravel(), np.clip(rounded, -RADIUS, RADIUS).ravel())], CONTEXTS)
-            bits = tables()[1]
-            per_unit = rdo * (bits[:, RADIUS + 1] - bits[:, RADIUS])  # (tables,)
-            lam = per_unit.astype(np.float32)[index][ctx]
-            a = a.astype(np.float32)  # (the choice needs no more precision)
+        # STRIP block rows at a time, each value on its own (the same numbers as all at once)
+        rows = self.shape[0]
+        strips = [slice(top, min(rows, top + STRIP)) for top in range(0, rows, STRIP)]
+        rounded = np.empty(self.coefficients.shape, np.int32)
+        for s in strips:
+            x = self.coefficients[:, s] * (STEP_UNIT / step)
+            rounded[:, s] = np.sign(x) * np.floor(np.abs(x) + (0.5 - dead_zone))
+        if not rdo:
+            return rounded
+        ctx = self.contexts(rounded, step)
+        index = choose_tables([(ctx.ravel(), np.clip(rounded, -RADIUS, RADIUS).ravel())], CONTEXTS)
+        bits = tables()[1]
+        per_unit = (rdo * (bits[:, RADIUS + 1] - bits[:, RADIUS])).astype(np.float32)[index]  # (contexts,)
+        q = rounded  # (each strip's levels overwrite its own rounded values, read just before)
+        for s in strips:
+            x = self.coefficients[:, s] * (STEP_UNIT / step)
+            lam = per_unit[ctx[:, s]]
+            a = np.abs(x).astype(np.float32)  # (the choice needs no more precision)
             low = np.floor(a)
             level = np.clip(np.floor(a + 0.5 - lam / 2), low, low + 1)
             level[a * a <= (a - level) ** 2 + lam * level] = 0
-            q = np.where(a >= RADIUS - 1, q, level)  # beyond the tables' range: as rounded
-        return (np.sign(x) * q).astype(np.int32)
+            # beyond the tables' range: as rounded
+            q[:, s] = np.where(a >= RADIUS - 1, np.abs(rounded[:, s]), level) * np.sign(x)
+        return q
 
     def contexts(self, q: np.ndarray, step: int) -> np.ndarray:
         """Every coefficient's context as `walk` gives it (3, BH, BW, 8, 8), int32: the same rule,

@@ -176,6 +176,41 @@ def encode_layer(rgb: np.ndarray, base: np.ndarray, step: int, seal: int) -> tup
     return Encoder(rgb, base).encode(step, seal)
 
 
+def _energy(a: np.ndarray, static: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """`walk`'s energy of every coefficient of some block rows (3, R, BW, 8, 8) from the magnitudes
+    `a` of all their coefficients, the base's part (`static_energy`) and which blocks are of the
+    second pass (R, BW as (1, R, BW, 1, 1)); the first and last rows only lend their neighbours."""
+    energy = static.copy()
+    lower = np.zeros_like(a)  # the two next-lower frequencies in the block
+    lower[..., 1:, :] = a[..., :-1, :]
+    lower[..., :, 1:] += a[..., :, :-1]
+    around = lower * W_NEIGHBOUR_LOWER  # ...and in the four neighbouring blocks
+    energy[:, 1:] += around[:, :-1]
+    energy[:, :-1] += around[:, 1:]
+    energy[:, :, 1:] += around[:, :, :-1]
+    energy[:, :, :-1] += around[:, :, 1:]
+    lower *= W_LOWER
+    energy += lower
+    lower2 = lower  # the three after them
+    lower2[...] = 0
+    lower2[..., 1:, 1:] = a[..., :-1, :-1]
+    lower2[..., 2:, :] += a[..., :-2, :]
+    lower2[..., :, 2:] += a[..., :, :-2]
+    lower2 *= W_LOWER2
+    energy += lower2
+    energy[1:] += W_LUMA * a[0]
+    energy[2] += W_CHROMA1 * a[1]
+    same = around  # the same frequency in the four neighbouring blocks, for the second pass's
+    same[...] = 0
+    same[:, 1:] = a[:, :-1]
+    same[:, :-1] += a[:, 1:]
+    same[:, :, 1:] += a[:, :, :-1]
+    same[:, :, :-1] += a[:, :, 1:]
+    same *= W_NEIGHBOUR * second
+    energy += same
+    return energy
+
+
 class Encoder(kind2.Encoder):
     """Kind 2's encoder (its RDO levels, size estimate and coding order), over the residual less
     the base prediction, with this kind's contexts."""
@@ -207,25 +242,18 @@ class Encoder(kind2.Encoder):
         return kind2.kept(self.statics, step, 2, lambda: static_energy(self.magnitudes, self.act, step))
 
     def contexts(self, q: np.ndarray, step: int) -> np.ndarray:
-        """Every coefficient's context as `walk` gives it (3, BH, BW, 8, 8), int32, all at once."""
-        a = np.abs(q).astype(np.int32)
-        energy = self.static(step).copy()
-        lower = np.zeros_like(a)
-        lower[..., 1:, :] += a[..., :-1, :]
-        lower[..., :, 1:] += a[..., :, :-1]
-        energy += W_LOWER * lower
-        p = np.pad(lower, ((0, 0), (1, 1), (1, 1), (0, 0), (0, 0)))
-        energy += W_NEIGHBOUR_LOWER * (p[:, :-2, 1:-1] + p[:, 2:, 1:-1] + p[:, 1:-1, :-2] + p[:, 1:-1, 2:])
-        lower2 = np.zeros_like(a)
-        lower2[..., 1:, 1:] += a[..., :-1, :-1]
-        lower2[..., 2:, :] += a[..., :-2, :]
-        lower2[..., :, 2:] += a[..., :, :-2]
-        energy += W_LOWER2 * lower2
-        energy[1:] += W_LUMA * a[0]
-        energy[2] += W_CHROMA1 * a[1]
-        p = np.pad(a, ((0, 0), (1, 1), (1, 1), (0, 0), (0, 0)))
-        energy += (W_NEIGHBOUR * self.second) * (p[:, :-2, 1:-1] + p[:, 2:, 1:-1] + p[:, 1:-1, :-2] + p[:, 1:-1, 2:])
-        return self.offset + bucket(energy)
+        """Every coefficient's context as `walk` gives it (3, BH, BW, 8, 8), int32, all at once,
+        kind 2's STRIP block rows at a time (with a row of neighbours either side): a strip's dozen
+        temporaries stay in the processor's cache, which made a 2K photo's contexts twice as fast."""
+        static = self.static(step)
+        out = np.empty(q.shape, np.int32)
+        rows = q.shape[1]
+        for top in range(0, rows, kind2.STRIP):
+            lo, hi = max(0, top - 1), min(rows, top + kind2.STRIP + 1)
+            energy = _energy(np.abs(q[:, lo:hi]), static[:, lo:hi], self.second[:, lo:hi])
+            own = slice(top, min(rows, top + kind2.STRIP))
+            out[:, own] = self.offset[:, own] + bucket(energy[:, top - lo:top - lo + kind2.STRIP])
+        return out
 
     def size(self, step: int, dead_zone: float = kind2.DEAD_ZONE, rdo: float | None = None) -> float:
         """An estimate of the payload's bytes (kind 2's, plus the gains' 6 bits each)."""

@@ -261,10 +261,11 @@ def choose_tables(coded, contexts: int = CONTEXTS) -> np.ndarray:
 def symbol_counts(coded, contexts: int = CONTEXTS) -> np.ndarray:
     """How often each symbol comes in each context (contexts, ALPHABET), int64, of (contexts,
     symbols) pairs as `choose_tables` takes them."""
-    counts = np.zeros(contexts * ALPHABET, np.int64)
-    for ctx, q in coded:
-        counts += np.bincount(ctx * ALPHABET + q + RADIUS, minlength=contexts * ALPHABET)
-    return counts.reshape(contexts, ALPHABET)
+    # one count of every pair's keys (a layer codes hundreds of groups: a count each was most of
+    # a 2K photo's choice of tables)
+    keys = [ctx.astype(np.intp) * ALPHABET + q + RADIUS for ctx, q in coded]
+    keys = np.concatenate(keys) if keys else np.zeros(0, np.intp)
+    return np.bincount(keys, minlength=contexts * ALPHABET).astype(np.int64).reshape(contexts, ALPHABET)
 
 
 def tables_for(counts: np.ndarray) -> np.ndarray:
