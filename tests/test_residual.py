@@ -100,6 +100,24 @@ def test_above_the_code_sizes_the_better_base_is_kept(crops):
                 assert ours >= psnr(rgb, cycleapp.decode(other.data)) - 1e-9
 
 
+def test_a_target_far_beyond_the_code_sizes_makes_none_of_their_files(crops):
+    """A target of a photo's usual sizes, CLEARLY_BEYOND times the layered codec's base or more,
+    goes straight to the layered codec: no code size's file is made, nor the largest one's finest
+    (speed only: the file it gives is better than that finest file)."""
+    from cycleapp.core.rate import CLEARLY_BEYOND, LAYERED_FIRST_BPP, TOLERANCE, Made
+
+    for rgb in crops:
+        layered = learned.layered().for_image(rgb)
+        base = layered.base_bytes()
+        target = max(CLEARLY_BEYOND * base, int(LAYERED_FIRST_BPP * rgb.shape[0] * rgb.shape[1] / 8) + 1)
+        made = Made(rgb)
+        m = match_learned(rgb, target, made)
+        assert not made.natural and not made.finest
+        assert m.variant in (learned.LAYERED, learned.BRIDGE) and len(m.data) <= (1 + TOLERANCE) * target
+        finest = learned.presets()[-1].encode(rgb, learned.FINEST)
+        assert psnr(rgb, cycleapp.decode(m.data)) > psnr(rgb, cycleapp.decode(finest))
+
+
 def test_a_target_just_above_the_code_sizes_is_reached_or_said(crops):
     """Between the largest code size's finest file and the layered codec's smallest files (on a
     small image its tables are most of a layer), a target is met within 3 % or the note says not."""

@@ -239,7 +239,7 @@ class Encoder:
         q = self.levels(step, dead_zone, rdo)
         counts = symbol_counts(_with_escapes(self.level_contexts(step, dead_zone, rdo).ravel(), q.ravel()), CONTEXTS)
         cost = counts @ tables()[1].T
-        index = tables_for(counts)
+        index = tables_for(counts, cost)
         d = np.abs(np.diff(index, prepend=0))
         prior = np.log2(np.sum(2.0 ** -np.abs(np.arange(-(SCALES - 1), SCALES))))
         bits = cost[np.arange(CONTEXTS), index].sum() + (d + prior).sum()

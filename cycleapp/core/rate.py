@@ -36,12 +36,20 @@ class Match:
     metric: str = "bytes"  # what was matched: "bytes", or a quality ("psnr", "ms_ssim": `evaluation.matching`)
     value: float | None = None  # a quality match: the file's quality
     tolerance: float | None = None  # a quality match: how far from the target its value may be
-    pixels: np.ndarray | None = field(default=None, repr=False)  # what `data` decodes to, where its encoder knew
+    # what `data` decodes to, where known: from its encoder (the layered codec's), or decoded by a
+    # quality search, which also timed it (decode_s)
+    pixels: np.ndarray | None = field(default=None, repr=False)
+    decode_s: float | None = None
 
     @property
     def encoded(self) -> tuple[bytes, float] | None:
         """The file and its encode time, for `measure` (None when the codec made no file)."""
         return (self.data, self.encode_s) if self.data and self.encode_s is not None else None
+
+    @property
+    def decoded(self) -> tuple[np.ndarray, float] | None:
+        """The file's pixels and their decode time, for `measure` (None unless a decode was timed)."""
+        return (self.pixels, self.decode_s) if self.pixels is not None and self.decode_s is not None else None
 
     @property
     def within_tolerance(self) -> bool:

@@ -268,10 +268,11 @@ def symbol_counts(coded, contexts: int = CONTEXTS) -> np.ndarray:
     return np.bincount(keys, minlength=contexts * ALPHABET).astype(np.int64).reshape(contexts, ALPHABET)
 
 
-def tables_for(counts: np.ndarray) -> np.ndarray:
-    """`choose_tables` from the symbols' counts (`symbol_counts`)."""
+def tables_for(counts: np.ndarray, cost: np.ndarray | None = None) -> np.ndarray:
+    """`choose_tables` from the symbols' counts (`symbol_counts`), and their bits under every
+    table (counts @ tables()[1].T) if the caller has them already."""
     contexts = counts.shape[0]
-    index = (counts @ tables()[1].T).argmin(1)  # (contexts, tables) -> the cheapest
+    index = (counts @ tables()[1].T if cost is None else cost).argmin(1)  # (contexts, tables) -> the cheapest
     used = counts.sum(1) > 0
     previous = int(index[np.argmax(used)]) if used.any() else 0
     for i in range(contexts):

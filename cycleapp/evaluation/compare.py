@@ -124,25 +124,25 @@ def compare(rgb: np.ndarray, reference: Codec | Checkpoint | int, codecs: list[s
     with ThreadPoolExecutor(workers) as pool:
         if isinstance(reference, int):
             report(f"Compressing with {CycleCodec.label} to {reference:,} bytes")
-            first = kept.get((image, "target", reference))
-            if first is None:
-                pool.submit(original.prepare)  # beside the learned codec's encodes, which the rest waits for
-                m = match_learned(rgb, reference)
-                first = kept.put((image, "target", reference),
-                                 measure(learned.by_name(m.variant), rgb, m.setting, m.note, m.encoded))
+            key = (image, "target", reference)
         else:
             report(f"Compressing with {reference.label} ({reference.describe(reference.default)})")
             key = (image, reference.name, reference.variant, getattr(reference, "rdoq_weight", None))
-            first = kept.get(key)
-            if first is None:
-                pool.submit(original.prepare)  # beside its encode, which the rest waits for
-            if first is None and match == "size":
+        first = kept.get(key)
+        if first is None:
+            # beside the reference's encode, which the rest waits for (not awaited: an error there
+            # comes back at the metrics' first use of it)
+            pool.submit(original.prepare)
+            if isinstance(reference, int):
+                m = match_learned(rgb, reference)
+                first = kept.put(key, measure(learned.by_name(m.variant), rgb, m.setting, m.note, m.encoded))
+            elif match == "size":
                 # The others need only its file's size: its decode runs in the pool, beside their searches.
                 try:
                     encoded = timed(reference.encode, rgb, reference.default)
                 except CodecError:
                     first = measure(reference, rgb)  # the refusal, said as measure says it
-            elif first is None:
+            else:
                 first = kept.put(key, measure(reference, rgb))
         if first is not None and not first.ok:
             raise CodecError(f"{first.entry.label} {first.note}")

@@ -17,7 +17,6 @@ made and the bracket found), so a size match is judged by one rule wherever it i
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -184,14 +183,6 @@ def match_bytes(codec: Codec, rgb: np.ndarray, target: int, max_tries: int = MAX
                       search=Search(setting(a), setting(b), codec.search.kind))
 
 
-@dataclass
-class QualityMatch(Match):
-    """A quality match, with what the search already knows of its file: the decoded pixels and
-    their decode time (`measure` takes them rather than decoding the file again); `value` is the
-    file's quality, computed on those pixels by the same metric the table shows."""
-    decoded: tuple[np.ndarray, float] | None = field(default=None, repr=False)
-
-
 def match_quality(codec: Codec, rgb: np.ndarray, metric: str, target: float, max_tries: int = MAX_TRIES,
                   near_bpp: float | None = None, hard: float = 1.0, known: dict | None = None,
                   original: Original | None = None) -> Match:
@@ -236,13 +227,14 @@ def match_quality(codec: Codec, rgb: np.ndarray, metric: str, target: float, max
     except CodecError as e:
         failure = str(e)
     if not quality:
-        return QualityMatch(codec.name, codec.default, b"", target, failure, metric=metric,
-                            tolerance=QUALITY_TOLERANCE[metric])
+        return Match(codec.name, codec.default, b"", target, failure, metric=metric,
+                     tolerance=QUALITY_TOLERANCE[metric])
     best = min(quality, key=rank)
     data, encode_s = tried[best]
-    match = QualityMatch(codec.name, best, data, target, f"the search stopped early: {failure}" if failure else "",
-                         encode_s=encode_s, metric=metric, value=quality[best],
-                         tolerance=QUALITY_TOLERANCE[metric], decoded=kept.get(best))
+    pixels, decode_s = kept.get(best, (None, None))
+    match = Match(codec.name, best, data, target, f"the search stopped early: {failure}" if failure else "",
+                  encode_s=encode_s, metric=metric, value=quality[best], tolerance=QUALITY_TOLERANCE[metric],
+                  pixels=pixels, decode_s=decode_s)
     if not match.within_tolerance and not failure:
         text, short = QUALITY_UNITS[metric]
         bracketed = any(q <= target for q in quality.values()) and any(q > target for q in quality.values())
