@@ -289,3 +289,35 @@ def test_a_file_decodes_to_the_same_pixels_on_any_number_of_threads():
     finally:
         torch.set_num_threads(before)
     assert np.array_equal(decoded[1], decoded[2]) and np.array_equal(decoded[1], decoded[3])
+
+
+@pytest.mark.parametrize("submit", ["plain", "as caller"])
+def test_work_handed_to_a_thread_runs_with_the_caller_s_threads(submit):
+    """While another thread decodes (`one_thread`: PyTorch's global setting lowered to 1), a new
+    worker thread would start at 1 thread; `submit_as_caller` gives it the caller's count, so an
+    encode made beside a decode computes the code the caller would (rate control's second base)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    before = torch.get_num_threads()
+    inside, leave = threading.Event(), threading.Event()
+
+    def decoding():
+        with codec.one_thread():
+            inside.set()
+            leave.wait(30)
+
+    torch.set_num_threads(2)
+    other = threading.Thread(target=decoding)
+    other.start()
+    try:
+        inside.wait(30)
+        with ThreadPoolExecutor(1) as pool:
+            if submit == "plain":
+                assert pool.submit(torch.get_num_threads).result() == 1  # what the helper is for
+            else:
+                assert codec.submit_as_caller(pool, torch.get_num_threads).result() == 2
+    finally:
+        leave.set()
+        other.join()
+        torch.set_num_threads(before)

@@ -149,6 +149,19 @@ _one_thread = threading.Lock()
 MOST_TILES_AT_ONCE = 4
 
 
+def submit_as_caller(pool: ThreadPoolExecutor, fn, *args):
+    """pool.submit(fn, *args), fn run with the caller's number of PyTorch threads: a new thread
+    takes PyTorch's global setting of the moment, which `one_thread` lowers to 1 for a while, so
+    the learned code an encode computes (its analysis runs on all the threads) could depend on
+    timing; with the caller's, it is the code the caller would compute itself."""
+    threads = torch.get_num_threads()
+
+    def run():
+        torch.set_num_threads(threads)
+        return fn(*args)
+    return pool.submit(run)
+
+
 @torch.no_grad()
 def reconstruct_from_code(ckpt: Checkpoint, code: torch.Tensor, height: int, width: int,
                           step_shift: int = 0, tile: int | None = None) -> np.ndarray:

@@ -61,12 +61,18 @@ ENERGY_DIVISOR = 4
 
 def base_coefficients(base: np.ndarray) -> np.ndarray:
     """The base's own coefficients (3, BH, BW, 8, 8) in int64, about 2^36 times `forward`'s:
-    the integer colour transform and DCT, exact on any machine."""
+    the integer colour transform and DCT, exact on any machine. Computed in float64, as two
+    matrix products of all the blocks at once (two and a half times as fast as int64's): every
+    partial sum is an integer below 2^49 (255 x 7095 after the colour transform, times 16072 per
+    DCT pass, the rows' largest absolute sums), so exact in any order."""
     h, w = base.shape[:2]
     bh, bw = blocks_shape(h, w)
-    x = np.pad(base.astype(np.int64), ((0, bh * BLOCK - h), (0, bw * BLOCK - w), (0, 0)), mode="edge")
-    x = (x @ COLOUR_INT.T).transpose(2, 0, 1).reshape(3, bh, BLOCK, bw, BLOCK).transpose(0, 1, 3, 2, 4)
-    return DCT_INT @ x @ DCT_INT.T
+    x = np.pad(base, ((0, bh * BLOCK - h), (0, bw * BLOCK - w), (0, 0)), mode="edge").astype(np.float64)
+    x = (x.reshape(-1, 3) @ COLOUR_INT.T.astype(np.float64)).reshape(bh, BLOCK, bw, BLOCK, 3)
+    x = np.ascontiguousarray(x.transpose(4, 0, 2, 1, 3))  # (3, BH, BW, 8, 8)
+    dct_t = DCT_INT.T.astype(np.float64)
+    x = np.ascontiguousarray((x.reshape(-1, BLOCK) @ dct_t).reshape(x.shape).swapaxes(-1, -2))  # x @ D.T
+    return (x.reshape(-1, BLOCK) @ dct_t).reshape(x.shape).swapaxes(-1, -2).astype(np.int64)  # D @ (x @ D.T)
 
 
 def prediction(coefficients: np.ndarray, gains: np.ndarray) -> np.ndarray:
@@ -82,14 +88,18 @@ def base_magnitudes(coefficients: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The base's coefficients' magnitudes, and each one's sum with its four neighbours in
     frequency (in its block), both over 2^32 (rounded down, int32): `static_energy` divides them
     by the step (sixteenths), so they are in steps, and the step-independent part is made once."""
-    a = np.abs(coefficients)
-    around = a.copy()
-    around[..., 1:, :] += a[..., :-1, :]
-    around[..., :-1, :] += a[..., 1:, :]
-    around[..., :, 1:] += a[..., :, :-1]
-    around[..., :, :-1] += a[..., :, 1:]
     unit = BASE_SHIFT - 4  # sixteenths of a pixel value
-    return (a >> unit).astype(np.int32), (around >> unit).astype(np.int32)
+    here, around = (np.empty(coefficients.shape, np.int32) for _ in range(2))
+    for top in range(0, coefficients.shape[1], kind2.STRIP):  # (cache-sized strips of block rows)
+        rows = slice(top, top + kind2.STRIP)
+        a = np.abs(coefficients[:, rows])
+        near = a.copy()
+        near[..., 1:, :] += a[..., :-1, :]
+        near[..., :-1, :] += a[..., 1:, :]
+        near[..., :, 1:] += a[..., :, :-1]
+        near[..., :, :-1] += a[..., :, 1:]
+        here[:, rows], around[:, rows] = a >> unit, near >> unit
+    return here, around
 
 
 def static_energy(magnitudes: tuple[np.ndarray, np.ndarray], act: np.ndarray, step: int) -> np.ndarray:

@@ -5,6 +5,7 @@ smallest file to lossless (`match_learned`, what `--target-bytes` and `target_by
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -224,8 +225,12 @@ def _match_beyond(made: Made, target: int, finest: Match | None) -> Match:
     the budget. Which base is better depends on the photo: the smaller one on most (Kodak's), the
     bridge's where the largest code size's file is a small part of the target (smooth 2K photos)."""
     rgb, layered = made.rgb, made.layered
-    made.bridge = bridge = made.bridge or learned.bridge().for_image(rgb)
-    first = _named(match_layered(layered, rgb, target, made.lossless), learned.LAYERED)
+    # the bridge's base made beside the first base's search (its transform and the search's numpy
+    # work each mostly on one core)
+    with ThreadPoolExecutor(1) as pool:
+        bridge = codec.submit_as_caller(pool, learned.bridge().for_image, rgb) if made.bridge is None else None
+        first = _named(match_layered(layered, rgb, target, made.lossless), learned.LAYERED)
+        made.bridge = bridge = made.bridge or bridge.result()
     candidates = [first, _named(match_layered(bridge, rgb, target, made.lossless, start=first.setting),
                                 learned.BRIDGE)]
     if finest is not None:
