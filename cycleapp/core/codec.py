@@ -143,10 +143,10 @@ def one_thread():
 _one_thread = threading.Lock()
 # An image of several tiles (over 2048 pixels a side) has them made side by side, each on one thread
 # (`one_thread`): the same pixels as one after another, in about half the time on two cores (a
-# 4096x4096 `huge` file decoded in 4.6 s instead of 7.8 s, its process's peak 1.12 GB instead of
-# 0.80). At most this many at once, or as many as PyTorch's threads if fewer (the memory: each
-# tile's temporaries are about 200 MB).
-MOST_TILES_AT_ONCE = 4
+# 4096x4096 `huge` file decoded in 4.6 s instead of 7.8 s). Two at most, and only where PyTorch may
+# use two threads: each tile's temporaries are about 0.2 to 0.3 GB (that file's process peaked at
+# 1.12 GB instead of 0.80), and two halve the time where the target machines have two cores.
+MOST_TILES_AT_ONCE = 2
 
 
 def submit_as_caller(pool: ThreadPoolExecutor, fn, *args):

@@ -260,7 +260,8 @@ class Encoder(kind2.Encoder):
         rows = q.shape[1]
         for top in range(0, rows, kind2.STRIP):
             lo, hi = max(0, top - 1), min(rows, top + kind2.STRIP + 1)
-            energy = _energy(np.abs(q[:, lo:hi]), static[:, lo:hi], self.second[:, lo:hi])
+            a = np.abs(q[:, lo:hi]).astype(np.int32, copy=False)
+            energy = _energy(a, static[:, lo:hi], self.second[:, lo:hi])
             own = slice(top, min(rows, top + kind2.STRIP))
             out[:, own] = self.offset[:, own] + bucket(energy[:, top - lo:top - lo + kind2.STRIP])
         return out
