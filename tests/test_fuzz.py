@@ -67,15 +67,17 @@ def test_a_100_megapixel_header_over_a_small_payload_is_refused_at_once(name, pa
     assert peak < 10_000_000
 
 
-def test_a_4096x4096_image_codes_in_bounded_memory():
+@pytest.mark.parametrize("threads, most_mb", [(1, 1000), (2, 1300)])
+def test_a_4096x4096_image_codes_in_bounded_memory(threads, most_mb):
     """Encode and decode 16.8 megapixels (4x4 tiles) in a fresh process: its peak resident memory
-    (interpreter, PyTorch and the checkpoint included) stays under 1 GB (the README says 0.8)."""
+    (interpreter, PyTorch and the checkpoint included) stays under 1 GB on one thread (docs/usage.md
+    says 0.8), and under 1.3 GB at two, where two tiles are made at once (measured: 1.0)."""
     script = """
 import sys
 import numpy as np, torch
 sys.path.insert(0, sys.argv[1])
 from cycleapp.core import checkpoint, codec
-torch.set_num_threads(1)
+torch.set_num_threads(int(sys.argv[2]))
 ckpt = checkpoint.by_name("tiny")
 ramp = (np.arange(4096) % 256).astype(np.uint8)
 rgb = np.empty((4096, 4096, 3), np.uint8)
@@ -89,9 +91,10 @@ peak = int(next(line for line in open("/proc/self/status") if line.startswith("V
 assert pixels.shape == rgb.shape and np.abs(pixels[::7].astype(np.int16) - rgb[::7]).mean() < 8
 print(peak)
 """
-    done = subprocess.run([sys.executable, "-c", script, str(REPO)], capture_output=True, text=True, timeout=600)
+    done = subprocess.run([sys.executable, "-c", script, str(REPO), str(threads)], capture_output=True, text=True,
+                          timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert int(done.stdout.split()[-1]) < 1000  # MB
+    assert int(done.stdout.split()[-1]) < most_mb
 
 
 @pytest.mark.parametrize("height, width", [(1, 2049), (2049, 17), (2048, 16)])

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 
 import numpy as np
@@ -149,17 +149,35 @@ _one_thread = threading.Lock()
 MOST_TILES_AT_ONCE = 2
 
 
-def submit_as_caller(pool: ThreadPoolExecutor, fn, *args):
+# Making tiles side by side and handing an encode to another thread both rest on PyTorch's number of
+# threads being each thread's own, as it is with the OpenMP backend (PyTorch's builds for Linux, macOS
+# and Windows); with another, a thread's setting would change another's decode, so neither is done.
+OWN_THREAD_COUNTS = "parallel backend: OpenMP" in torch.__config__.parallel_info()
+
+
+def submit_as_caller(pool: ThreadPoolExecutor, fn, *args) -> Future:
     """pool.submit(fn, *args), fn run with the caller's number of PyTorch threads: a new thread
     takes PyTorch's global setting of the moment, which `one_thread` lowers to 1 for a while, so
     the learned code an encode computes (its analysis runs on all the threads) could depend on
-    timing; with the caller's, it is the code the caller would compute itself."""
+    timing; with the caller's, it is the code the caller would compute itself. Run here and now
+    where threads do not keep their own setting (`OWN_THREAD_COUNTS`) or cannot start (at the
+    interpreter's shutdown)."""
     threads = torch.get_num_threads()
 
     def run():
         torch.set_num_threads(threads)
         return fn(*args)
-    return pool.submit(run)
+    if OWN_THREAD_COUNTS:
+        try:
+            return pool.submit(run)
+        except RuntimeError:  # (no new thread at the interpreter's shutdown)
+            pass
+    done = Future()
+    try:
+        done.set_result(fn(*args))
+    except Exception as e:  # (raised where the caller asks for the result, as from a thread)
+        done.set_exception(e)
+    return done
 
 
 @torch.no_grad()
@@ -184,16 +202,22 @@ def reconstruct_from_code(ckpt: Checkpoint, code: torch.Tensor, height: int, wid
 
     parts = list(tiles(h, w, tile or tile_size(h, w)))
     with one_thread() as threads:
-        at_once = min(len(parts), threads, MOST_TILES_AT_ONCE)
-        if at_once < 2:
-            for bounds in parts:
-                make(bounds)
-        else:
+        at_once = min(len(parts), threads, MOST_TILES_AT_ONCE) if OWN_THREAD_COUNTS else 1
+        made = None
+        if at_once > 1:
             # every worker set to one thread (its own setting: a new thread starts at PyTorch's)
             # before any starts a tile
             ready = threading.Barrier(at_once)
             with ThreadPoolExecutor(at_once, initializer=lambda: (torch.set_num_threads(1), ready.wait(60))) as pool:
-                list(pool.map(make, parts))  # (list: a tile's exception is raised here)
+                try:
+                    made = [pool.submit(make, bounds) for bounds in parts]
+                except RuntimeError:  # (no new thread at the interpreter's shutdown)
+                    ready.abort()
+        if made is None:
+            for bounds in parts:
+                make(bounds)
+        for tile_made in made or ():
+            tile_made.result()  # (a tile's exception is raised here)
     return out
 
 

@@ -62,9 +62,9 @@ ENERGY_DIVISOR = 4
 def base_coefficients(base: np.ndarray) -> np.ndarray:
     """The base's own coefficients (3, BH, BW, 8, 8) in int64, about 2^36 times `forward`'s:
     the integer colour transform and DCT, exact on any machine. Computed in float64, as two
-    matrix products of all the blocks at once (two and a half times as fast as int64's): every
-    partial sum is an integer below 2^49 (255 x 7095 after the colour transform, times 16072 per
-    DCT pass, the rows' largest absolute sums), so exact in any order."""
+    matrix products of all the blocks at once (faster than int64's, which no BLAS does): every
+    partial sum is an integer below 2^48 (255 x 7095 after the colour transform, times 11584 per
+    DCT pass: the rows' largest absolute sums), so exact in any order."""
     h, w = base.shape[:2]
     bh, bw = blocks_shape(h, w)
     x = np.pad(base, ((0, bh * BLOCK - h), (0, bw * BLOCK - w), (0, 0)), mode="edge").astype(np.float64)

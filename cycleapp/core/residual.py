@@ -264,7 +264,7 @@ def symbol_counts(coded, contexts: int = CONTEXTS) -> np.ndarray:
     # one count of every pair's keys (a layer codes hundreds of groups: a count each was most of
     # a 2K photo's choice of tables)
     keys = [ctx.astype(np.intp) * ALPHABET + q + RADIUS for ctx, q in coded]
-    keys = np.concatenate(keys) if keys else np.zeros(0, np.intp)
+    keys = keys[0] if len(keys) == 1 else np.concatenate(keys) if keys else np.zeros(0, np.intp)
     return np.bincount(keys, minlength=contexts * ALPHABET).astype(np.int64).reshape(contexts, ALPHABET)
 
 
