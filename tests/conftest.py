@@ -46,3 +46,20 @@ def run_cli(*args, cwd=None):
     """Run `python -m cycleapp ...` as a user would; returns the CompletedProcess."""
     return subprocess.run([sys.executable, "-m", "cycleapp", *map(str, args)], cwd=cwd or REPO,
                           capture_output=True, text=True, timeout=300, env=dict(os.environ, PYTHONPATH=str(REPO)))
+
+
+def at_thread_counts(make, counts=(1, 2, 3)) -> dict:
+    """{n: make()} with PyTorch set to n threads, each call leaving that setting as it found it
+    (checked); the caller's setting restored after."""
+    import torch
+
+    before = torch.get_num_threads()
+    made = {}
+    try:
+        for n in counts:
+            torch.set_num_threads(n)
+            made[n] = make()
+            assert torch.get_num_threads() == n
+    finally:
+        torch.set_num_threads(before)
+    return made

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import EXAMPLES
+from conftest import EXAMPLES, at_thread_counts
 
 from cycleapp.core import checkpoint, codec
 from cycleapp.core.bitstream import BitstreamError, CycFile
@@ -280,14 +280,7 @@ def test_a_file_decodes_to_the_same_pixels_on_any_number_of_threads():
     rgb = load_rgb(EXAMPLES / "kodim04.png")
     ckpt = checkpoint.by_name("huge")
     data = codec.encode(ckpt, rgb)
-    before = torch.get_num_threads()
-    decoded = {}
-    try:
-        for threads in (1, 2, 3):
-            torch.set_num_threads(threads)
-            decoded[threads] = codec.decode(data, ckpt)
-    finally:
-        torch.set_num_threads(before)
+    decoded = at_thread_counts(lambda: codec.decode(data, ckpt))
     assert np.array_equal(decoded[1], decoded[2]) and np.array_equal(decoded[1], decoded[3])
 
 

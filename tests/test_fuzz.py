@@ -9,9 +9,8 @@ import tracemalloc
 
 import numpy as np
 import pytest
-import torch
 
-from conftest import REPO
+from conftest import REPO, at_thread_counts
 from cycleapp.core import checkpoint, codec
 from cycleapp.core.bitstream import BitstreamError, CycFile, code_shape
 from fuzz_cyc import EXPECTED
@@ -24,7 +23,6 @@ def test_fuzzed_files_are_refused_or_decoded_to_their_stated_size():
     script = """
 import json, sys
 sys.path[:0] = [sys.argv[1], sys.argv[1] + "/tests"]
-import torch
 torch.set_num_threads(1)
 from fuzz_cyc import run
 result = run(3000, seed=1)
@@ -130,15 +128,7 @@ def test_tiles_made_side_by_side_are_the_tiles_made_one_after_another(photo):
     gives other pixels: the check can fail.)"""
     ckpt = checkpoint.by_name(checkpoint.available()[-1].stem)
     code = codec.quantized_code(ckpt, photo)
-    before = torch.get_num_threads()
-    made = {}
-    try:
-        for threads in (1, 2, 3):
-            torch.set_num_threads(threads)
-            made[threads] = codec.reconstruct_from_code(ckpt, code, *photo.shape[:2], tile=16)  # 2 x 3 tiles
-            assert torch.get_num_threads() == threads
-    finally:
-        torch.set_num_threads(before)
+    made = at_thread_counts(lambda: codec.reconstruct_from_code(ckpt, code, *photo.shape[:2], tile=16))  # 2 x 3 tiles
     assert np.array_equal(made[1], made[2]) and np.array_equal(made[1], made[3])
 
 
