@@ -23,6 +23,7 @@ def test_fuzzed_files_are_refused_or_decoded_to_their_stated_size():
     script = """
 import json, sys
 sys.path[:0] = [sys.argv[1], sys.argv[1] + "/tests"]
+import torch
 torch.set_num_threads(1)
 from fuzz_cyc import run
 result = run(3000, seed=1)
