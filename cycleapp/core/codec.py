@@ -216,8 +216,9 @@ def reconstruct_from_code(ckpt: Checkpoint, code: torch.Tensor, height: int, wid
         if made is None:
             for bounds in parts:
                 make(bounds)
-        for tile_made in made or ():
-            tile_made.result()  # (a tile's exception is raised here)
+        else:
+            for tile_made in made:
+                tile_made.result()  # (a tile's exception is raised here)
     return out
 
 

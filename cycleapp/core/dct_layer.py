@@ -143,6 +143,7 @@ class Encoder:
         self.rgb, self.base = rgb, base
         self.made = {}  # (step, dead zone, weight) -> integer coefficients
         self.made_contexts = {}  # the same key -> their contexts, for the last two (a size, then a file)
+        self.made_counts = {}  # the same key -> their symbols' counts, likewise
         self.shape = blocks_shape(*base.shape[:2])
         self.coefficients = forward(rgb.astype(np.int64) - base)  # in pixel values
         self.act = block_activity(base)
@@ -219,6 +220,14 @@ class Encoder:
         return kept(self.made_contexts, (step, dead_zone, RDO_WEIGHT if rdo is None else rdo), 2,
                     lambda: self.contexts(self.levels(step, dead_zone, rdo), step))
 
+    def level_counts(self, step: int, dead_zone: float = DEAD_ZONE, rdo: float | None = None) -> np.ndarray:
+        """How often each symbol comes in each context at a step (`symbol_counts` of the levels and
+        their contexts, escapes included: the pairs the file codes, in another order), kept for the
+        last two: the size estimate's, then the file's choice of tables."""
+        return kept(self.made_counts, (step, dead_zone, RDO_WEIGHT if rdo is None else rdo), 2,
+                    lambda: symbol_counts(_with_escapes(self.level_contexts(step, dead_zone, rdo).ravel(),
+                                                        self.levels(step, dead_zone, rdo).ravel()), CONTEXTS))
+
     def coded(self, q: np.ndarray, ctx: np.ndarray) -> list:
         """(contexts, symbols) pairs in `walk`'s order, escapes after their group (`_with_escapes`),
         of levels and their contexts."""
@@ -236,8 +245,7 @@ class Encoder:
     def size(self, step: int, dead_zone: float = DEAD_ZONE, rdo: float | None = None) -> float:
         """An estimate of the payload's bytes at a step without coding it: every context's symbols
         at their table's ideal bits, the tables' indices at their prior's."""
-        q = self.levels(step, dead_zone, rdo)
-        counts = symbol_counts(_with_escapes(self.level_contexts(step, dead_zone, rdo).ravel(), q.ravel()), CONTEXTS)
+        counts = self.level_counts(step, dead_zone, rdo)
         cost = counts @ tables()[1].T
         index = tables_for(counts, cost)
         d = np.abs(np.diff(index, prepend=0))
@@ -251,7 +259,7 @@ class Encoder:
         q = self.levels(step, dead_zone, rdo)
         coded = self.coded(q, self.level_contexts(step, dead_zone, rdo))
         coder = constriction.stream.stack.AnsCoder(words(seal))
-        write_symbols(coder, coded, choose_tables(coded, CONTEXTS))
+        write_symbols(coder, coded, tables_for(self.level_counts(step, dead_zone, rdo)))
         return coder.get_compressed().astype("<u4").tobytes(), reconstruct(self.base, q, step)
 
 

@@ -33,7 +33,7 @@ from cycleapp.core import dct_layer as kind2
 from cycleapp.core.dct_layer import (MAX_STEP, MIN_STEP,  # noqa: F401  (this kind's steps are kind 2's)
                                      BANDS, BLOCK, BUCKETS, CONTEXTS, ZIGZAG, block_activity, blocks_shape, inverse)
 from cycleapp.core.entropy import words
-from cycleapp.core.residual import STEP_UNIT, check_end, choose_tables, open_layer, read_tables, write_symbols
+from cycleapp.core.residual import STEP_UNIT, check_end, open_layer, read_tables, tables_for, write_symbols
 
 
 # kind 2's colour transform and DCT times 4096, rounded (literals: no float math decides them)
@@ -276,7 +276,7 @@ class Encoder(kind2.Encoder):
         q = self.levels(step, dead_zone, rdo)
         coded = self.coded(q, self.level_contexts(step, dead_zone, rdo))
         coder = constriction.stream.stack.AnsCoder(words(seal))
-        write_symbols(coder, coded, choose_tables(coded, CONTEXTS))
+        write_symbols(coder, coded, tables_for(self.level_counts(step, dead_zone, rdo)))
         coder.encode_reverse((self.gains.ravel() - GAIN_MIN).astype(np.int32), _gain_model())
         return coder.get_compressed().astype("<u4").tobytes(), reconstruct(self.base, q, step, self.prediction)
 
