@@ -1,7 +1,7 @@
 """Fuzzing the .cyc decoder with malformed files (not a test; tests/test_fuzz.py and
 tests/test_fuzz_layers.py run short versions).
 
-    .venv/bin/python tests/fuzz_cyc.py [--cases 20000] [--seed 0] [--versions 8 9 10]
+    .venv/bin/python tests/fuzz_cyc.py [--cases 20000] [--seed 0] [--versions 8 9 10 11]
 
 Mutants of a few real files of every format (8: the learned code alone; 9: with an enhancement
 layer of kind 1 or 2; 10: with the predicted pixel layer, kind 3): header fields edited (the CRC
@@ -37,14 +37,14 @@ from cycleapp.core.bitstream import MAX_SIDE, CycFile, code_shape  # noqa: E402
 
 SECONDS_PER_CASE = 5.0  # a small file decodes in milliseconds; 100 megapixels take a minute
 # The layout of each format (docs/format.md), the one place that knows it: the fields of the header
-# (name: offset, struct format), and the bytes before the first payload. Formats 9 and 10 (LAYERED)
+# (name: offset, struct format), and the bytes before the first payload. Formats 9 to 11 (LAYERED)
 # are format 8's header followed by the enhancement layer's fields; their payloads are the learned
 # code's, then the layer's, the CRC after both.
 FIELDS = {"version": (3, "B"), "width": (12, "I"), "height": (16, "I"), "channels": (20, "H"),
           "code height": (22, "H"), "code width": (24, "H"), "step shift": (26, "b"), "length": (27, "I")}
 LAYER_FIELDS = {"layer kind": (31, "B"), "layer step": (32, "H"), "layer length": (34, "I")}
-HEADER = {8: 31, 9: 38, 10: 38}
-LAYERED = {9: (1, 2), 10: (3, 4)}  # the layered versions and the layer kinds each carries
+HEADER = {8: 31, 9: 38, 10: 38, 11: 38}
+LAYERED = {9: (1, 2), 10: (3, 4), 11: (5,)}  # the layered versions and the layer kinds each carries
 # What a refusal must say for the mutants whose payload (format 8's kinds, which tests/test_fuzz.py
 # counts) or layer (format 9's) certainly runs dry or leaves data. A layer cut below two words is
 # refused by the container, one too large for its image before it is read: both say how many bytes.
@@ -71,7 +71,8 @@ def base_files(versions=(8,)) -> list[tuple[bytes, bytes | None, bytes | None]]:
     near-lossless pixel layers (kind 1), a transform layer (kind 2) at a fine and a coarse step;
     format 10: lossless and near-lossless files as `cycleapp.encode` writes them (kind 3), one large
     enough (160x160, three textures) for the wide neighbourhood and per-tile predictor classes, and
-    the predicted transform layer (kind 4) at a fine and a coarse step."""
+    the predicted transform layer (kind 4) at a fine and a coarse step; format 11: the adaptive
+    transform layer (kind 5) at a fine and a coarse step, one large enough for all three sizes."""
     files = []
     if 8 in versions:
         rng = np.random.default_rng(0)
@@ -99,6 +100,14 @@ def base_files(versions=(8,)) -> list[tuple[bytes, bytes | None, bytes | None]]:
                                 huge, rgb, step_shift=-16, layer=(codec.PREDICTED_TRANSFORM, 32))),
                             ((40, 72), noisy_ramp, lambda rgb: codec.encode(
                                 tiny, rgb, layer=(codec.PREDICTED_TRANSFORM, 2000)))]))
+    if 11 in versions:
+        large = checkpoint.by_name("large")
+        makers.append((11, [((17, 33), noisy_ramp, lambda rgb: codec.encode(
+                                huge, rgb, step_shift=-16, layer=(codec.ADAPTIVE_TRANSFORM, 32))),
+                            ((70, 72), noisy_ramp, lambda rgb: codec.encode(
+                                large, rgb, layer=(codec.ADAPTIVE_TRANSFORM, 2000))),
+                            ((160, 160), textures, lambda rgb: codec.encode(
+                                large, rgb, layer=(codec.ADAPTIVE_TRANSFORM, 48)))]))
     for version, cases in makers:
         rng = np.random.default_rng(version)
         for (h, w), image, make in cases:
@@ -112,9 +121,9 @@ def base_files(versions=(8,)) -> list[tuple[bytes, bytes | None, bytes | None]]:
 
 def foreign_layer(cyc: CycFile, rgb: np.ndarray, base: np.ndarray) -> bytes:
     """Another kind's layer over this file's image and base pixels (kind 3's for kinds 1, 2 and 4,
-    kind 4's for kind 3), at a step that kind takes, its coder sealed as this file's layer: only the
-    decoder of this file's kind can tell it from the real one."""
-    kind = codec.PREDICTED_TRANSFORM if cyc.layer_kind == codec.PREDICTED else codec.PREDICTED
+    kind 4's for kinds 3 and 5), at a step that kind takes, its coder sealed as this file's layer:
+    only the decoder of this file's kind can tell it from the real one."""
+    kind = codec.PREDICTED_TRANSFORM if cyc.layer_kind in (codec.PREDICTED, codec.ADAPTIVE_TRANSFORM) else codec.PREDICTED
     layer = codec.LAYERS[kind]
     step = min(max(cyc.layer_step, layer.MIN_STEP), layer.MAX_STEP)
     return layer.encode_layer(rgb, base, step, cyc.layer_seal(base))[0]
@@ -282,13 +291,13 @@ def mutant(data: bytes, rng: np.random.Generator, twin: bytes | None = None,
         return kind, assemble(header, payload, foreign)
     if kind == "other version":  # the other layered version, with this layer kind (the container
         # refuses a kind under another version) or one of that version's (the seals bind the version)
-        other = (set(LAYERED) - {version}).pop()
+        other = int(rng.choice(sorted(set(LAYERED) - {version})))
         head = bytearray(with_version(header, other))
         head[LAYER_FIELDS["layer kind"][0]] = int(rng.choice([*LAYERED[other], header[LAYER_FIELDS["layer kind"][0]]]))
         return kind, assemble(bytes(head), payload, layer)
     assert kind == "garbage", kind
     # random bytes, some of them behind a valid magic number and version
-    prefix = rng.choice([b"", b"CYC", b"CYC\x08", b"CYC\x09", b"CYC\x0a"])
+    prefix = rng.choice([b"", b"CYC", b"CYC\x08", b"CYC\x09", b"CYC\x0a", b"CYC\x0b"])
     return kind, prefix + rng.bytes(int(rng.integers(0, 200)))
 
 
@@ -377,7 +386,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--cases", type=int, default=20000)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--versions", type=int, nargs="+", choices=(8, 9, 10), default=(8, 9, 10),
+    p.add_argument("--versions", type=int, nargs="+", choices=(8, 9, 10, 11), default=(8, 9, 10, 11),
                    help="the formats whose files are mutated (default: all)")
     p.add_argument("--save", metavar="PATH", help="where to write the bytes of a case outside the contract")
     args = p.parse_args()

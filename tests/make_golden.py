@@ -48,6 +48,14 @@ CASES = {
         ("cid22-200x150-dct-step-2", "cid22-1025469", (0, 0, 150, 200), "huge", -16, (codec.PREDICTED_TRANSFORM, 32)),
         ("cid22-33x17-tiny-dct-step-40", "cid22-1025469", (120, 200, 17, 33), "tiny", 9, (codec.PREDICTED_TRANSFORM, 640)),
     ],
+    11: [
+        ("kodim23-200x150-adaptive-step-3", "kodim23", (150, 250, 150, 200), "large", 0, (codec.ADAPTIVE_TRANSFORM, 49)),
+        ("kodim04-61x45-adaptive-step-12", "kodim04", (300, 100, 45, 61), "huge", -16, (codec.ADAPTIVE_TRANSFORM, 192)),
+        ("cid22-256x160-adaptive-step-2", "cid22-1025469", (0, 0, 160, 256), "large", 0, (codec.ADAPTIVE_TRANSFORM, 32)),
+        ("kodim23-130x70-adaptive-step-20", "kodim23", (300, 400, 70, 130), "large", 0, (codec.ADAPTIVE_TRANSFORM, 320)),
+        ("cid22-33x17-tiny-adaptive-step-40", "cid22-1025469", (120, 200, 17, 33), "tiny", 9, (codec.ADAPTIVE_TRANSFORM, 640)),
+        ("kodim23-1x1-adaptive-step-2", "kodim23", (10, 10, 1, 1), "large", 0, (codec.ADAPTIVE_TRANSFORM, 32)),
+    ],
 }
 
 

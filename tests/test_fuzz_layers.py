@@ -70,6 +70,15 @@ def test_fuzzed_format_10_files_are_refused_or_decoded_to_their_stated_size():
     assert 16 in steps and min(steps - {16}) <= 80 and max(steps) >= 500
 
 
+def test_fuzzed_format_11_files_are_refused_or_decoded_to_their_stated_size():
+    """500 mutants of format 11 files: the adaptive transform layer (kind 5) at a fine and a coarse
+    step, 17x33 up to 160x160 (every transform size)."""
+    result, _ = fuzz(11, seed=11)
+    assert {kind for _, kind, _ in result["files"]} == {5}
+    steps = {step for _, _, step in result["files"]}
+    assert min(steps) <= 32 and max(steps) >= 1000
+
+
 def extreme_fit(rng):
     """A stand-in for `predicted_layer.fit`: weights at the ends of their range or random within
     it, as a hostile encoder may write them (every one is a valid weight)."""

@@ -43,6 +43,10 @@ layer of `dct_predicted_layer`, for lossy files above the presets. A layer's kin
 a file of it carries (`LAYER_KINDS`), so a release that does not know a kind says a newer release
 wrote the file; kinds 1 and 2 are still written (by a caller that asks for them) as version 9.
 
+Format version 11: the same container with one more kind of layer: 5, the adaptive transform layer
+of `adaptive_layer` (8x8, 16x16 and 32x32 DCTs chosen region by region), for lossy files above the
+presets; kinds 3 and 4 are still written (kind 4 by a caller that asks for it) as version 10.
+
 From version 8 on, every version stays readable by every later release (docs/release-policy.md):
 `READABLE` only grows. Files of versions 1 to 7 name the last commit that wrote them
 (`OLDER_RELEASES`).
@@ -54,15 +58,16 @@ import zlib
 from dataclasses import dataclass
 
 MAGIC = b"CYC"
-VERSION = 10  # the newest version this build writes
-READABLE = (8, 9, 10)  # every version from 8 on, forever
+VERSION = 11  # the newest version this build writes
+READABLE = (8, 9, 10, 11)  # every version from 8 on, forever
 BASE_ONLY = 8  # the version of a file without an enhancement layer
 _HEADER = struct.Struct("<3sB8sIIHHHbI")
 _LAYER = struct.Struct("<BHI")  # format 9: layer kind, step, layer payload length
 # each enhancement layer's kind and the format version its files carry: 1, the pixel domain
 # (`residual`), and 2, the transform domain (`dct_layer`), in version 9; 3, the predicted pixel layer
-# (`predicted_layer`), and 4, the predicted transform-domain layer (`dct_predicted_layer`), in 10
-LAYER_KINDS = {1: 9, 2: 9, 3: 10, 4: 10}
+# (`predicted_layer`), and 4, the predicted transform-domain layer (`dct_predicted_layer`), in 10;
+# 5, the adaptive transform layer (`adaptive_layer`), in 11
+LAYER_KINDS = {1: 9, 2: 9, 3: 10, 4: 10, 5: 11}
 MAX_LAYER_PIXELS = 4096 * 4096  # an enhancement layer works on the whole image: about 80 bytes a pixel
 # ... the predicted pixel layer (kind 3) about 300 (a 2048x2048 lossless file decodes in 1.7 GB), so
 # its files hold at most half as many: a decode within about 2.5 GB, whatever a file says

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from cycleapp.core import checkpoint as ckpts
-from cycleapp.core import dct_layer, dct_predicted_layer, predicted_layer, residual
+from cycleapp.core import adaptive_layer, dct_layer, dct_predicted_layer, predicted_layer, residual
 from cycleapp.core.bitstream import (MAX_LAYER_PIXELS, MAX_LAYER_PIXELS_OF_KIND, BitstreamError, CycFile, code_shape,
                                      unstorable_size)
 from cycleapp.core.checkpoint import Checkpoint
@@ -232,10 +232,11 @@ def reconstruct(ckpt: Checkpoint, rgb: np.ndarray, rdoq_weight: float = RDOQ_WEI
 # The enhancement layers, by kind: format 9's pixel domain and transform domain (the near-lossless,
 # lossless and high-rate files of release 0.9.0, still read), and format 10's predicted pixel layer
 # (near-lossless and lossless files) and predicted transform-domain layer (lossy files above the
-# presets), written from release 0.10.0 on.
-PIXELS, TRANSFORM, PREDICTED, PREDICTED_TRANSFORM = 1, 2, 3, 4
+# presets), written from release 0.10.0 on; format 11's adaptive transform layer (lossy files above
+# the presets from release 0.11.0 on).
+PIXELS, TRANSFORM, PREDICTED, PREDICTED_TRANSFORM, ADAPTIVE_TRANSFORM = 1, 2, 3, 4, 5
 LAYERS = {PIXELS: residual, TRANSFORM: dct_layer, PREDICTED: predicted_layer,
-          PREDICTED_TRANSFORM: dct_predicted_layer}
+          PREDICTED_TRANSFORM: dct_predicted_layer, ADAPTIVE_TRANSFORM: adaptive_layer}
 
 
 def encode(ckpt: Checkpoint, rgb: np.ndarray, rdoq_weight: float = RDOQ_WEIGHT, step_shift: int = 0,
@@ -256,7 +257,7 @@ def encode_layers(ckpt: Checkpoint, rgb: np.ndarray, rdoq_weight: float = RDOQ_W
     """`encode`, and the pixels the file decodes to where the encoder knows them without decoding
     (with an enhancement layer; None without). `base`: the learned code's payload and reconstruction
     at this checkpoint and step shift, if the caller has them already, and `layer_encoder` the
-    layer kind's encoder made for this image over that base (`dct_predicted_layer.Encoder`): rate control
+    layer kind's encoder made for this image over that base (`adaptive_layer.Encoder`): rate control
     tries several steps over one base."""
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8 or min(rgb.shape[:2]) < 1:
         raise ValueError("expected an RGB image of shape (H, W, 3), uint8, at least 1x1")
@@ -286,7 +287,7 @@ def encode_layers(ckpt: Checkpoint, rgb: np.ndarray, rdoq_weight: float = RDOQ_W
 
 
 def layered_base(ckpt: Checkpoint, rgb: np.ndarray, rdoq_weight: float = RDOQ_WEIGHT, step_shift: int = 0,
-                 layer_kind: int = PREDICTED_TRANSFORM) -> tuple[bytes, np.ndarray]:
+                 layer_kind: int = ADAPTIVE_TRANSFORM) -> tuple[bytes, np.ndarray]:
     """The learned code's payload and pixels of an image as a file with a layer of this kind holds
     it (its seal is that file's header's: the version is in it), for `encode_layers` to reuse over
     many steps."""

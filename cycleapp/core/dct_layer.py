@@ -133,6 +133,20 @@ def encode_layer(rgb: np.ndarray, base: np.ndarray, step: int, seal: int,
 RDO_WEIGHT = 0.115  # bits against squared error in steps: the high-rate slope (ln 2 / 6), see `Encoder.levels`
 
 
+def grid(shape: tuple[int, int]) -> tuple:
+    """What an encoder over a block grid (BH, BW) reads in every step: the blocks of each pass (their
+    rows and columns), the zigzag order's frequencies, whether each block is of the second pass
+    (1, BH, BW, 1, 1) and each coefficient's context less its bucket (3, BH, BW, 8, 8)."""
+    parity = np.add.outer(np.arange(shape[0]), np.arange(shape[1])) % 2
+    where = [np.nonzero(parity == p) for p in (0, 1)]
+    zigzag = (np.array([u for u, _ in ZIGZAG]), np.array([v for _, v in ZIGZAG]))
+    second = (parity[None, :, :, None, None]).astype(np.int32)
+    band = np.minimum(np.add.outer(np.arange(BLOCK), np.arange(BLOCK)), BANDS - 1)
+    channel = np.arange(3)[:, None, None, None, None]
+    offset = ((((channel * BANDS + band) * 2 + second) * BUCKETS)).astype(np.int32)
+    return where, zigzag, second, offset
+
+
 class Encoder:
     """The layer's encoder for one image over one base: the coefficients and the base's activity,
     which do not depend on the step, made once; then any step's integer coefficients, their
@@ -147,13 +161,7 @@ class Encoder:
         self.shape = blocks_shape(*base.shape[:2])
         self.coefficients = forward(rgb.astype(np.int64) - base)  # in pixel values
         self.act = block_activity(base)
-        parity = np.add.outer(np.arange(self.shape[0]), np.arange(self.shape[1])) % 2
-        self.where = [np.nonzero(parity == p) for p in (0, 1)]
-        self.zigzag = (np.array([u for u, _ in ZIGZAG]), np.array([v for _, v in ZIGZAG]))
-        self.second = (parity[None, :, :, None, None]).astype(np.int32)
-        band = np.minimum(np.add.outer(np.arange(BLOCK), np.arange(BLOCK)), BANDS - 1)
-        channel = np.arange(3)[:, None, None, None, None]
-        self.offset = ((((channel * BANDS + band) * 2 + self.second) * BUCKETS)).astype(np.int32)
+        self.where, self.zigzag, self.second, self.offset = grid(self.shape)
 
     def levels(self, step: int, dead_zone: float = DEAD_ZONE, rdo: float | None = None) -> np.ndarray:
         """The integer coefficients (3, BH, BW, 8, 8) at a step: rounded with the dead zone, then

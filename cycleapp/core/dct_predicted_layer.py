@@ -277,8 +277,25 @@ class Encoder(kind2.Encoder):
         coded = self.coded(q, self.level_contexts(step, dead_zone, rdo))
         coder = constriction.stream.stack.AnsCoder(words(seal))
         write_symbols(coder, coded, tables_for(self.level_counts(step, dead_zone, rdo)))
-        coder.encode_reverse((self.gains.ravel() - GAIN_MIN).astype(np.int32), _gain_model())
-        return coder.get_compressed().astype("<u4").tobytes(), reconstruct(self.base, q, step, self.prediction)
+        self.write_head(coder)
+        return coder.get_compressed().astype("<u4").tobytes(), self.pixels(q, step)
+
+    def write_head(self, coder) -> None:
+        """Code what the decoder reads before the tables (in reverse, like everything on the stack):
+        the gains."""
+        write_gains(coder, self.gains)
+
+    def pixels(self, q: np.ndarray, step: int) -> np.ndarray:
+        """The pixels that levels at a step decode to."""
+        return reconstruct(self.base, q, step, self.prediction)
+
+
+def write_gains(coder, gains: np.ndarray) -> None:
+    coder.encode_reverse((gains.ravel() - GAIN_MIN).astype(np.int32), _gain_model())
+
+
+def read_gains(coder) -> np.ndarray:
+    return coder.decode(_gain_model(), 3 * GAIN_BANDS).astype(np.int64).reshape(3, GAIN_BANDS) + GAIN_MIN
 
 
 def reconstruct(base: np.ndarray, q: np.ndarray, step: int, predicted: np.ndarray) -> np.ndarray:
@@ -297,7 +314,7 @@ def decode_layer(payload, base: np.ndarray, step: int, seal: int) -> np.ndarray:
     payload is exactly such an encoding (within `payload_limit`, never dry, ending in the seal)."""
     h, w = base.shape[:2]
     coder = open_layer(payload, payload_limit(h, w))
-    gains = coder.decode(_gain_model(), 3 * GAIN_BANDS).astype(np.int64).reshape(3, GAIN_BANDS) + GAIN_MIN
+    gains = read_gains(coder)
     index = read_tables(coder, CONTEXTS)
     coefficients = base_coefficients(base)
     q = walk(blocks_shape(h, w), static_energy(base_magnitudes(coefficients), block_activity(base), step),

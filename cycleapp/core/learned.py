@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from cycleapp.core import checkpoint as ckpts
-from cycleapp.core import codec, dct_predicted_layer, residual
+from cycleapp.core import adaptive_layer, codec, residual
 from cycleapp.core.bitstream import CycFile, code_shape
 from cycleapp.core.checkpoint import Checkpoint
 from cycleapp.core.interface import Codec, Search
@@ -80,8 +80,8 @@ class CycleCodec(Codec):
 
 LAYERED = "layered"  # the variant of the learned codec that adds an enhancement layer
 BRIDGE = "layered-bridge"  # the same over the largest code size's finest file (`BRIDGE_SHIFT`)
-# The layered codec's settings, smallest file first: the transform-domain layer (`dct_layer`) at
-# steps from 512 down to 2, 16 settings an octave, then lossless (the predicted pixel layer at a step
+# The layered codec's settings, smallest file first: the transform-domain layer (`adaptive_layer`)
+# at steps from 512 down to 2, 16 settings an octave, then lossless (the predicted pixel layer at a step
 # of 1, on its own base). Each is a larger file and a better image than the one before (the lossless
 # file was 1.7 to 2.7 bpp above the step-2 one on the photos tried). The pixel layer's lossy steps
 # are modes of their own (`mode`: near-lossless), not rungs.
@@ -95,7 +95,7 @@ def ladder_layer(setting: int) -> tuple[int, int]:
     """The enhancement layer (kind, step) of a layered setting, 0 to LADDER (lossless)."""
     setting = min(max(int(setting), 0), LADDER)
     if setting < len(TRANSFORM_STEPS):
-        return codec.PREDICTED_TRANSFORM, TRANSFORM_STEPS[setting]
+        return codec.ADAPTIVE_TRANSFORM, TRANSFORM_STEPS[setting]
     return codec.PREDICTED, PIXEL_STEPS[setting - len(TRANSFORM_STEPS)]
 
 
@@ -109,11 +109,11 @@ NEAR_LOSSLESS_RANGE = (1, 16)
 class ImageBase:
     """One image's base layer, made once for every setting rate control tries on it: the learned
     code's payload and the pixels it decodes to, and the transform-domain layer's encoder over
-    them (`dct_predicted_layer.Encoder`: what every step shares)."""
+    them (`adaptive_layer.Encoder`: what every step shares)."""
     rgb: np.ndarray
     payload: bytes
     pixels: np.ndarray
-    transform_layer: dct_predicted_layer.Encoder
+    transform_layer: adaptive_layer.Encoder
 
 
 @dataclass(frozen=True)
@@ -146,7 +146,7 @@ class LayeredCodec(Codec):
     def for_image(self, rgb: np.ndarray) -> "LayeredCodec":
         """The same codec with the base layer of this image made once."""
         payload, pixels = codec.layered_base(self.checkpoint, rgb, step_shift=self.step_shift)
-        return replace(self, base=ImageBase(rgb, payload, pixels, dct_predicted_layer.Encoder(rgb, pixels)))
+        return replace(self, base=ImageBase(rgb, payload, pixels, adaptive_layer.Encoder(rgb, pixels)))
 
     def encode(self, rgb: np.ndarray, setting=None) -> bytes:
         return self.encode_with_pixels(rgb, setting)[0]
@@ -170,7 +170,7 @@ class LayeredCodec(Codec):
         file's size is this plus its layer's payload."""
         h, w = self.base.rgb.shape[:2]
         return len(CycFile(self.checkpoint.id, w, h, code_shape(self.checkpoint.channels, w, h), self.base.payload,
-                           self.step_shift, codec.PREDICTED_TRANSFORM, TRANSFORM_STEPS[0]).to_bytes())
+                           self.step_shift, codec.ADAPTIVE_TRANSFORM, TRANSFORM_STEPS[0]).to_bytes())
 
     def estimate(self, setting: int) -> float:
         """A transform-domain setting's file size without coding its layer (`Encoder.size`):
