@@ -1,8 +1,9 @@
 """The predicted transform-domain layer (format 10, kind 4): round trips at odd sizes and extreme
-steps, refusal of damaged payloads, the size estimate, the integer transform against the float one."""
+steps (and kind 5's, which is kind 4's over adaptive transforms: tests/test_adaptive_layer.py), refusal of damaged payloads, the size estimate, the integer transform against the float one."""
 import numpy as np
 import pytest
 
+from cycleapp.core import adaptive_layer as kind5
 from cycleapp.core import dct_layer
 from cycleapp.core import dct_predicted_layer as kind4
 
@@ -19,13 +20,15 @@ def pair(h, w, seed=0):
     return rgb, base
 
 
-@pytest.mark.parametrize("h,w", [(1, 1), (1, 9), (7, 13), (16, 16), (40, 33)])
+@pytest.mark.parametrize("layer", [kind4, kind5], ids=["kind4", "kind5"])
+@pytest.mark.parametrize("h,w", [(1, 1), (1, 9), (7, 13), (16, 16), (40, 33), (3, 130), (45, 61), (70, 40)])
 @pytest.mark.parametrize("step", [kind4.MIN_STEP, 77, 512, kind4.MAX_STEP])
-def test_round_trip(h, w, step):
+def test_round_trip(layer, h, w, step):
+    """Kind 4's layer, and kind 5's (`adaptive_layer`: the same over 8x8, 16x16 and 32x32 DCTs)."""
     rgb, base = pair(h, w, h * w)
-    payload, pixels = kind4.encode_layer(rgb, base, step, SEAL)
-    assert np.array_equal(kind4.decode_layer(payload, base, step, SEAL), pixels)
-    assert len(payload) <= kind4.payload_limit(h, w)
+    payload, pixels = layer.encode_layer(rgb, base, step, SEAL)
+    assert np.array_equal(layer.decode_layer(payload, base, step, SEAL), pixels)
+    assert len(payload) <= layer.payload_limit(h, w)
 
 
 def test_escapes_round_trip():
@@ -46,13 +49,16 @@ def test_better_than_kind2_at_equal_step():
         assert e3 <= e2 * 1.01 and len(p3) <= len(p2) * 1.02
 
 
-def test_damaged_payload_refused():
-    rgb, base = pair(24, 24)
-    payload, _ = kind4.encode_layer(rgb, base, 200, SEAL)
+@pytest.mark.parametrize("layer", [kind4, kind5], ids=["kind4", "kind5"])
+def test_damaged_payload_refused(layer):
+    rgb, base = pair(48, 48)
+    payload, _ = layer.encode_layer(rgb, base, 200, SEAL)
     with pytest.raises(ValueError):
-        kind4.decode_layer(payload, base, 200, SEAL + 1)
+        layer.decode_layer(payload, base, 200, SEAL + 1)
     with pytest.raises(ValueError):
-        kind4.decode_layer(payload[:-4], base, 200, SEAL)
+        layer.decode_layer(payload[:-4], base, 200, SEAL)
+    with pytest.raises(ValueError):
+        layer.decode_layer(payload + payload, base, 200, SEAL)
 
 
 def test_size_estimate():

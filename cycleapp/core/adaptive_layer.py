@@ -4,8 +4,8 @@ Kind 4 (`dct_predicted_layer`) codes the residual (image minus the learned code'
 in 8x8 DCT blocks everywhere. On smooth areas, most of a modern 2K photo, a larger transform
 gathers the same energy into fewer coefficients; on edges and texture it spreads ringing. So here
 the encoder chooses, for every 32x32 region of the image, one 32x32 DCT, or for each of its four
-16x16 regions one 16x16 DCT or four 8x8 ones (by the rate-distortion cost of each, at the file's
-step), and writes the choice as one flag per region.
+16x16 regions one 16x16 DCT or four 8x8 ones (by the rate-distortion cost of each, at a step near
+the file's: `decision_step`), and writes the choice as one flag per region.
 
 A larger transform's coefficients are dealt into the 8x8 blocks it covers: coefficient
 (k*a + dy, k*b + dx) of a k*8-point DCT goes to frequency (a, b) of the block at (dy, dx) in its
@@ -13,11 +13,13 @@ region. A block so dealt holds about the spatial frequencies an 8x8 DCT of that 
 everything of kind 4 applies unchanged to the blocks: the order (channel, zigzag frequency,
 checkerboard pass), the contexts, the prediction from the base's own coefficients (the base's
 coefficients of the same transforms, in the same exact integer arithmetic, a 32-point DCT's partial
-sums below 2^50), the gains, the tables, the escapes, the rate-distortion optimised levels.
+sums below 2^50; a gain times such a coefficient can pass 2^53, so its conversion to float64 rounds,
+to nearest as IEEE 754 does everywhere), the gains, the tables, the escapes, the rate-distortion
+optimised levels.
 
 Decoding order: kind 4's gains; the two flags' probabilities (6 bits each); a flag for every 32x32
 region whose blocks are all in the image's block grid (row by row), then one for every such 16x16
-region not in a 32x32 one; then kind 4's tables and coefficients. Against kind 4 at the same PSNR
+region not in a flagged 32x32 one; then kind 4's tables and coefficients. Against kind 4 at the same PSNR
 (BD-rate over its steps from 0.05 to 6 bpp) the choice saved 2.6 to 10.6 % of the bytes on four
 Kodak and CLIC photos, the most on the smooth 2K ones (one 16x16 DCT everywhere: +0.1 to -5.4 %;
 one 32x32 DCT: +3.9 to -3.7 %).
@@ -442,8 +444,9 @@ def encode_layer(rgb: np.ndarray, base: np.ndarray, step: int, seal: int) -> tup
 
 
 def payload_limit(height: int, width: int) -> int:
-    """The most bytes a layer of an image this size can need: kind 4's, plus the flags (each at the
-    floor's 40 bits at most) and their probabilities."""
+    """The most bytes a layer of an image this size can need: kind 4's, plus the flags and their
+    probabilities (40 bits for each of BH BW / 4 + 2: generous, a flag costs at most about 6 bits and
+    there are at most 5 BH BW / 16 of them)."""
     bh, bw = kind2.blocks_shape(height, width)
     return kind4.payload_limit(height, width) + 4 * math.ceil(40 * (bh * bw // 4 + 2) / 32)
 
