@@ -9,7 +9,7 @@ from PIL import Image
 from cycleapp.core import adaptive_layer as kind5
 from cycleapp.core import dct_predicted_layer as kind4
 from cycleapp.core.residual import open_layer
-from test_dct_predicted_layer import SEAL, pair
+from test_dct_predicted_layer import SEAL
 
 import constriction
 
@@ -114,6 +114,7 @@ def test_deal_and_gather_are_inverses():
 
 
 def test_a_wrong_integer_dct_is_refused():
+    assert np.array_equal(kind5.float_dct(8), kind5.FLOAT_DCT[8])  # (kind 2's, reused)
     with pytest.raises(RuntimeError):
         kind5._integer_dct(16, 1)
 
