@@ -62,7 +62,7 @@ def main() -> None:
     once, _ = best(args.runs, lambda: entry.encode(rgb, m.setting))
     print(f"CycleCodec, one encode at that setting: {once:.2f} s; with its decode "
           f"{(once + decode) / reference:.1f}x JPEG 2000")
-    print(f"peak memory of this process so far (the search over both bases at its largest): {peak_gb():.2f} GB")
+    print(f"peak memory of this process so far (the search and the single encodes): {peak_gb():.2f} GB")
     encode, lossless = best(args.runs, lambda: api.encode(rgb, lossless=True))
     decode, _ = best(args.runs, lambda: codec.decode(lossless))
     print(f"CycleCodec lossless: encode {encode:.2f} s, decode {decode:.2f} s ({8 * len(lossless) / pixels:.3f} bpp): "

@@ -82,7 +82,7 @@ def test_fuzzed_format_11_files_are_refused_or_decoded_to_their_stated_size():
 def extreme_fit(rng):
     """A stand-in for `predicted_layer.fit`: weights at the ends of their range or random within
     it, as a hostile encoder may write them (every one is a valid weight)."""
-    def fit(X, y, shift=0, irls=0):
+    def fit(X, y, shift=0, irls=0, rows=None):
         lo, hi = -predicted_layer.WEIGHT_RANGE, predicted_layer.WEIGHT_RANGE - 1
         return rng.choice([lo, hi, int(rng.integers(lo, hi + 1))], size=X.shape[1]).astype(np.int64)
     return fit

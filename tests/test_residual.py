@@ -83,21 +83,42 @@ def test_no_worse_image_across_the_switch_to_the_layered_codec(crops):
     assert all(b >= a - 0.05 for a, b in zip(quality, quality[1:])), quality
 
 
-def test_above_the_code_sizes_the_better_base_is_kept(crops):
-    """Beyond the largest code size, rate control tries the layered codec over `large` and over
-    `huge`'s finest file (the bridge): the file it returns is at least as good as either's match
-    within the budget."""
-    from cycleapp.core.rate import TOLERANCE, match_layered
+def test_just_above_the_code_sizes_the_better_base_is_kept(crops):
+    """Just beyond the largest code size's finest file (under BRIDGE_BELOW times the layered
+    codec's base), rate control tries the layered codec over `large` and over `huge`'s finest file
+    (the bridge): the file it returns is at least as good as either's match within the budget."""
+    from cycleapp.core.rate import BRIDGE_BELOW, TOLERANCE, Made, match_layered
 
     for rgb in crops:
-        target = 3 * len(learned.presets()[-1].encode(rgb, learned.FINEST))
-        m = match_learned(rgb, target)
-        assert m.variant in (learned.LAYERED, learned.BRIDGE) and len(m.data) <= (1 + TOLERANCE) * target
+        made = Made(rgb)
+        made.layered = learned.layered().for_image(rgb)
+        target = int(1.15 * len(learned.presets()[-1].encode(rgb, learned.FINEST)))
+        assert target < BRIDGE_BELOW * made.layered.base_bytes()  # (else the bridge is not tried)
+        m = match_learned(rgb, target, made)
+        assert made.bridge is not None  # (the finest file itself is a candidate here too)
+        assert m.variant in (learned.LAYERED, learned.BRIDGE, learned.presets()[-1].variant)
+        assert len(m.data) <= (1 + TOLERANCE) * target
         ours = psnr(rgb, cycleapp.decode(m.data))
-        for entry in (learned.layered(), learned.bridge()):
-            other = match_layered(entry.for_image(rgb), rgb, target)
+        for entry in (made.layered, made.bridge):
+            other = match_layered(entry, rgb, target)
             if len(other.data) <= (1 + TOLERANCE) * target:
                 assert ours >= psnr(rgb, cycleapp.decode(other.data)) - 1e-9
+
+
+def test_further_above_only_the_smaller_base_is_tried(crops):
+    """From BRIDGE_BELOW times the layered codec's base the bridge is worse (`rate.BRIDGE_BELOW`):
+    its base is not made (speed and memory); the file is the layered codec's (or near the largest
+    code size's finest file, that file) within the budget."""
+    from cycleapp.core.rate import BRIDGE_BELOW, TOLERANCE, Made
+
+    for rgb in crops:
+        made = Made(rgb)
+        made.layered = learned.layered().for_image(rgb)
+        finest = len(learned.presets()[-1].encode(rgb, learned.FINEST))
+        target = max(BRIDGE_BELOW * made.layered.base_bytes(), int(1.15 * finest))  # (beyond the code sizes)
+        m = match_learned(rgb, target, made)
+        assert made.bridge is None and m.variant in (learned.LAYERED, learned.presets()[-1].variant)
+        assert len(m.data) <= (1 + TOLERANCE) * target
 
 
 def test_a_target_far_beyond_the_code_sizes_makes_none_of_their_files(crops):

@@ -33,6 +33,7 @@ import numpy as np
 
 from cycleapp.core import dct_layer as kind2
 from cycleapp.core import dct_predicted_layer as kind4
+from cycleapp.core import strips
 from cycleapp.core.dct_layer import MAX_STEP, MIN_STEP, BLOCK, CONTEXTS, DEAD_ZONE, RDO_WEIGHT  # noqa: F401
 from cycleapp.core.entropy import check_not_dry
 from cycleapp.core.residual import ALPHABET, RADIUS, STEP_UNIT, check_end, open_layer, read_tables, tables, tables_for
@@ -86,13 +87,7 @@ def transform(x: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
     return np.dot(y.reshape(-1, shape[-1]), left.T).reshape(shape).swapaxes(-1, -2)
 
 
-STRIP = kind2.STRIP  # block rows made at a time, whole 32x32 regions: every temporary stays small
-assert STRIP % (SIZES[-1] // BLOCK) == 0
-
-
-def strips(rows: int) -> list[slice]:
-    """The block rows of a grid, STRIP at a time."""
-    return [slice(top, min(rows, top + STRIP)) for top in range(0, rows, STRIP)]
+assert strips.STRIP % (SIZES[-1] // BLOCK) == 0  # (a strip is whole 32x32 regions)
 
 
 def padded(pixels: np.ndarray) -> np.ndarray:
@@ -149,9 +144,11 @@ def static_energy(base: np.ndarray, sizes: np.ndarray, step: int) -> np.ndarray:
     from the base's own coefficients of each block's transform."""
     pixels, act = padded(base), kind2.block_activity(base)
     static = np.empty((3, *sizes.shape, BLOCK, BLOCK), np.int32)
-    for rows in strips(sizes.shape[0]):
+
+    def strip(rows):
         own = base_coefficients_in(pixels, sizes, rows)
         static[:, rows] = kind4.static_energy(kind4.base_magnitudes(own), act[rows], step)
+    strips.each(sizes.shape[0], strip)
     return static
 
 
@@ -179,11 +176,13 @@ def reconstruct(base: np.ndarray, q: np.ndarray, step: int, gains: np.ndarray, s
     h, w = base.shape[:2]
     pixels = padded(base)
     out = np.empty(pixels.shape, np.uint8)
-    for rows in strips(sizes.shape[0]):
+
+    def strip(rows):
         x = kind4.prediction(base_coefficients_in(pixels, sizes, rows), gains)
         x += q[:, rows] * (step / STEP_UNIT)
         px = slice(rows.start * BLOCK, rows.stop * BLOCK)
         out[px] = np.clip(np.rint(pixels[px] + inverse(x, sizes[rows])), 0, 255)
+    strips.each(sizes.shape[0], strip)
     return out[:h, :w]
 
 
@@ -312,84 +311,74 @@ class Encoder:
         self.residual = {n: np.empty(shape, np.float32) for n, shape in blocks.items()}
         self.magnitudes = {n: (np.empty(shape, np.int32), np.empty(shape, np.int32)) for n, shape in blocks.items()}
         base_part = {n: np.empty(shape, np.float32) for n, shape in blocks.items()}  # in pixel values
-        dot = np.zeros((2, 3, BLOCK, BLOCK))  # residual . base and base . base on the 8x8 blocks
-        for rows in strips(bh):
+
+        def strip(rows):  # -> this strip's residual . base and base . base on the 8x8 blocks
             r = planes(residual, rows, kind2.COLOUR)
             b = planes(own, rows, kind4.COLOUR_INT.astype(np.float64))
+            dot = None
             for n in SIZES:
                 part = slice(rows.start, rows.start + (rows.stop - rows.start) // (n // BLOCK) * (n // BLOCK))
                 self.residual[n][:, part] = c = coefficients(r, n, FLOAT_DCT[n])
                 integer = base_coefficients(b, n)
-                self.magnitudes[n][0][:, part], self.magnitudes[n][1][:, part] = kind4.base_magnitudes(integer)
+                here, around = self.magnitudes[n][0][:, part], self.magnitudes[n][1][:, part]
+                here[...], around[...] = kind4.base_magnitudes(integer)
                 base_part[n][:, part] = x = integer / float(1 << kind4.BASE_SHIFT)
-                if n == 8:
-                    dot += (c * x).sum((1, 2)), (x * x).sum((1, 2))
-        self.gains = gains(dot)
+                if n == BLOCK:  # (the gains are chosen on the 8x8 blocks, in float64)
+                    dot = np.stack([(c * x).sum((1, 2)), (x * x).sum((1, 2))])
+            return dot
+        self.gains = gains(sum(strips.each(bh, strip), np.zeros((2, 3, BLOCK, BLOCK))))
         g = np.zeros((3, kind4.BANDS), np.float32)
         g[:, 1:] = self.gains / kind4.GAIN_UNIT
         for n in SIZES:  # what the levels quantise: the residual's coefficients less the prediction
-            for rows in strips(self.residual[n].shape[1]):
+            def less_prediction(rows):
                 self.residual[n][:, rows] -= g[:, kind4.BAND][:, None, None] * base_part[n][:, rows]
-        self.layouts, self.statics, self.decisions = {}, {}, {}
+            strips.each(self.residual[n].shape[1], less_prediction)
+        self.layouts, self.decisions = {}, {}
 
-    def statics_at(self, step: int) -> dict:
-        """Kind 4's `static_energy` at a step of the blocks of every size's whole regions (block by
-        block: a layout's is these, selected), kept for the last step."""
-        def static(n):
-            here = self.magnitudes[n][0]
-            return kind4.static_energy(self.magnitudes[n], self.act[:here.shape[1], :here.shape[2]], step)
-        return kind2.kept(self.statics, step, 1, lambda: {n: static(n) for n in SIZES})
-
-    def uniform(self, n: int) -> np.ndarray:
-        """The layout of the largest transforms up to n: n x n wherever a whole region fits, the
-        next smaller in what is left at the right and bottom edges."""
-        sizes = np.full(self.shape, 8, np.int64)
-        for m in SIZES[1:]:
-            if m <= n:
-                k = m // BLOCK
-                sizes[_spread(np.ones((self.shape[0] // k, self.shape[1] // k), bool), m, self.shape)] = m
-        return sizes
-
-    def costs(self, sizes: np.ndarray, step: int) -> np.ndarray:
-        """Per block (BH, BW): the squared error (in steps) plus RDO_WEIGHT times the bits of its
-        levels in a layout, for the choice of layout only, so made simply: the levels rounded (not
-        rate-distortion optimised), a context of the base's part of the energy and the block's two
-        lower frequencies only, tables chosen from those, each value clipped to the tables' range.
-        (The layouts so chosen coded within 0.03 % of those chosen by the file's own levels and
-        contexts, at a small part of the time.) Strip by strip, twice: the counts, then the costs."""
-        statics = self.statics_at(step)
+    def costs(self, n: int, step: int) -> np.ndarray:
+        """Per block of the whole n x n regions (the top left of the block grid), coded as n x n
+        transforms: the squared error (in steps) plus RDO_WEIGHT times the bits of its levels, for
+        the choice of layout only, so made simply: the levels rounded (not rate-distortion
+        optimised), a context of the base's part of the energy and the block's two lower frequencies
+        only, tables chosen from those, each value clipped to the tables' range. (The layouts so
+        chosen coded within 0.03 % of those chosen by the file's own levels and contexts, at a small
+        part of the time.) Strip by strip: the levels' errors and contexts, then their bits under
+        the tables their counts choose."""
+        residual, (here, around) = self.residual[n], self.magnitudes[n]
+        width = residual.shape[2]
         scale = np.float32(STEP_UNIT / step)
+        keys = np.empty(residual.shape, np.int32)  # each coefficient's (context, symbol)
+        out = np.empty(residual.shape[1:3], np.float32)
 
-        def levels_and_contexts(rows):
-            s = sizes[rows]
-            x = select(s, {n: r[:, rows] for n, r in self.residual.items()}) * scale
-            q = (np.sign(x) * np.floor(np.abs(x) + np.float32(0.5 - DEAD_ZONE))).astype(np.int32)
-            a = np.abs(q)
-            energy = select(s, {n: e[:, rows] for n, e in statics.items()})
+        def levels(rows):  # -> the strip's counts of (context, symbol)
+            x = residual[:, rows] * scale
+            q = np.sign(x) * np.floor(np.abs(x) + np.float32(0.5 - DEAD_ZONE))
+            a = np.abs(q).astype(np.int32)
+            energy = kind4.static_part(here[:, rows], around[:, rows], self.act[rows, :width], step)
             energy[..., 1:, :] += kind4.W_LOWER * a[..., :-1, :]
             energy[..., :, 1:] += kind4.W_LOWER * a[..., :, :-1]
-            keys = (self.offset[:, rows] + kind4.bucket(energy)) * ALPHABET + np.clip(q, -RADIUS, RADIUS) + RADIUS
-            return x, q, keys
-
-        counts = np.zeros(CONTEXTS * ALPHABET, np.int64)
-        for rows in strips(self.shape[0]):
-            counts += np.bincount(levels_and_contexts(rows)[2].ravel(), minlength=counts.size)
-        index = tables_for(counts.reshape(CONTEXTS, ALPHABET))
-        bits = (RDO_WEIGHT * tables()[1][index]).astype(np.float32).ravel()  # (contexts x symbols)
-        out = np.empty(self.shape, np.float32)
-        for rows in strips(self.shape[0]):
-            x, q, keys = levels_and_contexts(rows)
             x -= q
             x *= x
-            x += bits.take(keys)
             out[rows] = x.sum((0, 3, 4))
+            k = keys[:, rows]
+            k[...] = (self.offset[:, rows, :width] + kind4.bucket(energy)) * ALPHABET + RADIUS
+            k += np.clip(q, -RADIUS, RADIUS, out=q).astype(np.int32)
+            return np.bincount(k.ravel(), minlength=CONTEXTS * ALPHABET)
+
+        counts = sum(strips.each(residual.shape[1], levels), np.zeros(CONTEXTS * ALPHABET, np.int64))
+        index = tables_for(counts.reshape(CONTEXTS, ALPHABET))
+        bits = (RDO_WEIGHT * tables()[1][index]).astype(np.float32).ravel()  # (contexts x symbols)
+
+        def rate(rows):
+            out[rows] += bits.take(keys[:, rows]).sum((0, 3, 4))
+        strips.each(residual.shape[1], rate)
         return out
 
     def sizes_at(self, step: int) -> np.ndarray:
         """The layout at a step: each 16x16 region one 16x16 DCT where that costs less than its four
         8x8 ones, each 32x32 region one 32x32 DCT where that costs less than the better of those
-        (`costs`, each size's over the whole image)."""
-        cost = {n: self.costs(self.uniform(n), step) for n in SIZES}
+        (`costs`, each size's over its whole regions)."""
+        cost = {n: self.costs(n, step) for n in SIZES}
         pool = lambda c, k: c[:c.shape[0] // k * k, :c.shape[1] // k * k].reshape(
             c.shape[0] // k, k, c.shape[1] // k, k).sum((1, 3))
         sixteen = pool(cost[16], 2) < pool(cost[8], 2)
@@ -419,15 +408,16 @@ class Layout(kind4.Encoder):
     """Kind 4's encoder over the blocks of one layout (`Encoder.sizes_at`): the same levels,
     contexts and coding, the layout's flags written after the gains."""
 
-    def __init__(self, image: Encoder, sizes: np.ndarray):  # (kind 4's made from arrays, not pixels)
-        self.image, self.rgb, self.base, self.sizes = image, image.rgb, image.base, sizes
+    def __init__(self, image: Encoder, sizes: np.ndarray):
+        # kind 4's made from the image's arrays, not from pixels; no reference back to the image's
+        # encoder, which keeps this one: a cycle would keep both (hundreds of megabytes on a 2K
+        # photo) until the garbage collector's next full pass, long after rate control is done
+        self.rgb, self.base, self.sizes = image.rgb, image.base, sizes
         self.made, self.made_contexts, self.made_counts, self.statics = {}, {}, {}, {}
         self.shape, self.act, self.where, self.zigzag, self.second, self.offset, self.gains = (
             image.shape, image.act, image.where, image.zigzag, image.second, image.offset, image.gains)
         self.coefficients = select(sizes, image.residual)
-
-    def static(self, step: int) -> np.ndarray:
-        return kind2.kept(self.statics, step, 1, lambda: select(self.sizes, self.image.statics_at(step)))
+        self.magnitudes = tuple(select(sizes, {n: m[i] for n, m in image.magnitudes.items()}) for i in (0, 1))
 
     def write_head(self, coder) -> None:
         write_layout(coder, self.sizes)

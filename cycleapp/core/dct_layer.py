@@ -24,8 +24,9 @@ import math
 import constriction
 import numpy as np
 
+from cycleapp.core import strips
 from cycleapp.core.entropy import words
-from cycleapp.core.residual import (RADIUS, SCALES, STEP_UNIT, bucket, check_end, choose_tables, open_layer,
+from cycleapp.core.residual import (ALPHABET, RADIUS, SCALES, STEP_UNIT, bucket, check_end, open_layer,
                                     read_symbols, read_tables, symbol_counts, tables, tables_for, write_symbols)
 
 BLOCK = 8
@@ -44,7 +45,6 @@ MIN_STEP, MAX_STEP = 2 * STEP_UNIT, 512 * STEP_UNIT  # in sixteenths
 # achromatic channel's at the same place, the four neighbouring blocks' at the same frequency (second
 # pass), and the base's activity in the block over ACTIVITY_DIVISOR steps.
 LOWER_WEIGHT, LUMA_WEIGHT, NEIGHBOUR_WEIGHT, ACTIVITY_DIVISOR = 8, 8, 2, 16
-STRIP = 8  # block rows the encoder works on at once: their temporaries stay in the processor's cache
 DEAD_ZONE = 0.1  # the encoder rounds |c| / step + 0.5 - DEAD_ZONE down: fewer small values for bits
 
 
@@ -175,21 +175,25 @@ class Encoder:
         return kept(self.made, (step, dead_zone, rdo), 4, lambda: self._levels(step, dead_zone, rdo))
 
     def _levels(self, step: int, dead_zone: float, rdo: float) -> np.ndarray:
-        # STRIP block rows at a time, each value on its own (the same numbers as all at once)
+        # a strip of block rows at a time, each value on its own (the same numbers as all at once)
         rows = self.shape[0]
-        strips = [slice(top, min(rows, top + STRIP)) for top in range(0, rows, STRIP)]
         rounded = np.empty(self.coefficients.shape, np.int32)
-        for s in strips:
+
+        def round_strip(s):
             x = self.coefficients[:, s] * (STEP_UNIT / step)
             rounded[:, s] = np.sign(x) * np.floor(np.abs(x) + (0.5 - dead_zone))
+        strips.each(rows, round_strip)
         if not rdo:
             return rounded
         ctx = self.contexts(rounded, step)
-        index = choose_tables([(ctx.ravel(), np.clip(rounded, -RADIUS, RADIUS).ravel())], CONTEXTS)
+        index = tables_for(sum(strips.each(rows, lambda s: symbol_counts(
+            [(ctx[:, s].ravel(), np.clip(rounded[:, s], -RADIUS, RADIUS).ravel())], CONTEXTS)),
+            np.zeros((CONTEXTS, ALPHABET), np.int64)))
         bits = tables()[1]
         per_unit = (rdo * (bits[:, RADIUS + 1] - bits[:, RADIUS])).astype(np.float32)[index]  # (contexts,)
         q = rounded  # (each strip's levels overwrite its own rounded values, read just before)
-        for s in strips:
+
+        def level_strip(s):
             x = self.coefficients[:, s] * (STEP_UNIT / step)
             lam = per_unit[ctx[:, s]]
             a = np.abs(x).astype(np.float32)  # (the choice needs no more precision)
@@ -198,6 +202,7 @@ class Encoder:
             level[a * a <= (a - level) ** 2 + lam * level] = 0
             # beyond the tables' range: as rounded
             q[:, s] = np.where(a >= RADIUS - 1, np.abs(rounded[:, s]), level) * np.sign(x)
+        strips.each(rows, level_strip)
         return q
 
     def contexts(self, q: np.ndarray, step: int) -> np.ndarray:
@@ -232,9 +237,12 @@ class Encoder:
         """How often each symbol comes in each context at a step (`symbol_counts` of the levels and
         their contexts, escapes included: the pairs the file codes, in another order), kept for the
         last two: the size estimate's, then the file's choice of tables."""
-        return kept(self.made_counts, (step, dead_zone, RDO_WEIGHT if rdo is None else rdo), 2,
-                    lambda: symbol_counts(_with_escapes(self.level_contexts(step, dead_zone, rdo).ravel(),
-                                                        self.levels(step, dead_zone, rdo).ravel()), CONTEXTS))
+        def counts():
+            ctx, q = self.level_contexts(step, dead_zone, rdo), self.levels(step, dead_zone, rdo)
+            return sum(strips.each(self.shape[0], lambda rows: symbol_counts(
+                _with_escapes(ctx[:, rows].ravel(), q[:, rows].ravel()), CONTEXTS)),
+                np.zeros((CONTEXTS, ALPHABET), np.int64))
+        return kept(self.made_counts, (step, dead_zone, RDO_WEIGHT if rdo is None else rdo), 2, counts)
 
     def coded(self, q: np.ndarray, ctx: np.ndarray) -> list:
         """(contexts, symbols) pairs in `walk`'s order, escapes after their group (`_with_escapes`),

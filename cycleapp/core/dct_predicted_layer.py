@@ -30,6 +30,7 @@ import constriction
 import numpy as np
 
 from cycleapp.core import dct_layer as kind2
+from cycleapp.core import strips
 from cycleapp.core.dct_layer import (MAX_STEP, MIN_STEP,  # noqa: F401  (this kind's steps are kind 2's)
                                      BANDS, BLOCK, BUCKETS, CONTEXTS, ZIGZAG, block_activity, blocks_shape, inverse)
 from cycleapp.core.entropy import words
@@ -90,8 +91,8 @@ def base_magnitudes(coefficients: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     by the step (sixteenths), so they are in steps, and the step-independent part is made once."""
     unit = BASE_SHIFT - 4  # sixteenths of a pixel value
     here, around = (np.empty(coefficients.shape, np.int32) for _ in range(2))
-    for top in range(0, coefficients.shape[1], kind2.STRIP):  # (cache-sized strips of block rows)
-        rows = slice(top, top + kind2.STRIP)
+
+    def strip(rows):  # (cache-sized strips of block rows)
         a = np.abs(coefficients[:, rows])
         near = a.copy()
         near[..., 1:, :] += a[..., :-1, :]
@@ -99,17 +100,28 @@ def base_magnitudes(coefficients: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         near[..., :, 1:] += a[..., :, :-1]
         near[..., :, :-1] += a[..., :, 1:]
         here[:, rows], around[:, rows] = a >> unit, near >> unit
+    strips.each(coefficients.shape[1], strip)
     return here, around
 
 
 def static_energy(magnitudes: tuple[np.ndarray, np.ndarray], act: np.ndarray, step: int) -> np.ndarray:
     """The part of every coefficient's energy (3, BH, BW, 8, 8) that the base alone gives, int32,
     capped where the bucket is the last whatever the rest (so that every sum fits 32 bits)."""
-    here, around = (m // step for m in magnitudes)  # in steps, rounded down
+    energy = np.empty(magnitudes[0].shape, np.int32)
+
+    def strip(rows):
+        energy[:, rows] = static_part(magnitudes[0][:, rows], magnitudes[1][:, rows], act[rows], step)
+    strips.each(energy.shape[1], strip)
+    return energy
+
+
+def static_part(here: np.ndarray, around: np.ndarray, act: np.ndarray, step: int) -> np.ndarray:
+    """`static_energy` of some block rows: their `base_magnitudes` and activity (R, BW)."""
+    here, around = here // step, around // step  # in steps, rounded down
     energy = W_BASE * here + W_BASE_AROUND * around
     energy[1:] += W_BASE_LUMA * here[0]
     energy += (W_ACTIVITY * ((act * STEP_UNIT) // (kind2.ACTIVITY_DIVISOR * step))).astype(np.int32)[None, :, :, None, None]
-    return np.minimum(energy, ENERGY_CAP)
+    return np.minimum(energy, ENERGY_CAP, out=energy)
 
 
 ENERGY_CAP = ENERGY_DIVISOR << (BUCKETS - 1)  # an energy this large is in the last bucket
@@ -253,17 +265,18 @@ class Encoder(kind2.Encoder):
 
     def contexts(self, q: np.ndarray, step: int) -> np.ndarray:
         """Every coefficient's context as `walk` gives it (3, BH, BW, 8, 8), int32, all at once,
-        kind 2's STRIP block rows at a time (with a row of neighbours either side): a strip's dozen
+        a strip of block rows at a time (`strips`, with a row of neighbours either side): a strip's dozen
         temporaries stay in the processor's cache, which made a 2K photo's contexts twice as fast."""
         static = self.static(step)
         out = np.empty(q.shape, np.int32)
         rows = q.shape[1]
-        for top in range(0, rows, kind2.STRIP):
-            lo, hi = max(0, top - 1), min(rows, top + kind2.STRIP + 1)
+
+        def strip(own):
+            lo, hi = max(0, own.start - 1), min(rows, own.stop + 1)
             a = np.abs(q[:, lo:hi]).astype(np.int32, copy=False)
             energy = _energy(a, static[:, lo:hi], self.second[:, lo:hi])
-            own = slice(top, min(rows, top + kind2.STRIP))
-            out[:, own] = self.offset[:, own] + bucket(energy[:, top - lo:top - lo + kind2.STRIP])
+            out[:, own] = self.offset[:, own] + bucket(energy[:, own.start - lo:own.stop - lo])
+        strips.each(rows, strip)
         return out
 
     def size(self, step: int, dead_zone: float = kind2.DEAD_ZONE, rdo: float | None = None) -> float:

@@ -28,11 +28,10 @@ FINEST = 16
 # 0.34 dB from 1.5 to 4, as much as any other base tried and never 0.01 dB worse on a photo (which
 # the middle code size was, by 0.13 dB).
 LAYERED_BASE_SHIFT = 0
-# That base is not the better one on every photo: just beyond the largest code size's finest file (on
-# 2 of those 8 photos up to 1.4 times its bytes), and on smooth photos whose finest file is a small
-# part of the target (a CLIC photo at 1 bpp: 0.15 dB worse). So rate control also tries the bridge,
-# the layered codec over that finest file, whose smallest file is that file (so a larger target never
-# gives a worse image), and keeps the better (`rate.match_learned`).
+# That base is not the better one on every photo just beyond the largest code size's finest file (on
+# 2 of those 8 photos up to 1.4 times its bytes). So there rate control also tries the bridge, the
+# layered codec over that finest file, whose smallest file is that file (so a larger target never
+# gives a worse image), and keeps the better (`rate.match_learned`, `rate.BRIDGE_BELOW`).
 BRIDGE_SHIFT = -FINEST
 # The base of the predicted pixel layer's files (near-lossless and lossless): the cheapest there is,
 # the smallest code size at its coarsest steps (about 0.01 bpp). That layer predicts the image from

@@ -24,7 +24,7 @@ the 4 nearest neighbours and f_k are integer differences (neighbour - ref, ...) 
 weights are integers the encoder fits per (pass, channel) by reweighted least squares (towards
 least absolute errors, closer to the bits) and writes in the stream; in passes of at least
 CLASS_FROM positions it may fit CLASSES sets and give each 32x32 tile the set that predicts it best
-(a flag says whether it did). The decoder does integer arithmetic only (`features` explains why the
+(a flag says whether it did). The decoder does integer arithmetic only (`Features` explains why the
 BLAS products it uses are exact): identical pixels on every machine.
 
 Coding. The symbol is the prediction error quantised with the step (as `residual.quantize`: a step
@@ -109,32 +109,57 @@ CLASS_FROM = 6000
 TILE = 32  # pixels a side of the tiles that choose a class
 
 
-def features(columns, n: int) -> np.ndarray:
-    """Integer features (arrays of n values, or shapes that broadcast) as the columns of a float64
-    matrix (n, F). Float so that products run through BLAS, yet exact: every feature and weight is
-    an integer below 2^13 in magnitude and a row has under 64 of them, so every product and partial
-    sum is an integer below 2^32, which float64 holds exactly in any order of summation (with or
-    without fused multiply-add): the same integers on every machine."""
-    X = np.empty((len(columns), n))  # filled a feature at a time, returned transposed (a view)
-    for k, f in enumerate(columns):
-        X[k].reshape(np.shape(f) if np.ndim(f) == 2 else (n,))[...] = f
-    return X.T
+class Features:
+    """Integer features of n positions: the columns of a matrix (n, F) that is never made whole
+    (a 2K photo's largest pass would be 0.7M x 55 float64 values, written and read again in
+    every product: most of the layer's time), only a few thousand rows at a time or the rows a
+    fit samples. Products run through BLAS on float64 rows, yet exact: every feature and weight is
+    an integer below 2^13 in magnitude and a row has under 64 of them, so every product and
+    partial sum is an integer below 2^32, which float64 holds exactly in any order of summation
+    (with or without fused multiply-add): the same integers on every machine."""
+
+    CHUNK = 8192  # rows made at a time: (F, CHUNK) float64 stays in the processor's cache
+
+    def __init__(self, columns, n: int):
+        self.columns = [np.broadcast_to(f, np.shape(f) if np.ndim(f) == 2 else (n,)).reshape(n) for f in columns]
+        self.shape = (n, len(self.columns))
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def rows(self, index) -> np.ndarray:
+        """The matrix's rows at an index (a slice or positions), float64 (rows, F), laid out in
+        memory as the fits had them before this class (column by column for a slice, row by row for
+        positions): their products are not integers, and BLAS rounds a transposed layout's sums in
+        another order, which could move a fitted weight and so change a file."""
+        count = len(range(self.shape[0])[index]) if isinstance(index, slice) else len(index)
+        out = np.empty((len(self.columns), count))
+        for k, f in enumerate(self.columns):
+            out[k] = f[index]
+        return out.T if isinstance(index, slice) else np.ascontiguousarray(out.T)
+
+    def __matmul__(self, w: np.ndarray) -> np.ndarray:
+        """The matrix times integer weights (F,) or (F, m), as int64, exactly."""
+        n, count = self.shape
+        wt = np.ascontiguousarray(w.astype(np.float64).T)  # (F,) or (m, F)
+        out = np.empty((n,) + w.shape[1:], np.int64)
+        chunk = np.empty((count, min(n, self.CHUNK)))
+        for top in range(0, n, self.CHUNK):
+            rows = slice(top, min(n, top + self.CHUNK))
+            x = chunk[:, :rows.stop - top]
+            for k, f in enumerate(self.columns):
+                x[k] = f[rows]
+            out[rows] = (wt @ x).T
+        return out
 
 
-def dot(X: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """X @ w as int64, exactly (see `features`)."""
-    return (X @ w.astype(np.float64)).astype(np.int64)
-
-
-def correction(X, W, cls, all_classes: bool = False):
+def correction(X: Features, W, cls, all_classes: bool = False):
     """Each row's (X @ W[its class] + half) >> SHIFT, integers (cls None: one class; all_classes:
     under every class, (n, classes))."""
     if cls is None and not all_classes:
-        return (dot(X, W[0]) + (1 << (SHIFT - 1))) >> SHIFT
-    every = (dot(X, W.T) + (1 << (SHIFT - 1))) >> SHIFT
+        return (X @ W[0] + (1 << (SHIFT - 1))) >> SHIFT
+    every = (X @ W.T + (1 << (SHIFT - 1))) >> SHIFT
     return every if all_classes else every[np.arange(len(X)), cls]
-
-
 
 
 def directional(vals, ref, near):
@@ -173,9 +198,10 @@ WEIGHT_PRIOR = 32
 # only how many threads BLAS uses; its products here are exact integers in any order.)
 @threadpool_limits.wrap(limits=1, user_api="blas")
 def walk(base: np.ndarray, step: int, predictor, weights, code) -> np.ndarray:
-    """Reconstruct the image pass by pass (`passes`), channel by channel. weights(features, target
-    or None) -> int64 weights (the encoder fits them, the decoder reads them); code(ctx, pred,
-    rows, cols, c) -> symbols. Returns the pixels (H, W, 3) uint8."""
+    """Reconstruct the image pass by pass (`passes`), channel by channel. predictor(features, c,
+    ref, at, tiles) -> each position's correction of ref (`correction` under the weights the
+    encoder fits, the decoder reads); weights(features, c, ref, at, pred) -> the energy's int64
+    weights, likewise; code(ctx, pred, at, c) -> symbols. Returns the pixels (H, W, 3) uint8."""
     h, w = base.shape[:2]
     b = base.astype(np.int32).transpose(2, 0, 1)
     rec = np.zeros((3, h, w), np.int32)
@@ -187,25 +213,24 @@ def walk(base: np.ndarray, step: int, predictor, weights, code) -> np.ndarray:
             continue
         n = len(rows) * len(cols)
         offsets = near + (far if n >= FULL_FROM else ())
-        grids = [(_index(rows, di * half, h, s)[:, None], _index(cols, dj * half, w, s)[None, :])
-                 for di, dj in offsets]
-        at = (rows[:, None], cols[None, :])
+        grids = [(_index(rows, di * half, h, s), _index(cols, dj * half, w, s)) for di, dj in offsets]
+        at = (slice(i0, h, s), slice(j0, w, s))  # the pass's positions (rows x cols)
         done = []
         for ci, c in enumerate(ORDER):
             if near:
-                vals = [rec[c][g] for g in grids]
+                vals = [_gather(rec[c], g) for g in grids]
                 ref = (vals[0] + vals[1] + vals[2] + vals[3] + 2) >> 2
                 feats = [v - ref for k, v in enumerate(vals) if k != 3]
                 feats += directional(vals, ref, near)
                 feats.append(b[c][at] - ref)
                 spread = sum(np.abs(v - ref) for v in vals[:4])
-                nerr = sum(np.abs(err[c][g]) for g in grids[:4])
+                nerr = sum(np.abs(_gather(err[c], g)) for g in grids[:4])
             else:
                 ref = b[c][at]
                 feats, spread, nerr = [], 0, 0
             cross = 0
             for d in done:
-                dv = [rec[d][g] for g in grids]
+                dv = [_gather(rec[d], g) for g in grids]
                 dref = (dv[0] + dv[1] + dv[2] + dv[3] + 2) >> 2 if near else b[d][at]
                 feats.append(rec[d][at] - dref)
                 feats += [v - dref for k, v in enumerate(dv) if k != 3]
@@ -213,21 +238,20 @@ def walk(base: np.ndarray, step: int, predictor, weights, code) -> np.ndarray:
                     feats += directional(dv, dref, near)
                 cross = cross + np.abs(err[d][at])
             feats.append(np.full(ref.shape, CONST, np.int32))
-            X = features(feats, n)
+            X = Features(feats, n)
             tiles = None
             if n >= CLASS_FROM and CLASSES > 1:
                 tiles = ((rows // TILE)[:, None] * (-(-w // TILE)) + (cols // TILE)[None, :]).ravel()
-            W, cls = predictor(X, c, ref.ravel(), at, tiles)
-            pred = ref.ravel() + correction(X, W, cls)
+            pred = ref.ravel() + predictor(X, c, ref.ravel(), at, tiles)
             pred = np.clip(pred, 0, 255).reshape(ref.shape)
             efeats = [spread, nerr, cross, np.abs(pred - ref)]
             if near and len(grids) > 4:
-                efeats.append(sum(np.abs(err[c][g]) for g in grids[4:]))
+                efeats.append(sum(np.abs(_gather(err[c], g)) for g in grids[4:]))
                 efeats.append(sum(np.abs(v - ref) for v in vals[4:]))
             efeats.append(np.full(ref.shape, 16))
-            E = features([np.broadcast_to(f, ref.shape) for f in efeats], n)
+            E = Features([np.broadcast_to(f, ref.shape) for f in efeats], n)
             we = weights(E, c, None, at, pred)
-            energy = np.maximum(dot(E, we), 0) >> ENERGY_SHIFT
+            energy = np.maximum(E @ we, 0) >> ENERGY_SHIFT
             energy = (energy * STEP_UNIT // step).reshape(ref.shape)
             ctx = (ci * GROUPS + group) * BUCKETS + bucket(energy)
             q = code(ctx.ravel(), pred, at, c).reshape(ref.shape)
@@ -238,14 +262,21 @@ def walk(base: np.ndarray, step: int, predictor, weights, code) -> np.ndarray:
     return rec.transpose(1, 2, 0).astype(np.uint8)
 
 
-def fit(X: np.ndarray, y: np.ndarray, shift: int = 0, irls: int = 0) -> np.ndarray:
-    """Integer weights (in 1/2^SHIFT) of the least-squares fit of y on X, a little ridge so that
-    a pass with few positions stays tame (float here: only the encoder fits)."""
-    if len(y) > FIT_ROWS:  # a regular subsample is as good a fit, and much faster
-        X, y = X[::len(y) // FIT_ROWS + 1], y[::len(y) // FIT_ROWS + 1]
-    Xf = X.astype(np.float64)
-    yf = y.astype(np.float64)
-    ridge = np.eye(X.shape[1]) * (1.0 + 1e-6 * len(y))
+def _gather(plane: np.ndarray, grid: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """plane[rows][:, cols] for a grid of (rows, cols): whole rows first, then the columns in them
+    (the same values as one two-dimensional index, in a third of its time)."""
+    return plane.take(grid[0], 0).take(grid[1], 1)
+
+
+def fit(X: Features, y: np.ndarray, shift: int = 0, irls: int = 0, rows: np.ndarray | None = None) -> np.ndarray:
+    """Integer weights (in 1/2^SHIFT) of the least-squares fit of y on X (at `rows`, positions; all
+    by default), a little ridge so that a pass with few positions stays tame (float here: only the
+    encoder fits)."""
+    count = len(y) if rows is None else len(rows)
+    sample = slice(None, None, count // FIT_ROWS + 1 if count > FIT_ROWS else 1)  # (as good a fit, much faster)
+    index = sample if rows is None else rows[sample]
+    Xf, yf = X.rows(index), y[index].astype(np.float64)
+    ridge = np.eye(Xf.shape[1]) * (1.0 + 1e-6 * len(yf))
     sol = np.linalg.solve(Xf.T @ Xf + ridge, Xf.T @ yf)
     for _ in range(irls):  # towards least absolute errors: closer to the bits
         r = 1.0 / (np.abs(yf - Xf @ sol) + IRLS_EPS)
@@ -254,21 +285,23 @@ def fit(X: np.ndarray, y: np.ndarray, shift: int = 0, irls: int = 0) -> np.ndarr
     return np.clip(np.rint(sol * (1 << (shift or SHIFT))), -WEIGHT_RANGE, WEIGHT_RANGE - 1).astype(np.int64)
 
 
-def fit_classes(X, y, tiles, ntiles, w0):
-    """CLASSES weight sets and each tile's class: tiles start in classes by their error under one
-    fit (quartiles), then a few rounds of refitting each class and moving each tile to the class
-    that predicts it best (least absolute error). w0: the one fit over all."""
-    e0 = np.abs(y - correction(X, w0[None], None))
+def fit_classes(X, y, tiles, ntiles, w0, corrected):
+    """CLASSES weight sets, each tile's class and every row's correction under every set (n,
+    CLASSES): tiles start in classes by their error under one fit (quartiles), then a few rounds of
+    refitting each class and moving each tile to the class that predicts it best (least absolute
+    error). w0: the one fit over all, `corrected` its corrections."""
+    e0 = np.abs(y - corrected)
     count = np.bincount(tiles, minlength=ntiles)
     act = np.bincount(tiles, e0, minlength=ntiles) / np.maximum(count, 1)
     tile_cls = np.searchsorted(np.quantile(act, np.arange(1, CLASSES) / CLASSES), act).astype(np.int64)
     for _ in range(ROUNDS):
         cls = tile_cls[tiles]
-        W = np.stack([fit(X[cls == k], y[cls == k], irls=IRLS) if (cls == k).sum() > 8 * X.shape[1] else w0
-                      for k in range(CLASSES)])
-        cost = np.abs(y[:, None] - correction(X, W, None, all_classes=True))
+        members = [np.flatnonzero(cls == k) for k in range(CLASSES)]
+        W = np.stack([fit(X, y, irls=IRLS, rows=m) if len(m) > 8 * X.shape[1] else w0 for m in members])
+        every = correction(X, W, None, all_classes=True)
+        cost = np.abs(y[:, None] - every)
         tile_cls = np.stack([np.bincount(tiles, cost[:, k], minlength=ntiles) for k in range(CLASSES)], 1).argmin(1)
-    return W, tile_cls
+    return W, tile_cls, every
 
 
 ROUNDS = 1
@@ -284,21 +317,21 @@ def encode_layer(rgb: np.ndarray, base: np.ndarray, step: int, seal: int) -> tup
         if tiles is None:
             W = fit(X, y, irls=IRLS)[None]
             items.append(("w", W.ravel()))
-            return W, None
+            return correction(X, W, None)
         ntiles = -(-x.shape[1] // TILE) * -(-x.shape[2] // TILE)
         w0 = fit(X, y, irls=IRLS)
-        W, tile_cls = fit_classes(X, y, tiles, ntiles, w0)
-        one = np.abs(y - correction(X, w0[None], None)).mean() + 0.3
-        many = np.abs(y - correction(X, W, tile_cls[tiles])).mean() + 0.3
+        one = correction(X, w0[None], None)
+        W, tile_cls, every = fit_classes(X, y, tiles, ntiles, w0, one)
+        many = every[np.arange(len(y)), tile_cls[tiles]]
         side = (CLASSES - 1) * X.shape[1] * 10 + ntiles * math.log2(CLASSES)  # about 10 bits a weight
-        use = len(y) * math.log2(one / many) > side
+        use = len(y) * math.log2((np.abs(y - one).mean() + 0.3) / (np.abs(y - many).mean() + 0.3)) > side
         items.append(("f", np.array([int(use)])))
         if not use:
             items.append(("w", w0))
-            return w0[None], None
+            return one
         items.append(("w", W.ravel()))
         items.append(("m", tile_cls))
-        return W, tile_cls[tiles]
+        return many
 
     def weights(X, c, ref, at, pred):
         target = x[c][at].ravel() - ref if pred is None else 8 * np.abs(x[c][at] - pred).ravel()
@@ -343,11 +376,11 @@ def decode_layer(payload, base: np.ndarray, step: int, seal: int) -> np.ndarray:
 
     def predictor(X, c, ref, at, tiles):
         if tiles is None or not coder.decode(constriction.stream.model.Uniform(2), 1)[0]:
-            return weights(X, c, ref, at, None)[None], None
+            return correction(X, weights(X, c, ref, at, None)[None], None)
         W = coder.decode(_uniform(), CLASSES * X.shape[1]).astype(np.int64).reshape(CLASSES, -1) - WEIGHT_RANGE
         tile_cls = coder.decode(constriction.stream.model.Uniform(CLASSES), -(-h // TILE) * -(-w // TILE))
         check_not_dry(coder)
-        return W, tile_cls.astype(np.int64)[tiles]
+        return correction(X, W, tile_cls.astype(np.int64)[tiles])
 
     def weights(X, c, ref, at, pred):
         wts = coder.decode(_uniform(), X.shape[1]).astype(np.int64) - WEIGHT_RANGE

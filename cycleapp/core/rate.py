@@ -153,8 +153,9 @@ def match_learned(rgb: np.ndarray, target: int, made: Made | None = None) -> Mat
     it and the size below is matched, starting from the file already made.
 
     Beyond it, as far as that code size reaches with its steps finer (`learned.FINEST`), the same;
-    then the layered codec over two bases (`learned.layered` and the bridge, `learned.bridge`, whose
-    smallest file is that finest file), each's step matched to the target, and up to BRIDGE_REACH
+    then the layered codec (`learned.layered`) and, for targets under BRIDGE_BELOW times its base, the
+    bridge (`learned.bridge`, whose smallest file is that finest file), each's step matched to the
+    target, and up to BRIDGE_REACH
     times that file (and an empty layer) the file itself; of these, the one with the smallest
     squared error within the budget (the target and the tolerance; if none is, the smallest). A
     target of a photograph's usual sizes (LAYERED_FIRST_BPP) far above the layered codec's base
@@ -213,6 +214,13 @@ LAYERED_FIRST_BPP = 1.0  # targets from here up start with the layered codec's b
 # The finest file itself is a candidate up to this times its bytes and an empty layer's (the second
 # term matters only on small images, where it is most of a layer).
 BRIDGE_REACH = 1.5
+# The bridge only for targets under this many times the layered codec's base and an empty layer. At
+# the same bytes (RD curves of both over each photo, a scratch script at release 0.11.1), at 3 times
+# the bridge was worse on 9 of 11 photos (Kodak's 1, 4, 7, 14, 16, 21, 23, 4 of CLIC 2025 val: by
+# 0.03 to 0.30 dB) and better on 2 (by 0.07 and 0.02 dB); above 4 times worse on all but one, by up
+# to 0.57 dB, that one at most 0.016 dB better. Not trying it saves a second base and its search
+# (about a third of a 2K photo's search at 2 bpp) and half the search's memory.
+BRIDGE_BELOW = 3
 # The largest code size's finest file was 1.5 to 2.3 times the layered codec's base on 8 training
 # photos: a target this many times that base is beyond that file's reach (speed only: not made).
 CLEARLY_BEYOND = 4
@@ -222,21 +230,23 @@ def _match_beyond(made: Made, target: int, finest: Match | None) -> Match:
     """`match_learned` beyond the largest code size's finest file (`finest`, None if far beyond):
     the layered codec (its base made) and the bridge, and near that file the file itself (on a small
     image a layer's tables cost more than they gain), the one with the smallest squared error within
-    the budget. Which base is better depends on the photo: the smaller one on most (Kodak's), the
-    bridge's where the largest code size's file is a small part of the target (smooth 2K photos)."""
+    the budget. Which base is better depends on the photo just beyond that file; from BRIDGE_BELOW
+    times the smaller base it is that one (nearly) everywhere, and the bridge is not tried."""
     rgb, layered = made.rgb, made.layered
-    # the bridge's base made beside the first base's search (its transform and the search's numpy
-    # work each mostly on one core)
-    with ThreadPoolExecutor(1) as pool:
-        bridge = codec.submit_as_caller(pool, learned.bridge().for_image, rgb) if made.bridge is None else None
-        first = _named(match_layered(layered, rgb, target, made.lossless), learned.LAYERED)
-        made.bridge = bridge = made.bridge or bridge.result()
-    candidates = [first, _named(match_layered(bridge, rgb, target, made.lossless, start=first.setting),
-                                learned.BRIDGE)]
-    if finest is not None:
-        empty_layer = layered.estimate(0) - layered.base_bytes()  # its tables: a small image's notable cost
-        if target <= BRIDGE_REACH * (len(finest.data) + empty_layer):
-            candidates.append(finest)
+    if target >= BRIDGE_BELOW * layered.base_bytes():
+        candidates = [_named(match_layered(layered, rgb, target, made.lossless), learned.LAYERED)]
+    else:
+        # the bridge's base made beside the first base's search
+        with ThreadPoolExecutor(1) as pool:
+            bridge = codec.submit_as_caller(pool, learned.bridge().for_image, rgb) if made.bridge is None else None
+            first = _named(match_layered(layered, rgb, target, made.lossless), learned.LAYERED)
+            made.bridge = bridge = made.bridge or bridge.result()
+        candidates = [first, _named(match_layered(bridge, rgb, target, made.lossless, start=first.setting),
+                                    learned.BRIDGE)]
+    # (an empty layer's bytes, its tables, a small image's notable cost, estimated only if they matter)
+    if finest is not None and (target <= BRIDGE_REACH * len(finest.data) or target <= BRIDGE_REACH * (
+            len(finest.data) + layered.estimate(0) - layered.base_bytes())):
+        candidates.append(finest)
     fit = [c for c in candidates if len(c.data) <= (1 + TOLERANCE) * target]
     m = min(fit, key=lambda c: _error(c, made)) if fit else min(candidates, key=lambda c: len(c.data))
     if not m.within_tolerance:
@@ -272,8 +282,8 @@ def match_layered(layered, rgb: np.ndarray, target: int, lossless: dict | None =
     settings either side of the target are coded, the nearer first (the estimate is within about
     0.1 %, a setting apart is about 4 %). `lossless`: {LADDER: the lossless file} if made already
     (it is the same over any base), filled in when this search makes it. `start`: the first setting
-    tried (by default one for the target's bpp on a typical photo; another base's match at the same
-    target is a nearer one: two bases' steps for a size differ by a setting or less)."""
+    tried (by default `first_try`'s, from the target's bpp and the base's; another base's match at
+    the same target is a nearer one: two bases' steps for a size differ by a setting or less)."""
     made: dict[int, tuple[bytes, float]] = {}
     pixels: dict[int, np.ndarray] = {}  # what they decode to, as the encoder made them
     estimates: dict[int, float] = {}
@@ -299,9 +309,9 @@ def match_layered(layered, rgb: np.ndarray, target: int, lossless: dict | None =
     lo, hi = 0, top  # the bracket: estimate(lo) <= target < estimate(hi), its ends assumed until tried
     if target <= layered.base_bytes():
         hi = 0
-    bpp = 8 * target / (rgb.shape[0] * rgb.shape[1])
-    s = LAYERED_START + int(round(np.log(bpp / LAYERED_START_BPP) / LAYERED_SLOPE)) if start is None else start
-    slope = LAYERED_SLOPE
+    area = rgb.shape[0] * rgb.shape[1]
+    first, slope = first_try(8 * target / area, 8 * layered.base_bytes() / area)
+    s = first if start is None else start
     while hi - lo > 1:
         s = min(max(s, lo + 1), hi - 1)
         (lo, hi), last = ((s, hi) if estimate(s) <= target else (lo, s)), s
@@ -342,9 +352,21 @@ def match_layered(layered, rgb: np.ndarray, target: int, lossless: dict | None =
     return m
 
 
-# The first setting tried: LAYERED_START for a target of LAYERED_START_BPP (about a photograph's), moved by
-# LAYERED_SLOPE, the log of the file size per setting there (until two tries measure it).
-LAYERED_START, LAYERED_START_BPP, LAYERED_SLOPE = 100, 1.8, 0.04
+def first_try(bpp: float, base_bpp: float) -> tuple[int, float]:
+    """The layered codec's first setting to try for a target (in bpp) over a base (the bpp of its
+    file with an empty layer: a busier photo has a larger base and needs coarser steps), and the
+    log of the file's size per setting there, until two tries measure it (`FIRST_TRY`)."""
+    a, b, c, d = FIRST_TRY
+    x = np.log(bpp)
+    return int(round(a + b * x + c * x * x + d * np.log(base_bpp))), 1 / max(b + 2 * c * x, 10.0)
+
+
+# The setting whose file has a bpp b over a base of bpp b0, about: a + b ln b + c (ln b)^2 + d ln b0;
+# least squares over the layered codec's estimated sizes at 14 settings on 14 CID22 and 9 CLIC
+# training photos (0.6 to 8 bpp): off by 5.6 settings rms there, 4.9 on Kodak and CLIC 2025 val,
+# where the target's bpp alone (the rule before 0.11.1) was off by 15.6 (speed only: two or three
+# tries for a 2K photo's target instead of three or four).
+FIRST_TRY = (53.76, 22.42, 3.15, -21.22)
 
 
 def lossless_fits(rgb: np.ndarray) -> bool:
