@@ -361,11 +361,11 @@ def first_try(bpp: float, base_bpp: float) -> tuple[int, float]:
     return int(round(a + b * x + c * x * x + d * np.log(base_bpp))), 1 / max(b + 2 * c * x, 10.0)
 
 
-# The setting whose file has a bpp b over a base of bpp b0, about: a + b ln b + c (ln b)^2 + d ln b0;
-# least squares over the layered codec's estimated sizes at 14 settings on 14 CID22 and 9 CLIC
-# training photos (0.6 to 8 bpp): off by 5.6 settings rms there, 4.9 on Kodak and CLIC 2025 val,
-# where the target's bpp alone (the rule before 0.11.1) was off by 15.6 (speed only: two or three
-# tries for a 2K photo's target instead of three or four).
+# The setting whose file has a bpp of e^x over a base of e^y bpp, about a + b x + c x^2 + d y, with
+# (a, b, c, d) = FIRST_TRY: least squares over the layered codec's estimated sizes at 14 settings on
+# 14 CID22 and 9 CLIC training photos (0.6 to 8 bpp): off by 5.6 settings rms there, 4.9 on Kodak
+# and CLIC 2025 val, where the target's bpp alone (the rule before 0.11.1) was off by 15.6 (speed
+# only: two or three tries for a 2K photo's target instead of three or four).
 FIRST_TRY = (53.76, 22.42, 3.15, -21.22)
 
 
