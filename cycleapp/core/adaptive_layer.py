@@ -280,16 +280,10 @@ def decision_step(step: int) -> int:
 
 
 def gains(dot: np.ndarray) -> np.ndarray:
-    """Kind 4's gains (3, bands 1..9, in sixteenths) from the sums over all 8x8 blocks of residual
-    times base and base times base coefficients per (channel, frequency) (2, 3, 8, 8): per band the
-    least-squares gain of the residual on the base's own coefficients (the encoder's choice: any
-    gain decodes)."""
-    out = np.zeros((3, kind4.GAIN_BANDS), np.int64)
-    for band in range(1, kind4.BANDS):
-        across, energy = dot[..., kind4.BAND == band].sum(-1)
-        fit = energy > 0
-        out[fit, band - 1] = np.clip(np.rint(kind4.GAIN_UNIT * across[fit] / energy[fit]), kind4.GAIN_MIN, kind4.GAIN_MAX)
-    return out
+    """Kind 4's gains (`kind4.least_squares_gains`) from the sums over all 8x8 blocks of residual
+    times base and base times base coefficients per (channel, frequency) (2, 3, 8, 8)."""
+    return kind4.least_squares_gains(*np.stack([dot[..., kind4.BAND == band].sum(-1)
+                                                for band in range(1, kind4.BANDS)], -1))
 
 
 class Encoder:

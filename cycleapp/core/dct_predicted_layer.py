@@ -185,6 +185,16 @@ def walk(shape: tuple[int, int], static: np.ndarray, code) -> np.ndarray:
     return q.reshape(3, BLOCK, BLOCK, bh, bw).transpose(0, 3, 4, 1, 2)
 
 
+def least_squares_gains(across: np.ndarray, energy: np.ndarray) -> np.ndarray:
+    """The gains (3, GAIN_BANDS) int64, in sixteenths, from the sums per (channel, band 1..9) of
+    residual times base and base times base coefficients: each band's least-squares gain, clipped to
+    the gains' range (0 where the base has no energy)."""
+    gains = np.zeros(energy.shape, np.int64)
+    fit = energy > 0
+    gains[fit] = np.clip(np.rint(GAIN_UNIT * across[fit] / energy[fit]), GAIN_MIN, GAIN_MAX)
+    return gains
+
+
 def _gain_model():
     return constriction.stream.model.Categorical(np.full(GAIN_MAX - GAIN_MIN + 1, 1 / (GAIN_MAX - GAIN_MIN + 1)),
                                                  perfect=False)
@@ -250,15 +260,13 @@ class Encoder(kind2.Encoder):
         """Per (channel, band 1..9) the least-squares gain of the residual on the base's own
         coefficients (`base_coefficients`), in sixteenths (the encoder's choice: any gain decodes)."""
         b = own.astype(np.float64) / (1 << BASE_SHIFT)
-        gains = np.zeros((3, GAIN_BANDS), np.int64)
+        sums = np.zeros((2, 3, GAIN_BANDS))  # residual . base and base . base per (channel, band)
         for c in range(3):
             for band in range(1, BANDS):
                 m = BAND == band
                 r, x = self.coefficients[c][..., m].ravel(), b[c][..., m].ravel()
-                energy = x @ x
-                if energy > 0:
-                    gains[c, band - 1] = np.clip(np.rint(GAIN_UNIT * (r @ x) / energy), GAIN_MIN, GAIN_MAX)
-        return gains
+                sums[:, c, band - 1] = r @ x, x @ x
+        return least_squares_gains(*sums)
 
     def static(self, step: int) -> np.ndarray:
         return kind2.kept(self.statics, step, 2, lambda: static_energy(self.magnitudes, self.act, step))
