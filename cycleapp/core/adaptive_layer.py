@@ -90,13 +90,6 @@ def transform(x: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
 assert strips.STRIP % (SIZES[-1] // BLOCK) == 0  # (a strip is whole 32x32 regions)
 
 
-def padded(pixels: np.ndarray) -> np.ndarray:
-    """Pixels (H, W, 3) padded to whole blocks by repeating the last row and column (kind 2's)."""
-    h, w = pixels.shape[:2]
-    bh, bw = kind2.blocks_shape(h, w)
-    return np.pad(pixels, ((0, bh * BLOCK - h), (0, bw * BLOCK - w), (0, 0)), mode="edge")
-
-
 def planes(pixels: np.ndarray, rows: slice, colour: np.ndarray) -> np.ndarray:
     """Some block rows of padded pixels in a colour transform: (3, R*8, BW*8), float64."""
     x = pixels[rows.start * BLOCK:rows.stop * BLOCK].astype(np.float64)
@@ -134,7 +127,7 @@ def select(sizes: np.ndarray, by_size: dict) -> np.ndarray:
 
 def base_coefficients_in(pixels: np.ndarray, sizes: np.ndarray, rows: slice) -> np.ndarray:
     """The base's own coefficients (3, R, BW, 8, 8) int64 of some block rows in a layout, each
-    block's of its own transform (`pixels`: the base, `padded`)."""
+    block's of its own transform (`pixels`: the base, `kind2.padded`)."""
     p = planes(pixels, rows, kind4.COLOUR_INT.astype(np.float64))
     return select(sizes[rows], {n: base_coefficients(p, n) for n in SIZES if n == 8 or (sizes[rows] == n).any()})
 
@@ -142,7 +135,7 @@ def base_coefficients_in(pixels: np.ndarray, sizes: np.ndarray, rows: slice) -> 
 def static_energy(base: np.ndarray, sizes: np.ndarray, step: int) -> np.ndarray:
     """Kind 4's static part of every coefficient's energy (3, BH, BW, 8, 8) in a layout at a step:
     from the base's own coefficients of each block's transform."""
-    pixels, act = padded(base), kind2.block_activity(base)
+    pixels, act = kind2.padded(base), kind2.block_activity(base)
     static = np.empty((3, *sizes.shape, BLOCK, BLOCK), np.int32)
 
     def strip(rows):
@@ -174,7 +167,7 @@ def reconstruct(base: np.ndarray, q: np.ndarray, step: int, gains: np.ndarray, s
     """The decoded pixels: the base plus the inverse transforms of the prediction (kind 4's, from the
     base's own coefficients of each block's transform) and the levels, rounded; strip by strip."""
     h, w = base.shape[:2]
-    pixels = padded(base)
+    pixels = kind2.padded(base)
     out = np.empty(pixels.shape, np.uint8)
 
     def strip(rows):
@@ -299,7 +292,7 @@ class Encoder:
         self.shape = bh, bw = kind2.blocks_shape(*base.shape[:2])
         self.act = kind2.block_activity(base)
         self.where, self.zigzag, self.second, self.offset = kind2.grid(self.shape)
-        residual, own = padded(rgb.astype(np.int16) - base), padded(base)
+        residual, own = kind2.padded(rgb.astype(np.int16) - base), kind2.padded(base)
         blocks = {n: (3, bh // (n // BLOCK) * (n // BLOCK), bw // (n // BLOCK) * (n // BLOCK), BLOCK, BLOCK)
                   for n in SIZES}
         self.residual = {n: np.empty(shape, np.float32) for n, shape in blocks.items()}

@@ -52,12 +52,18 @@ def blocks_shape(height: int, width: int) -> tuple[int, int]:
     return -(-height // BLOCK), -(-width // BLOCK)
 
 
+def padded(pixels: np.ndarray) -> np.ndarray:
+    """Pixels (H, W, 3) padded to whole blocks by repeating the last row and column."""
+    h, w = pixels.shape[:2]
+    bh, bw = blocks_shape(h, w)
+    return np.pad(pixels, ((0, bh * BLOCK - h), (0, bw * BLOCK - w), (0, 0)), mode="edge")
+
+
 def forward(residual: np.ndarray) -> np.ndarray:
     """Residual pixels (H, W, 3) -> coefficients (3, BH, BW, 8, 8): the colour transform, the
-    image padded to whole blocks by repeating its last row and column, the 8x8 DCT."""
-    h, w = residual.shape[:2]
-    bh, bw = blocks_shape(h, w)
-    x = np.pad(residual.astype(np.float64), ((0, bh * BLOCK - h), (0, bw * BLOCK - w), (0, 0)), mode="edge")
+    image padded to whole blocks (`padded`), the 8x8 DCT."""
+    bh, bw = blocks_shape(*residual.shape[:2])
+    x = padded(residual).astype(np.float64)
     x = (x @ COLOUR.T).transpose(2, 0, 1).reshape(3, bh, BLOCK, bw, BLOCK).transpose(0, 1, 3, 2, 4)
     return DCT @ x @ DCT.T
 

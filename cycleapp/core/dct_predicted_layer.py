@@ -66,9 +66,8 @@ def base_coefficients(base: np.ndarray) -> np.ndarray:
     matrix products of all the blocks at once (faster than int64's, which no BLAS does): every
     partial sum is an integer below 2^48 (255 x 7095 after the colour transform, times 11584 per
     DCT pass: the rows' largest absolute sums), so exact in any order."""
-    h, w = base.shape[:2]
-    bh, bw = blocks_shape(h, w)
-    x = np.pad(base, ((0, bh * BLOCK - h), (0, bw * BLOCK - w), (0, 0)), mode="edge").astype(np.float64)
+    bh, bw = blocks_shape(*base.shape[:2])
+    x = kind2.padded(base).astype(np.float64)
     x = (x.reshape(-1, 3) @ COLOUR_INT.T.astype(np.float64)).reshape(bh, BLOCK, bw, BLOCK, 3)
     x = np.ascontiguousarray(x.transpose(4, 0, 2, 1, 3))  # (3, BH, BW, 8, 8)
     dct_t = DCT_INT.T.astype(np.float64)
