@@ -1,10 +1,11 @@
 """Fuzzing the .cyc decoder with malformed files (not a test; tests/test_fuzz.py and
 tests/test_fuzz_layers.py run short versions).
 
-    .venv/bin/python tests/fuzz_cyc.py [--cases 20000] [--seed 0] [--versions 8 9 10 11]
+    .venv/bin/python tests/fuzz_cyc.py [--cases 20000] [--seed 0] [--versions 8 9 10 11 12]
 
 Mutants of a few real files of every format (8: the learned code alone; 9: with an enhancement
-layer of kind 1 or 2; 10: with the predicted pixel layer, kind 3): header fields edited (the CRC
+layer of kind 1 or 2; 10: of kind 3 or 4; 11: of kind 5; 12: the predicted pixel layer alone, kind
+6, with no learned code): header fields edited (the CRC
 recomputed, so the decoder itself must notice), truncations, extensions, random payloads, bit flips,
 payload words dropped or added (lengths and CRC fixed), garbage; for the layered formats the same
 edits of the layer and its fields, the two payloads swapped, a format 8 header over a layered body
@@ -37,19 +38,20 @@ from cycleapp.core.bitstream import MAX_SIDE, CycFile, code_shape  # noqa: E402
 
 SECONDS_PER_CASE = 5.0  # a small file decodes in milliseconds; 100 megapixels take a minute
 # The layout of each format (docs/format.md), the one place that knows it: the fields of the header
-# (name: offset, struct format), and the bytes before the first payload. Formats 9 to 11 (LAYERED)
+# (name: offset, struct format), and the bytes before the first payload. Formats 9 to 12 (LAYERED)
 # are format 8's header followed by the enhancement layer's fields; their payloads are the learned
-# code's, then the layer's, the CRC after both.
+# code's, then the layer's, the CRC after both. A layer that stands alone (format 12) has an empty
+# first payload, and a payload where it may have none is refused ("stands alone").
 FIELDS = {"version": (3, "B"), "width": (12, "I"), "height": (16, "I"), "channels": (20, "H"),
           "code height": (22, "H"), "code width": (24, "H"), "step shift": (26, "b"), "length": (27, "I")}
 LAYER_FIELDS = {"layer kind": (31, "B"), "layer step": (32, "H"), "layer length": (34, "I")}
-HEADER = {8: 31, 9: 38, 10: 38, 11: 38}
-LAYERED = {9: (1, 2), 10: (3, 4), 11: (5,)}  # the layered versions and the layer kinds each carries
+HEADER = {8: 31, 9: 38, 10: 38, 11: 38, 12: 38}
+LAYERED = {9: (1, 2), 10: (3, 4), 11: (5,), 12: (6,)}  # the layered versions and the layer kinds each carries
 # What a refusal must say for the mutants whose payload (format 8's kinds, which tests/test_fuzz.py
 # counts) or layer (format 9's) certainly runs dry or leaves data. A layer cut below two words is
 # refused by the container, one too large for its image before it is read: both say how many bytes.
-EXPECTED = {"dry": re.compile(r"ran out|cannot hold|a payload of \d+ bytes"),
-            "leftover": re.compile(r"left after|cannot hold")}
+EXPECTED = {"dry": re.compile(r"ran out|cannot hold|a payload of \d+ bytes|stands alone"),
+            "leftover": re.compile(r"left after|cannot hold|stands alone")}
 LAYER_EXPECTED = {"layer dry": re.compile(r"ran out|an enhancement layer of kind \d+, \d+ bytes"),
                   "layer leftover": re.compile(r"left after|an enhancement layer of \d+ bytes")}
 # The kinds of mutant that edit the learned code's payload and the layer, and the edit each makes
@@ -72,7 +74,10 @@ def base_files(versions=(8,)) -> list[tuple[bytes, bytes | None, bytes | None]]:
     format 10: lossless and near-lossless files as `cycleapp.encode` writes them (kind 3), one large
     enough (160x160, three textures) for the wide neighbourhood and per-tile predictor classes, and
     the predicted transform layer (kind 4) at a fine and a coarse step; format 11: the adaptive
-    transform layer (kind 5) at a fine and a coarse step, one large enough for all three sizes."""
+    transform layer (kind 5) at a fine and a coarse step, one large enough for all three sizes;
+    format 12: lossless and near-lossless files as `cycleapp.encode` writes them (kind 6, no learned
+    code: its twin is the smallest code size's file of the image, its foreign layer kind 4's over the
+    flat base), one large enough for the per-tile predictor classes."""
     files = []
     if 8 in versions:
         rng = np.random.default_rng(0)
@@ -90,12 +95,13 @@ def base_files(versions=(8,)) -> list[tuple[bytes, bytes | None, bytes | None]]:
                            ((1, 1), noisy_ramp, lambda rgb: codec.encode(tiny, rgb, layer=(codec.TRANSFORM, 96))),
                            ((17, 33), noisy_ramp, lambda rgb: codec.encode(huge, rgb, layer=(codec.TRANSFORM, 32))),
                            ((40, 72), noisy_ramp, lambda rgb: codec.encode(tiny, rgb, layer=(codec.TRANSFORM, 2000)))]))
-    if 10 in versions:
-        makers.append((10, [((1, 1), noisy_ramp, lambda rgb: cycleapp.encode(rgb, lossless=True)),
-                            ((17, 33), noisy_ramp, lambda rgb: cycleapp.encode(rgb, max_error=2)),
-                            ((40, 72), noisy_ramp, lambda rgb: cycleapp.encode(rgb, lossless=True)),
-                            ((40, 72), noisy_ramp, lambda rgb: cycleapp.encode(rgb, max_error=16)),
-                            ((160, 160), textures, lambda rgb: cycleapp.encode(rgb, lossless=True)),
+    if 10 in versions:  # kind 3 as releases 0.10.0 to 0.11.1 wrote it: over the coarsest `tiny` base
+        predicted = lambda step: lambda rgb: codec.encode(tiny, rgb, step_shift=127, layer=(codec.PREDICTED, step))
+        makers.append((10, [((1, 1), noisy_ramp, predicted(16)),
+                            ((17, 33), noisy_ramp, predicted(80)),
+                            ((40, 72), noisy_ramp, predicted(16)),
+                            ((40, 72), noisy_ramp, predicted(528)),
+                            ((160, 160), textures, predicted(16)),
                             ((17, 33), noisy_ramp, lambda rgb: codec.encode(
                                 huge, rgb, step_shift=-16, layer=(codec.PREDICTED_TRANSFORM, 32))),
                             ((40, 72), noisy_ramp, lambda rgb: codec.encode(
@@ -108,22 +114,33 @@ def base_files(versions=(8,)) -> list[tuple[bytes, bytes | None, bytes | None]]:
                                 large, rgb, layer=(codec.ADAPTIVE_TRANSFORM, 2000))),
                             ((160, 160), textures, lambda rgb: codec.encode(
                                 large, rgb, layer=(codec.ADAPTIVE_TRANSFORM, 48)))]))
+    if 12 in versions:
+        makers.append((12, [((1, 1), noisy_ramp, lambda rgb: cycleapp.encode(rgb, lossless=True)),
+                            ((17, 33), noisy_ramp, lambda rgb: cycleapp.encode(rgb, max_error=2)),
+                            ((40, 72), noisy_ramp, lambda rgb: cycleapp.encode(rgb, lossless=True)),
+                            ((40, 72), noisy_ramp, lambda rgb: cycleapp.encode(rgb, max_error=16)),
+                            ((160, 160), textures, lambda rgb: cycleapp.encode(rgb, lossless=True))]))
     for version, cases in makers:
         rng = np.random.default_rng(version)
         for (h, w), image, make in cases:
             rgb = image(h, w, rng)
             data = make(rgb)
             cyc = CycFile.from_bytes(data)
-            twin = codec.encode(checkpoint.by_id(cyc.checkpoint_id), rgb, step_shift=cyc.step_shift)
-            files.append((data, twin, foreign_layer(cyc, rgb, codec.decode(twin))))
+            if cyc.has_code:
+                twin = codec.encode(checkpoint.by_id(cyc.checkpoint_id), rgb, step_shift=cyc.step_shift)
+                base = codec.decode(twin)
+            else:
+                twin, base = codec.encode(tiny, rgb), codec.flat_base(h, w)
+            files.append((data, twin, foreign_layer(cyc, rgb, base)))
     return files
 
 
 def foreign_layer(cyc: CycFile, rgb: np.ndarray, base: np.ndarray) -> bytes:
     """Another kind's layer over this file's image and base pixels (kind 3's for kinds 1, 2 and 4,
-    kind 4's for kinds 3 and 5), at a step that kind takes, its coder sealed as this file's layer:
-    only the decoder of this file's kind can tell it from the real one."""
-    kind = codec.PREDICTED_TRANSFORM if cyc.layer_kind in (codec.PREDICTED, codec.ADAPTIVE_TRANSFORM) else codec.PREDICTED
+    kind 4's for kinds 3, 5 and 6), at a step that kind takes, its coder sealed as this file's
+    layer: only the decoder of this file's kind can tell it from the real one."""
+    kind = codec.PREDICTED_TRANSFORM if cyc.layer_kind in (codec.PREDICTED, codec.ADAPTIVE_TRANSFORM,
+                                                           codec.PREDICTED_ALONE) else codec.PREDICTED
     layer = codec.LAYERS[kind]
     step = min(max(cyc.layer_step, layer.MIN_STEP), layer.MAX_STEP)
     return layer.encode_layer(rgb, base, step, cyc.layer_seal(base))[0]
@@ -209,6 +226,8 @@ def edited_stream(edit: str, stream: bytes, rng: np.random.Generator, unit: int 
     reads, so it must run out) or words put before them ("leftover": read after the last symbol, if
     at all)."""
     words = len(stream) // 4
+    if not stream:  # (a layer that stands alone: any first payload is one too many)
+        return rng.bytes(4 * int(rng.integers(1, 4)))
     if edit == "flip":
         return flipped(stream, rng)
     if edit == "cut":  # from the end, the middle or the start
@@ -250,12 +269,14 @@ def mutant(data: bytes, rng: np.random.Generator, twin: bytes | None = None,
         if (width, height) == (cyc.width, cyc.height):
             width += 1 if width < MAX_SIDE else -1
         cyc.width, cyc.height = width, height
-        cyc.code_shape = code_shape(cyc.code_shape[0], width, height)
+        if cyc.has_code:  # (a layer alone keeps its empty code shape: its seal must refuse the size)
+            cyc.code_shape = code_shape(cyc.code_shape[0], width, height)
         return kind, cyc.to_bytes()
     if kind == "checkpoint":  # another installed checkpoint's id, or an unknown one
         cyc = CycFile.from_bytes(data)
         ids = [checkpoint.by_name(p.stem).id for p in checkpoint.available()] + [rng.bytes(8)]
-        ids.remove(cyc.checkpoint_id)
+        if cyc.checkpoint_id in ids:  # (a layer alone names none)
+            ids.remove(cyc.checkpoint_id)
         cyc.checkpoint_id = ids[rng.integers(len(ids))]
         return kind, cyc.to_bytes()
     if kind == "truncate":
@@ -297,7 +318,7 @@ def mutant(data: bytes, rng: np.random.Generator, twin: bytes | None = None,
         return kind, assemble(bytes(head), payload, layer)
     assert kind == "garbage", kind
     # random bytes, some of them behind a valid magic number and version
-    prefix = rng.choice([b"", b"CYC", b"CYC\x08", b"CYC\x09", b"CYC\x0a", b"CYC\x0b"])
+    prefix = rng.choice([b"", b"CYC", b"CYC\x08", b"CYC\x09", b"CYC\x0a", b"CYC\x0b", b"CYC\x0c"])
     return kind, prefix + rng.bytes(int(rng.integers(0, 200)))
 
 
@@ -386,7 +407,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--cases", type=int, default=20000)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--versions", type=int, nargs="+", choices=(8, 9, 10, 11), default=(8, 9, 10, 11),
+    p.add_argument("--versions", type=int, nargs="+", choices=(8, 9, 10, 11, 12), default=(8, 9, 10, 11, 12),
                    help="the formats whose files are mutated (default: all)")
     p.add_argument("--save", metavar="PATH", help="where to write the bytes of a case outside the contract")
     args = p.parse_args()

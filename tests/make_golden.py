@@ -56,6 +56,15 @@ CASES = {
         ("cid22-33x17-tiny-adaptive-step-40", "cid22-1025469", (120, 200, 17, 33), "tiny", 9, (codec.ADAPTIVE_TRANSFORM, 640)),
         ("kodim23-1x1-adaptive-step-2", "kodim23", (10, 10, 1, 1), "large", 0, (codec.ADAPTIVE_TRANSFORM, 32)),
     ],
+    12: [  # the predicted pixel layer alone: no code size, no step shift
+        ("kodim23-96x64-lossless", "kodim23", (200, 300, 64, 96), None, 0, (codec.PREDICTED_ALONE, 16)),
+        ("kodim04-37x53-within-2", "kodim04", (100, 200, 53, 37), None, 0, (codec.PREDICTED_ALONE, 80)),
+        ("cid22-200x150-within-1", "cid22-1025469", (0, 0, 150, 200), None, 0, (codec.PREDICTED_ALONE, 48)),
+        ("kodim04-160x128-lossless", "kodim04", (200, 300, 128, 160), None, 0, (codec.PREDICTED_ALONE, 16)),
+        ("cid22-70x40-within-16", "cid22-1025469", (50, 40, 40, 70), None, 0, (codec.PREDICTED_ALONE, 528)),
+        ("kodim23-3x130-within-1-fractional", "kodim23", (5, 5, 3, 130), None, 0, (codec.PREDICTED_ALONE, 37)),
+        ("kodim23-1x1-lossless", "kodim23", (10, 10, 1, 1), None, 0, (codec.PREDICTED_ALONE, 16)),
+    ],
 }
 
 
@@ -67,7 +76,7 @@ def main(version: int) -> None:
     for name, example, (top, left, h, w), size, shift, layer in CASES[version]:
         rgb = np.ascontiguousarray(np.array(Image.open(REPO / "cycleapp" / "examples" / f"{example}.png")
                                             .convert("RGB"))[top:top + h, left:left + w])
-        data = codec.encode(ckpts.by_name(size), rgb, step_shift=shift, layer=layer)
+        data = codec.encode(size and ckpts.by_name(size), rgb, step_shift=shift, layer=layer)
         assert data[3] == version
         pixels = cycleapp.decode(data)
         (GOLDEN / f"v{version}" / f"{name}.cyc").write_bytes(data)

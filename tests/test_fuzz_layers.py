@@ -1,4 +1,4 @@
-"""Hostile layered files (formats 9 and 10: a learned code plus an enhancement layer): malformed ones
+"""Hostile layered files (formats 9 to 12: an enhancement layer, over a learned code up to format 11): malformed ones
 are refused with one clear error or decode to their stated size (tests/fuzz_cyc.py runs more, of
 every format), and the predicted pixel layer's extreme but valid streams decode exactly."""
 import collections
@@ -77,6 +77,15 @@ def test_fuzzed_format_11_files_are_refused_or_decoded_to_their_stated_size():
     assert {kind for _, kind, _ in result["files"]} == {5}
     steps = {step for _, _, step in result["files"]}
     assert min(steps) <= 32 and max(steps) >= 1000
+
+
+def test_fuzzed_format_12_files_are_refused_or_decoded_to_their_stated_size():
+    """500 mutants of format 12 files: the predicted pixel layer alone (kind 6, no learned code),
+    lossless and near-lossless at a fine and a coarse step, 1x1 up to 160x160 (per-tile classes)."""
+    result, _ = fuzz(12, seed=12)
+    assert {kind for _, kind, _ in result["files"]} == {6}
+    steps = {step for _, _, step in result["files"]}
+    assert 16 in steps and min(steps - {16}) <= 80 and max(steps) >= 500
 
 
 def extreme_fit(rng):

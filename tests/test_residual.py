@@ -30,24 +30,26 @@ def crops():
 def test_lossless_is_bit_exact_and_near_lossless_keeps_every_pixel_within_n(crops, noise_image):
     for rgb in [*crops, noise_image(13, 29), noise_image(1, 1)]:
         data = cycleapp.encode(rgb, lossless=True)
-        assert data[3] == 10 and CycFile.from_bytes(data).layer_kind == codec.PREDICTED
+        assert data[3] == 12 and CycFile.from_bytes(data).layer_kind == codec.PREDICTED_ALONE
         assert np.array_equal(cycleapp.decode(data), rgb)
         sizes = [len(data)]
         for n in (1, 2, 4, 16):
             data = cycleapp.encode(rgb, max_error=n)
-            assert data[3] == 10
+            assert data[3] == 12
             assert np.abs(cycleapp.decode(data).astype(int) - rgb).max() <= n
             sizes.append(len(data))
         if rgb.size > 1000:
             assert sizes == sorted(sizes, reverse=True)  # smaller files as N rises
 
 
-@pytest.mark.parametrize("kind", [1, 3])  # format 9's pixel layer (no longer written, still read) and 10's
+# format 9's pixel layer and 10's predicted one (no longer written unless asked for, still read), and
+# 12's predicted layer alone
+@pytest.mark.parametrize("kind", [1, 3, 6])
 def test_the_decoder_gives_the_pixels_the_encoder_promised(crops, kind):
     ckpt = learned.layered().checkpoint
     for step in (16, 37, 80, 555):
         data, pixels = codec.encode_layers(ckpt, crops[1], layer=(kind, step))
-        assert data[3] == {1: 9, 3: 10}[kind]
+        assert data[3] == {1: 9, 3: 10, 6: 12}[kind]
         assert np.array_equal(codec.decode(data), pixels)
         assert np.abs(pixels.astype(int) - crops[1]).max() <= residual.max_error(step)
 
@@ -279,18 +281,51 @@ def test_the_app_says_a_missed_target_in_words_not_a_green_done():
 
 
 def test_the_lossless_layer_takes_images_of_at_most_its_pixels():
-    """The predicted pixel layer's decoder needs about 300 bytes a pixel: its files hold at most
-    half the pixels of the other layers', refused by the encoder and, whatever a header says, by the
-    container before anything is allocated."""
+    """The predicted pixel layer's decoder needs about 300 bytes a pixel: its files (kinds 3 and 6)
+    hold at most half the pixels of the other layers', refused by the encoder and, whatever a header
+    says, by the container before anything is allocated."""
     from cycleapp.core.bitstream import MAX_LAYER_PIXELS, MAX_LAYER_PIXELS_OF_KIND
 
-    most = MAX_LAYER_PIXELS_OF_KIND[codec.PREDICTED]
-    assert most < MAX_LAYER_PIXELS
+    most = MAX_LAYER_PIXELS_OF_KIND[codec.PREDICTED_ALONE]
+    assert most == MAX_LAYER_PIXELS_OF_KIND[codec.PREDICTED] < MAX_LAYER_PIXELS
     big = np.zeros((most // 2048 + 1, 2048, 3), np.uint8)
     with pytest.raises(ValueError, match="at most 8,388,608 pixels"):
         cycleapp.encode(big, lossless=True)
-    cyc = CycFile.from_bytes(cycleapp.encode(np.zeros((16, 16, 3), np.uint8), lossless=True))
-    cyc.width, cyc.height = 2048, 16 * (most // 2048 // 16 + 1)  # a header that says a larger image
-    cyc.code_shape = (cyc.code_shape[0], cyc.height // 16, 128)
-    with pytest.raises(BitstreamError, match="at most 8,388,608"):
-        cycleapp.decode(cyc.to_bytes())
+    small = np.zeros((16, 16, 3), np.uint8)
+    for data in (cycleapp.encode(small, lossless=True),
+                 codec.encode(learned.layered().checkpoint, small, layer=(codec.PREDICTED, 16))):
+        cyc = CycFile.from_bytes(data)
+        cyc.width, cyc.height = 2048, 16 * (most // 2048 // 16 + 1)  # a header that says a larger image
+        if cyc.has_code:
+            cyc.code_shape = (cyc.code_shape[0], cyc.height // 16, 128)
+        with pytest.raises(BitstreamError, match="at most 8,388,608"):
+            cycleapp.decode(cyc.to_bytes())
+
+
+def test_a_lossless_file_holds_no_learned_code_and_a_header_that_says_it_does_is_refused():
+    """Format 12's lossless and near-lossless files name no checkpoint and hold no code (`STANDALONE`);
+    every header field that would say otherwise is refused by the container, and the layer's seal
+    binds the rest (the image size, the step)."""
+    from cycleapp.core import checkpoint
+
+    rgb = np.array(Image.open(EXAMPLES / "kodim23.png").convert("RGB"))[:20, :30]
+    data = cycleapp.encode(rgb, max_error=1)
+    cyc = CycFile.from_bytes(data)
+    assert (cyc.checkpoint_id, cyc.code_shape, cyc.step_shift, len(cyc.payload)) == (bytes(8), (0, 0, 0), 0, 0)
+    assert not cyc.has_code and len(data) == 38 + len(cyc.layer) + 4
+    tiny = checkpoint.by_name("tiny")
+    lies = {"checkpoint": dict(checkpoint_id=tiny.id), "code shape": dict(code_shape=(tiny.channels, 2, 2)),
+            "step shift": dict(step_shift=1), "payload": dict(payload=bytes(8))}
+    for name, fields in lies.items():
+        twin = CycFile.from_bytes(data)
+        for field, value in fields.items():
+            setattr(twin, field, value)
+        with pytest.raises(BitstreamError, match="stands alone"):
+            cycleapp.decode(twin.to_bytes())
+    for field, value in (("width", 31), ("layer_step", 16)):
+        twin = CycFile.from_bytes(data)
+        setattr(twin, field, value)
+        with pytest.raises(BitstreamError, match="corrupted .cyc enhancement layer"):
+            cycleapp.decode(twin.to_bytes())
+    with pytest.raises(BitstreamError, match="holds no learned code"):
+        codec.read_code(data)

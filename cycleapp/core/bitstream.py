@@ -47,6 +47,13 @@ Format version 11: the same container with one more kind of layer: 5, the adapti
 of `adaptive_layer` (8x8, 16x16 and 32x32 DCTs chosen region by region), for lossy files above the
 presets; kinds 3 and 4 are still written (kind 4 by a caller that asks for it) as version 10.
 
+Format version 12: one more kind of layer, 6: the predicted pixel layer of kind 3 with no learned
+code beneath it (its base is a flat grey of 128), for near-lossless and lossless files: the learned
+base saved nothing there (without it the files were 0.1 to 1.3 % smaller on average, CHANGELOG
+0.12.0) and its transform took a third of the time. Such a file names no checkpoint: its checkpoint
+id is 8 zero bytes, its code shape (0, 0, 0), its step shift 0 and its first payload empty
+(`STANDALONE`); kind 3 is still written by a caller that asks for it, as version 10.
+
 From version 8 on, every version stays readable by every later release (docs/release-policy.md):
 `READABLE` only grows. Files of versions 1 to 7 name the last commit that wrote them
 (`OLDER_RELEASES`).
@@ -58,20 +65,26 @@ import zlib
 from dataclasses import dataclass
 
 MAGIC = b"CYC"
-VERSION = 11  # the newest version this build writes
-READABLE = (8, 9, 10, 11)  # every version from 8 on, forever
+VERSION = 12  # the newest version this build writes
+READABLE = (8, 9, 10, 11, 12)  # every version from 8 on, forever
 BASE_ONLY = 8  # the version of a file without an enhancement layer
 _HEADER = struct.Struct("<3sB8sIIHHHbI")
 _LAYER = struct.Struct("<BHI")  # format 9: layer kind, step, layer payload length
 # each enhancement layer's kind and the format version its files carry: 1, the pixel domain
 # (`residual`), and 2, the transform domain (`dct_layer`), in version 9; 3, the predicted pixel layer
 # (`predicted_layer`), and 4, the predicted transform-domain layer (`dct_predicted_layer`), in 10;
-# 5, the adaptive transform layer (`adaptive_layer`), in 11
-LAYER_KINDS = {1: 9, 2: 9, 3: 10, 4: 10, 5: 11}
+# 5, the adaptive transform layer (`adaptive_layer`), in 11; 6, the predicted pixel layer alone (no
+# learned code beneath it), in 12
+LAYER_KINDS = {1: 9, 2: 9, 3: 10, 4: 10, 5: 11, 6: 12}
+# the layer kinds whose files hold no learned code: their base is a flat grey (`FLAT`), and their
+# header says so: no checkpoint (8 zero bytes), code shape (0, 0, 0), step shift 0, no first payload
+STANDALONE = (6,)
+NO_CHECKPOINT = bytes(8)
+FLAT = 128
 MAX_LAYER_PIXELS = 4096 * 4096  # an enhancement layer works on the whole image: about 80 bytes a pixel
 # ... the predicted pixel layer (kind 3) about 300 (a 2048x2048 lossless file decodes in 1.7 GB), so
 # its files hold at most half as many: a decode within about 2.5 GB, whatever a file says
-MAX_LAYER_PIXELS_OF_KIND = {3: 4096 * 4096 // 2}
+MAX_LAYER_PIXELS_OF_KIND = {3: 4096 * 4096 // 2, 6: 4096 * 4096 // 2}
 # The last commit of the CycleCodec repository that wrote each format before 8 (with the weights of
 # that commit): a file of that version decodes in a checkout of it.
 OLDER_RELEASES = {1: "ac271cb", 2: "ad57aa5", 3: "f9c7a47", 4: "e3e03f9", 5: "6b06ba3", 6: "31830f3",
@@ -111,6 +124,16 @@ class CycFile:
     layer_kind: int = 0  # the enhancement layer's kind (LAYER_KINDS); 0: none (format 8)
     layer_step: int = 0  # its step, in sixteenths of a pixel value
     layer: bytes = b""  # its payload
+
+    @classmethod
+    def standalone(cls, width: int, height: int, layer_kind: int, layer_step: int) -> "CycFile":
+        """The container of a layer that stands alone (`STANDALONE`), its payload yet to be set."""
+        return cls(NO_CHECKPOINT, width, height, (0, 0, 0), b"", 0, layer_kind, layer_step)
+
+    @property
+    def has_code(self) -> bool:
+        """Whether the file holds a learned code (every kind but those in STANDALONE)."""
+        return self.layer_kind not in STANDALONE
 
     @property
     def version(self) -> int:
@@ -173,9 +196,14 @@ class CycFile:
             raise BitstreamError("corrupted .cyc file (checksum mismatch)")
         if problem := unstorable_size(width, height):
             raise BitstreamError(f"corrupted .cyc file ({problem})")
-        if c < 1 or (c, h, w) != code_shape(c, width, height):
+        if layer and kind in STANDALONE:
+            if (cid, c, h, w, shift, n) != (NO_CHECKPOINT, 0, 0, 0, 0, 0):
+                raise BitstreamError(f"corrupted .cyc file (a layer of kind {kind} stands alone: no checkpoint, "
+                                     f"code or step shift, but this one has code shape {(c, h, w)}, step shift "
+                                     f"{shift} and a payload of {n} bytes)")
+        elif c < 1 or (c, h, w) != code_shape(c, width, height):
             raise BitstreamError(f"corrupted .cyc file (code shape {(c, h, w)} for a {width}x{height} image)")
-        if n % 4 or n < 8:
+        elif n % 4 or n < 8:
             raise BitstreamError(f"corrupted .cyc file (a payload of {n} bytes: the coder writes whole "
                                  "32-bit words, at least the two of its final state)")
         if layer and width * height > MAX_LAYER_PIXELS_OF_KIND.get(kind, MAX_LAYER_PIXELS):

@@ -10,8 +10,8 @@ import torch
 
 from cycleapp.core import checkpoint as ckpts
 from cycleapp.core import adaptive_layer, dct_layer, dct_predicted_layer, predicted_layer, residual
-from cycleapp.core.bitstream import (MAX_LAYER_PIXELS, MAX_LAYER_PIXELS_OF_KIND, BitstreamError, CycFile, code_shape,
-                                     unstorable_size)
+from cycleapp.core.bitstream import (FLAT, MAX_LAYER_PIXELS, MAX_LAYER_PIXELS_OF_KIND, STANDALONE, BitstreamError,
+                                     CycFile, code_shape, unstorable_size)
 from cycleapp.core.checkpoint import Checkpoint
 from cycleapp.core.entropy import GRID_RATIO
 from cycleapp.core.model import FACTOR
@@ -231,15 +231,22 @@ def reconstruct(ckpt: Checkpoint, rgb: np.ndarray, rdoq_weight: float = RDOQ_WEI
 
 # The enhancement layers, by kind: format 9's pixel domain and transform domain (the near-lossless,
 # lossless and high-rate files of release 0.9.0, still read), and format 10's predicted pixel layer
-# (near-lossless and lossless files) and predicted transform-domain layer (lossy files above the
-# presets), written from release 0.10.0 on; format 11's adaptive transform layer (lossy files above
-# the presets from release 0.11.0 on).
-PIXELS, TRANSFORM, PREDICTED, PREDICTED_TRANSFORM, ADAPTIVE_TRANSFORM = 1, 2, 3, 4, 5
+# (near-lossless and lossless files to release 0.11.1) and predicted transform-domain layer (lossy
+# files above the presets), written from release 0.10.0 on; format 11's adaptive transform layer
+# (lossy files above the presets from release 0.11.0 on); format 12's predicted pixel layer alone,
+# over no learned code (near-lossless and lossless files from release 0.12.0 on: `STANDALONE`).
+PIXELS, TRANSFORM, PREDICTED, PREDICTED_TRANSFORM, ADAPTIVE_TRANSFORM, PREDICTED_ALONE = 1, 2, 3, 4, 5, 6
 LAYERS = {PIXELS: residual, TRANSFORM: dct_layer, PREDICTED: predicted_layer,
-          PREDICTED_TRANSFORM: dct_predicted_layer, ADAPTIVE_TRANSFORM: adaptive_layer}
+          PREDICTED_TRANSFORM: dct_predicted_layer, ADAPTIVE_TRANSFORM: adaptive_layer,
+          PREDICTED_ALONE: predicted_layer}
 
 
-def encode(ckpt: Checkpoint, rgb: np.ndarray, rdoq_weight: float = RDOQ_WEIGHT, step_shift: int = 0,
+def flat_base(height: int, width: int) -> np.ndarray:
+    """The base of a layer that stands alone (`bitstream.STANDALONE`): a flat grey."""
+    return np.full((height, width, 3), FLAT, np.uint8)
+
+
+def encode(ckpt: Checkpoint | None, rgb: np.ndarray, rdoq_weight: float = RDOQ_WEIGHT, step_shift: int = 0,
            layer: tuple[int, int] | None = None) -> bytes:
     """Compress an (H, W, 3) uint8 image into the bytes of a .cyc file.
 
@@ -247,11 +254,12 @@ def encode(ckpt: Checkpoint, rgb: np.ndarray, rdoq_weight: float = RDOQ_WEIGHT, 
     steps GRID_RATIO ** (step_shift / 8) times the checkpoint's (positive: a smaller file);
     layer: (kind, step) of an enhancement layer over the learned code's reconstruction (LAYERS),
     the step in sixteenths of a pixel value (PIXELS at 16 is lossless, at 16 * (2N + 1) keeps every
-    pixel within N), or None."""
+    pixel within N), or None. A layer that stands alone (PREDICTED_ALONE) has no learned code: its
+    file names no checkpoint and takes no step shift, so `ckpt` and `step_shift` are not used."""
     return encode_layers(ckpt, rgb, rdoq_weight, step_shift, layer)[0]
 
 
-def encode_layers(ckpt: Checkpoint, rgb: np.ndarray, rdoq_weight: float = RDOQ_WEIGHT, step_shift: int = 0,
+def encode_layers(ckpt: Checkpoint | None, rgb: np.ndarray, rdoq_weight: float = RDOQ_WEIGHT, step_shift: int = 0,
                   layer: tuple[int, int] | None = None, base: tuple[bytes, np.ndarray] | None = None,
                   layer_encoder=None) -> tuple[bytes, np.ndarray | None]:
     """`encode`, and the pixels the file decodes to where the encoder knows them without decoding
@@ -274,11 +282,15 @@ def encode_layers(ckpt: Checkpoint, rgb: np.ndarray, rdoq_weight: float = RDOQ_W
         raise ValueError(f"{'near-lossless and lossless' if kind in MAX_LAYER_PIXELS_OF_KIND else 'high rates'} "
                          f"take images of at most {most:,} "
                          f"pixels (this one has {rgb.shape[0] * rgb.shape[1]:,})")
-    cyc = CycFile(ckpt.id, rgb.shape[1], rgb.shape[0], code_shape(ckpt.channels, rgb.shape[1], rgb.shape[0]),
-                  b"", int(step_shift), int(kind), int(step))
-    if base is None:
-        base = base_layer(ckpt, rgb, rdoq_weight, step_shift, cyc.seal, with_pixels=bool(kind))
-    cyc.payload, pixels = base
+    if kind in STANDALONE:
+        cyc = CycFile.standalone(rgb.shape[1], rgb.shape[0], int(kind), int(step))
+        pixels = flat_base(*rgb.shape[:2])
+    else:
+        cyc = CycFile(ckpt.id, rgb.shape[1], rgb.shape[0], code_shape(ckpt.channels, rgb.shape[1], rgb.shape[0]),
+                      b"", int(step_shift), int(kind), int(step))
+        if base is None:
+            base = base_layer(ckpt, rgb, rdoq_weight, step_shift, cyc.seal, with_pixels=bool(kind))
+        cyc.payload, pixels = base
     if kind:
         seal = cyc.layer_seal(pixels)
         cyc.layer, pixels = layer_encoder.encode(int(step), seal) if layer_encoder is not None else \
@@ -309,7 +321,12 @@ def base_layer(ckpt: Checkpoint, rgb: np.ndarray, rdoq_weight: float, step_shift
 def read_code(data: bytes, ckpt: Checkpoint | None = None) -> tuple[CycFile, Checkpoint, np.ndarray]:
     """The container, its checkpoint (found by its id if not given) and the integer code of .cyc
     bytes: everything decode does but the transform (a view of the code needs no more)."""
-    cyc = CycFile.from_bytes(data)
+    return _read_code(CycFile.from_bytes(data), ckpt)
+
+
+def _read_code(cyc: CycFile, ckpt: Checkpoint | None) -> tuple[CycFile, Checkpoint, np.ndarray]:
+    if not cyc.has_code:
+        raise BitstreamError("this .cyc file holds no learned code, only a lossless or near-lossless layer")
     if ckpt is None:
         ckpt = ckpts.by_id(cyc.checkpoint_id)
     elif ckpt.id != cyc.checkpoint_id:
@@ -318,13 +335,7 @@ def read_code(data: bytes, ckpt: Checkpoint | None = None) -> tuple[CycFile, Che
     expected = code_shape(ckpt.channels, cyc.width, cyc.height)
     if cyc.code_shape != expected:
         raise BitstreamError(f"corrupted .cyc file (code shape {cyc.code_shape}, expected {expected})")
-    layer = LAYERS.get(cyc.layer_kind)
-    if layer and not layer.MIN_STEP <= cyc.layer_step <= layer.MAX_STEP:
-        raise BitstreamError(f"corrupted .cyc file (an enhancement layer of kind {cyc.layer_kind} at step "
-                             f"{cyc.layer_step}: that kind's steps are {layer.MIN_STEP} to {layer.MAX_STEP})")
-    if layer and len(cyc.layer) > layer.payload_limit(cyc.height, cyc.width):
-        raise BitstreamError(f"corrupted .cyc file (an enhancement layer of {len(cyc.layer)} bytes "
-                             f"for a {cyc.width}x{cyc.height} image)")
+    _check_layer(cyc)
     try:
         code = ckpt.tables.shifted(table_shift(cyc.step_shift)).decode(cyc.payload, cyc.code_shape, cyc.seal)
     except ValueError as e:
@@ -332,20 +343,39 @@ def read_code(data: bytes, ckpt: Checkpoint | None = None) -> tuple[CycFile, Che
     return cyc, ckpt, code
 
 
+def _check_layer(cyc: CycFile) -> None:
+    """Refuse an enhancement layer whose step its kind never takes, or whose payload is larger than
+    any its image could need (before anything is decoded)."""
+    layer = LAYERS.get(cyc.layer_kind)
+    if layer and not layer.MIN_STEP <= cyc.layer_step <= layer.MAX_STEP:
+        raise BitstreamError(f"corrupted .cyc file (an enhancement layer of kind {cyc.layer_kind} at step "
+                             f"{cyc.layer_step}: that kind's steps are {layer.MIN_STEP} to {layer.MAX_STEP})")
+    if layer and len(cyc.layer) > layer.payload_limit(cyc.height, cyc.width):
+        raise BitstreamError(f"corrupted .cyc file (an enhancement layer of {len(cyc.layer)} bytes "
+                             f"for a {cyc.width}x{cyc.height} image)")
+
+
 def decode(data: bytes, ckpt: Checkpoint | None = None) -> np.ndarray:
-    """Decompress .cyc bytes to (H, W, 3) uint8 pixels; finds the checkpoint by its id if not given.
+    """Decompress .cyc bytes to (H, W, 3) uint8 pixels; finds the checkpoint by its id if not given
+    (a layer that stands alone names none, and needs none).
 
     Whatever the file says, memory stays bounded: the container caps the image size, the payload's
     size must fit the code's (checked before decoding) and the transform runs in tiles (an
     enhancement layer works on the whole image: about 100 bytes a pixel, 300 for the predicted pixel
     layer's: a 2048x2048 lossless file decodes in 1.7 GB)."""
-    cyc, ckpt, code = read_code(data, ckpt)
-    code = torch.from_numpy(code)[None]
-    base = reconstruct_from_code(ckpt, code, cyc.height, cyc.width, cyc.step_shift)
+    cyc = CycFile.from_bytes(data)
+    if cyc.has_code:
+        _, ckpt, code = _read_code(cyc, ckpt)
+        base = reconstruct_from_code(ckpt, torch.from_numpy(code)[None], cyc.height, cyc.width, cyc.step_shift)
+    else:
+        _check_layer(cyc)
+        base = flat_base(cyc.height, cyc.width)
     if not cyc.layer_kind:
         return base
     try:
         return LAYERS[cyc.layer_kind].decode_layer(cyc.layer, base, cyc.layer_step, cyc.layer_seal(base))
     except ValueError as e:
+        if not cyc.has_code:
+            raise BitstreamError(f"corrupted .cyc enhancement layer ({e})") from None
         raise BitstreamError(f"corrupted .cyc enhancement layer, or a base this machine's transform "
                              f"makes differently from the encoder's ({e})") from None

@@ -33,11 +33,10 @@ LAYERED_BASE_SHIFT = 0
 # layered codec over that finest file, whose smallest file is that file (so a larger target never
 # gives a worse image), and keeps the better (`rate.match_learned`, `rate.BRIDGE_BELOW`).
 BRIDGE_SHIFT = -FINEST
-# The base of the predicted pixel layer's files (near-lossless and lossless): the cheapest there is,
-# the smallest code size at its coarsest steps (about 0.01 bpp). That layer predicts the image from
-# itself; a learned base does not pay for its bits there (kodim01-03: 8.90 bpp over a flat base
-# against 9.15 over the largest code size's finest one).
-PREDICTED_SHIFT = codec.STEP_SHIFT_RANGE[1]
+# Near-lossless and lossless files hold the predicted pixel layer alone, with no learned code beneath
+# it (`codec.PREDICTED_ALONE`): that layer predicts the image from itself, and a learned base did not
+# pay for its bits (over the smallest code size at its coarsest steps, about 0.01 bpp, files were 0.1
+# to 1.3 % larger on average: CHANGELOG 0.12.0) while its transform took a third of the time.
 
 
 @dataclass(frozen=True)
@@ -95,7 +94,7 @@ def ladder_layer(setting: int) -> tuple[int, int]:
     setting = min(max(int(setting), 0), LADDER)
     if setting < len(TRANSFORM_STEPS):
         return codec.ADAPTIVE_TRANSFORM, TRANSFORM_STEPS[setting]
-    return codec.PREDICTED, PIXEL_STEPS[setting - len(TRANSFORM_STEPS)]
+    return codec.PREDICTED_ALONE, PIXEL_STEPS[setting - len(TRANSFORM_STEPS)]
 
 
 DEFAULT_CODE_SIZE = "medium"  # the API's, the plug-in's and the app's code size when none is chosen
@@ -156,8 +155,8 @@ class LayeredCodec(Codec):
         control compares its candidates' errors."""
         setting = self.default if setting is None else int(setting)
         kind, step = self.layer(setting)
-        if kind == codec.PREDICTED:
-            return codec.encode(predicted_base(), rgb, step_shift=PREDICTED_SHIFT, layer=(kind, step)), None
+        if kind == codec.PREDICTED_ALONE:
+            return codec.encode(None, rgb, layer=(kind, step)), None
         if self.base is None or self.base.rgb is not rgb:
             return codec.encode(self.checkpoint, rgb, step_shift=self.step_shift, layer=(kind, step)), None
         return codec.encode_layers(self.checkpoint, rgb, step_shift=self.step_shift, layer=(kind, step),
@@ -181,7 +180,7 @@ class LayeredCodec(Codec):
 
     def describe(self, setting) -> str:
         kind, step = self.layer(setting)
-        if kind == codec.PREDICTED:
+        if kind == codec.PREDICTED_ALONE:
             return "lossless" if step == residual.STEP_UNIT else \
                 f"near-lossless, every error within {residual.max_error(step)}"
         return f"{self.checkpoint.name} + DCT layer, step {step / residual.STEP_UNIT:.3g}"
@@ -200,7 +199,7 @@ def mode(name: str) -> LayeredCodec | None:
         step = residual.near_lossless_step(n)
     else:
         return None
-    return replace(layered(), fixed=(codec.PREDICTED, step), variant=name)
+    return replace(layered(), fixed=(codec.PREDICTED_ALONE, step), variant=name)
 
 
 def mode_names() -> list[str]:
@@ -223,11 +222,6 @@ def by_name(code_size: str, rdoq_weight: float = DEFAULT_RDOQ_WEIGHT) -> Codec:
 def presets(rdoq_weight: float = DEFAULT_RDOQ_WEIGHT) -> list[CycleCodec]:
     """The learned codec at each installed code size, smallest first."""
     return [CycleCodec(ckpts.by_name(p.stem), rdoq_weight) for p in ckpts.available()]
-
-
-def predicted_base() -> Checkpoint:
-    """The checkpoint of the predicted pixel layer's base: the smallest code size."""
-    return _installed(0)
 
 
 def layered() -> LayeredCodec:

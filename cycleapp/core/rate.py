@@ -371,7 +371,7 @@ FIRST_TRY = (53.76, 22.42, 3.15, -21.22)
 
 def lossless_fits(rgb: np.ndarray) -> bool:
     """Whether the lossless layer takes an image this large (`bitstream.MAX_LAYER_PIXELS_OF_KIND`)."""
-    return rgb.shape[0] * rgb.shape[1] <= MAX_LAYER_PIXELS_OF_KIND[codec.PREDICTED]
+    return rgb.shape[0] * rgb.shape[1] <= MAX_LAYER_PIXELS_OF_KIND[codec.PREDICTED_ALONE]
 
 
 def _named(m: Match, variant: str) -> Match:
