@@ -1,11 +1,11 @@
 """Fuzzing the .cyc decoder with malformed files (not a test; tests/test_fuzz.py and
 tests/test_fuzz_layers.py run short versions).
 
-    .venv/bin/python tests/fuzz_cyc.py [--cases 20000] [--seed 0] [--versions 8 9 10 11 12]
+    .venv/bin/python tests/fuzz_cyc.py [--cases 20000] [--seed 0] [--versions 8 9 10 11 12 13]
 
 Mutants of a few real files of every format (8: the learned code alone; 9: with an enhancement
 layer of kind 1 or 2; 10: of kind 3 or 4; 11: of kind 5; 12: the predicted pixel layer alone, kind
-6, with no learned code): header fields edited (the CRC
+6, with no learned code; 13: of kind 7): header fields edited (the CRC
 recomputed, so the decoder itself must notice), truncations, extensions, random payloads, bit flips,
 payload words dropped or added (lengths and CRC fixed), garbage; for the layered formats the same
 edits of the layer and its fields, the two payloads swapped, a format 8 header over a layered body
@@ -38,15 +38,15 @@ from cycleapp.core.bitstream import MAX_SIDE, CycFile, code_shape  # noqa: E402
 
 SECONDS_PER_CASE = 5.0  # a small file decodes in milliseconds; 100 megapixels take a minute
 # The layout of each format (docs/format.md), the one place that knows it: the fields of the header
-# (name: offset, struct format), and the bytes before the first payload. Formats 9 to 12 (LAYERED)
+# (name: offset, struct format), and the bytes before the first payload. Formats 9 to 13 (LAYERED)
 # are format 8's header followed by the enhancement layer's fields; their payloads are the learned
 # code's, then the layer's, the CRC after both. A layer that stands alone (format 12) has an empty
 # first payload, and a payload where it may have none is refused ("stands alone").
 FIELDS = {"version": (3, "B"), "width": (12, "I"), "height": (16, "I"), "channels": (20, "H"),
           "code height": (22, "H"), "code width": (24, "H"), "step shift": (26, "b"), "length": (27, "I")}
 LAYER_FIELDS = {"layer kind": (31, "B"), "layer step": (32, "H"), "layer length": (34, "I")}
-HEADER = {8: 31, 9: 38, 10: 38, 11: 38, 12: 38}
-LAYERED = {9: (1, 2), 10: (3, 4), 11: (5,), 12: (6,)}  # the layered versions and the layer kinds each carries
+HEADER = {8: 31, 9: 38, 10: 38, 11: 38, 12: 38, 13: 38}
+LAYERED = {9: (1, 2), 10: (3, 4), 11: (5,), 12: (6,), 13: (7,)}  # the layered versions and the layer kinds each carries
 # What a refusal must say for the mutants whose payload (format 8's kinds, which tests/test_fuzz.py
 # counts) or layer (format 9's) certainly runs dry or leaves data. A layer cut below two words is
 # refused by the container, one too large for its image before it is read: both say how many bytes.
@@ -77,7 +77,8 @@ def base_files(versions=(8,)) -> list[tuple[bytes, bytes | None, bytes | None]]:
     transform layer (kind 5) at a fine and a coarse step, one large enough for all three sizes;
     format 12: lossless and near-lossless files as `cycleapp.encode` writes them (kind 6, no learned
     code: its twin is the smallest code size's file of the image, its foreign layer kind 4's over the
-    flat base), one large enough for the per-tile predictor classes."""
+    flat base), one large enough for the per-tile predictor classes; format 13: kind 5's layer over a
+    base made in even tiles (kind 7), one of two tiles."""
     files = []
     if 8 in versions:
         rng = np.random.default_rng(0)
@@ -114,6 +115,14 @@ def base_files(versions=(8,)) -> list[tuple[bytes, bytes | None, bytes | None]]:
                                 large, rgb, layer=(codec.ADAPTIVE_TRANSFORM, 2000))),
                             ((160, 160), textures, lambda rgb: codec.encode(
                                 large, rgb, layer=(codec.ADAPTIVE_TRANSFORM, 48)))]))
+    if 13 in versions:
+        large = checkpoint.by_name("large")
+        makers.append((13, [((17, 33), noisy_ramp, lambda rgb: codec.encode(
+                                huge, rgb, step_shift=-16, layer=(codec.ADAPTIVE_TILED, 32))),
+                            ((70, 72), noisy_ramp, lambda rgb: codec.encode(
+                                large, rgb, layer=(codec.ADAPTIVE_TILED, 2000))),
+                            ((1040, 40), noisy_ramp, lambda rgb: codec.encode(
+                                tiny, rgb, layer=(codec.ADAPTIVE_TILED, 600)))]))
     if 12 in versions:
         makers.append((12, [((1, 1), noisy_ramp, lambda rgb: cycleapp.encode(rgb, lossless=True)),
                             ((17, 33), noisy_ramp, lambda rgb: cycleapp.encode(rgb, max_error=2)),
@@ -137,10 +146,10 @@ def base_files(versions=(8,)) -> list[tuple[bytes, bytes | None, bytes | None]]:
 
 def foreign_layer(cyc: CycFile, rgb: np.ndarray, base: np.ndarray) -> bytes:
     """Another kind's layer over this file's image and base pixels (kind 3's for kinds 1, 2 and 4,
-    kind 4's for kinds 3, 5 and 6), at a step that kind takes, its coder sealed as this file's
+    kind 4's for kinds 3, 5, 6 and 7), at a step that kind takes, its coder sealed as this file's
     layer: only the decoder of this file's kind can tell it from the real one."""
     kind = codec.PREDICTED_TRANSFORM if cyc.layer_kind in (codec.PREDICTED, codec.ADAPTIVE_TRANSFORM,
-                                                           codec.PREDICTED_ALONE) else codec.PREDICTED
+                                                           codec.PREDICTED_ALONE, codec.ADAPTIVE_TILED) else codec.PREDICTED
     layer = codec.LAYERS[kind]
     step = min(max(cyc.layer_step, layer.MIN_STEP), layer.MAX_STEP)
     return layer.encode_layer(rgb, base, step, cyc.layer_seal(base))[0]
@@ -318,7 +327,7 @@ def mutant(data: bytes, rng: np.random.Generator, twin: bytes | None = None,
         return kind, assemble(bytes(head), payload, layer)
     assert kind == "garbage", kind
     # random bytes, some of them behind a valid magic number and version
-    prefix = rng.choice([b"", b"CYC", b"CYC\x08", b"CYC\x09", b"CYC\x0a", b"CYC\x0b", b"CYC\x0c"])
+    prefix = rng.choice([b"", b"CYC", b"CYC\x08", b"CYC\x09", b"CYC\x0a", b"CYC\x0b", b"CYC\x0c", b"CYC\x0d"])
     return kind, prefix + rng.bytes(int(rng.integers(0, 200)))
 
 
@@ -407,7 +416,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--cases", type=int, default=20000)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--versions", type=int, nargs="+", choices=(8, 9, 10, 11, 12), default=(8, 9, 10, 11, 12),
+    p.add_argument("--versions", type=int, nargs="+", choices=(8, 9, 10, 11, 12, 13), default=(8, 9, 10, 11, 12, 13),
                    help="the formats whose files are mutated (default: all)")
     p.add_argument("--save", metavar="PATH", help="where to write the bytes of a case outside the contract")
     args = p.parse_args()

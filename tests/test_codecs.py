@@ -69,7 +69,7 @@ def test_the_learned_codec_reaches_any_size_within_three_percent(name, target):
     entry = learned.by_name(m.variant)
     if m.variant in (learned.LAYERED, learned.BRIDGE):  # beyond the code sizes: a base and a layer
         cyc = CycFile.from_bytes(m.data)
-        assert cyc.step_shift == entry.step_shift and cyc.layer_kind == codec.ADAPTIVE_TRANSFORM and data_version(m.data) == 11
+        assert cyc.step_shift == entry.step_shift and cyc.layer_kind == codec.ADAPTIVE_TILED and data_version(m.data) == 13
         assert entry.encode(rgb, m.setting) == m.data
         return
     assert CycFile.from_bytes(m.data).step_shift == -m.setting

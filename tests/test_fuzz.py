@@ -139,3 +139,24 @@ def test_tiles_depend_on_the_image_size_alone():
     assert codec.tile_size(86, 128) == 128 and codec.tile_size(1, 1) == 1
     assert codec.tile_size(129, 1) == codec.tile_size(625, 625) == codec.TILE == 64
     assert list(codec.tiles(3, 130, 64)) == [(0, 3, 0, 64), (0, 3, 64, 128), (0, 3, 128, 130)]
+
+
+def test_format_13_tiles_split_the_code_evenly_whatever_the_threads():
+    """A format 13 base (`codec.even_tiles`): tiles of at most 64 x 128 code positions, the rows and
+    columns split evenly, covering the code once (a 2K photo: two tiles of whole rows); the pixels
+    are the same at any thread count."""
+    for height, width in ((1, 1), (80, 13), (128, 103), (86, 128), (129, 300), (256, 256)):
+        parts = codec.even_tiles(height, width)
+        covered = np.zeros((height, width), int)
+        for top, bottom, left, right in parts:
+            assert 0 < bottom - top <= codec.TILED_ROWS and 0 < right - left <= codec.TILED_COLS
+            covered[top:bottom, left:right] += 1
+        assert (covered == 1).all()
+        assert len({bottom - top for top, bottom, _, _ in parts}) <= 2  # even: sides differ by one at most
+    assert codec.even_tiles(128, 103) == [(0, 64, 0, 103), (64, 128, 0, 103)]
+    ckpt = checkpoint.by_name("tiny")
+    rgb = np.random.default_rng(7).integers(0, 256, (1040, 40, 3), dtype=np.uint8)
+    data = codec.encode(ckpt, rgb, layer=(codec.ADAPTIVE_TILED, 600))
+    assert data[3] == 13 and len(codec.even_tiles(*code_shape(1, 40, 1040)[1:])) == 2
+    made = at_thread_counts(lambda: codec.decode(data))
+    assert np.array_equal(made[1], made[2]) and np.array_equal(made[1], made[3])

@@ -1,6 +1,7 @@
-"""Hostile layered files (formats 9 to 12: an enhancement layer, over a learned code up to format 11): malformed ones
-are refused with one clear error or decode to their stated size (tests/fuzz_cyc.py runs more, of
-every format), and the predicted pixel layer's extreme but valid streams decode exactly."""
+"""Hostile layered files (formats 9 to 13: an enhancement layer, over a learned code but in format
+12): malformed ones are refused with one clear error or decode to their stated size
+(tests/fuzz_cyc.py runs more, of every format), and the predicted pixel layer's extreme but valid
+streams decode exactly."""
 import collections
 import json
 import subprocess
@@ -117,3 +118,12 @@ def test_extreme_weights_decode_to_the_encoder_s_pixels(monkeypatch, shape, step
     assert bool(classes) == (shape == (160, 160))  # passes decoded with per-tile classes
     if step == 16:  # lossless whatever the predictions
         assert np.array_equal(pixels, rgb)
+
+
+def test_fuzzed_format_13_files_are_refused_or_decoded_to_their_stated_size():
+    """500 mutants of format 13 files: kind 5's layer over a base made in even tiles (kind 7) at a
+    fine and a coarse step, one of them two tiles."""
+    result, _ = fuzz(13, seed=13)
+    assert {kind for _, kind, _ in result["files"]} == {7}
+    steps = {step for _, _, step in result["files"]}
+    assert min(steps) <= 32 and max(steps) >= 1000

@@ -1,4 +1,5 @@
-"""The adaptive transform layer (format 11, layer kind 5): lossy files above the presets.
+"""The adaptive transform layer (format 11, layer kind 5; format 13, kind 7: the same over a base made
+in even tiles, `codec.even_tiles`): lossy files above the presets.
 
 Kind 4 (`dct_predicted_layer`) codes the residual (image minus the learned code's reconstruction)
 in 8x8 DCT blocks everywhere. On smooth areas, most of a modern 2K photo, a larger transform

@@ -54,6 +54,12 @@ base saved nothing there (without it the files were 0.1 to 1.3 % smaller on aver
 id is 8 zero bytes, its code shape (0, 0, 0), its step shift 0 and its first payload empty
 (`STANDALONE`); kind 3 is still written by a caller that asks for it, as version 10.
 
+Format version 13: one more kind of layer, 7: kind 5's layer over a base whose transform runs in
+tiles of a fixed rule that splits a 2K photo in two (`codec.even_tiles`), made side by side on two
+threads: half the time of the base of format 11, whose one tile's pixels the new tiles do not give
+to the last bit. For lossy files above the presets; kind 5 is still written by a caller that asks
+for it, as version 11.
+
 From version 8 on, every version stays readable by every later release (docs/release-policy.md):
 `READABLE` only grows. Files of versions 1 to 7 name the last commit that wrote them
 (`OLDER_RELEASES`).
@@ -65,8 +71,8 @@ import zlib
 from dataclasses import dataclass
 
 MAGIC = b"CYC"
-VERSION = 12  # the newest version this build writes
-READABLE = (8, 9, 10, 11, 12)  # every version from 8 on, forever
+VERSION = 13  # the newest version this build writes
+READABLE = (8, 9, 10, 11, 12, 13)  # every version from 8 on, forever
 BASE_ONLY = 8  # the version of a file without an enhancement layer
 _HEADER = struct.Struct("<3sB8sIIHHHbI")
 _LAYER = struct.Struct("<BHI")  # format 9: layer kind, step, layer payload length
@@ -74,8 +80,8 @@ _LAYER = struct.Struct("<BHI")  # format 9: layer kind, step, layer payload leng
 # (`residual`), and 2, the transform domain (`dct_layer`), in version 9; 3, the predicted pixel layer
 # (`predicted_layer`), and 4, the predicted transform-domain layer (`dct_predicted_layer`), in 10;
 # 5, the adaptive transform layer (`adaptive_layer`), in 11; 6, the predicted pixel layer alone (no
-# learned code beneath it), in 12
-LAYER_KINDS = {1: 9, 2: 9, 3: 10, 4: 10, 5: 11, 6: 12}
+# learned code beneath it), in 12; 7, the adaptive transform layer over a base made in even tiles, in 13
+LAYER_KINDS = {1: 9, 2: 9, 3: 10, 4: 10, 5: 11, 6: 12, 7: 13}
 # the layer kinds whose files hold no learned code: their base is a flat grey (`FLAT`), and their
 # header says so: no checkpoint (8 zero bytes), code shape (0, 0, 0), step shift 0, no first payload
 STANDALONE = (6,)

@@ -48,6 +48,21 @@ def tiles(height: int, width: int, tile: int):
             yield top, min(top + tile, height), left, min(left + tile, width)
 
 
+# The base of a format 13 file (layer kinds in TILED_BASE) is made in tiles of at most TILED_ROWS x
+# TILED_COLS code positions, its rows and columns split evenly, whatever the image's size: a 2K
+# photo is two tiles of whole rows, made side by side on two threads, where format 8's rule makes
+# one tile of it on one thread (CHANGELOG 0.12.0 has the times). Wide tiles, since a tile's halo of
+# 6 positions a side is work done twice; a tile's temporaries are about 0.25 GB.
+TILED_ROWS, TILED_COLS = 64, 128
+
+
+def even_tiles(height: int, width: int) -> list[tuple[int, int, int, int]]:
+    """Format 13's tiles of a (height, width) code: (top, bottom, left, right) each."""
+    rows, cols = -(-height // TILED_ROWS), -(-width // TILED_COLS)
+    return [(i * height // rows, (i + 1) * height // rows, j * width // cols, (j + 1) * width // cols)
+            for i in range(rows) for j in range(cols)]
+
+
 def _padded_window(rgb: np.ndarray, top: int, bottom: int, left: int, right: int) -> torch.Tensor:
     """Pixel rows [top, bottom) and columns [left, right) of the image replicate-padded on the
     bottom and the right (to whole 16x16 blocks), as a float tensor (1, 3, h, w)."""
@@ -182,9 +197,10 @@ def submit_as_caller(pool: ThreadPoolExecutor, fn, *args) -> Future:
 
 @torch.no_grad()
 def reconstruct_from_code(ckpt: Checkpoint, code: torch.Tensor, height: int, width: int,
-                          step_shift: int = 0, tile: int | None = None) -> np.ndarray:
+                          step_shift: int = 0, tile: int | None = None, even: bool = False) -> np.ndarray:
     """The (height, width, 3) uint8 pixels of an integer code (1, C, H/16, W/16), tile by tile
-    (tiles of `tile_size` unless given), each decoded with the model's halo of code around it."""
+    (tiles of `tile_size` unless given; `even`: format 13's `even_tiles`), each decoded with the
+    model's halo of code around it."""
     scales = step_scales(ckpt, step_shift).float().view(1, -1, 1, 1)
     out = np.empty((height, width, 3), np.uint8)
     h, w = code.shape[-2:]
@@ -200,7 +216,7 @@ def reconstruct_from_code(ckpt: Checkpoint, code: torch.Tensor, height: int, wid
         out[rows, cols] = to_pixels(x_hat[..., rows.start - FACTOR * t:rows.stop - FACTOR * t,
                                           cols.start - FACTOR * l:cols.stop - FACTOR * l])
 
-    parts = list(tiles(h, w, tile or tile_size(h, w)))
+    parts = even_tiles(h, w) if even else list(tiles(h, w, tile or tile_size(h, w)))
     with one_thread() as threads:
         at_once = min(len(parts), threads, MOST_TILES_AT_ONCE) if OWN_THREAD_COUNTS else 1
         made = None
@@ -233,12 +249,15 @@ def reconstruct(ckpt: Checkpoint, rgb: np.ndarray, rdoq_weight: float = RDOQ_WEI
 # lossless and high-rate files of release 0.9.0, still read), and format 10's predicted pixel layer
 # (near-lossless and lossless files to release 0.11.1) and predicted transform-domain layer (lossy
 # files above the presets), written from release 0.10.0 on; format 11's adaptive transform layer
-# (lossy files above the presets from release 0.11.0 on); format 12's predicted pixel layer alone,
-# over no learned code (near-lossless and lossless files from release 0.12.0 on: `STANDALONE`).
-PIXELS, TRANSFORM, PREDICTED, PREDICTED_TRANSFORM, ADAPTIVE_TRANSFORM, PREDICTED_ALONE = 1, 2, 3, 4, 5, 6
+# (lossy files above the presets in releases 0.11.0 and 0.11.1); format 12's predicted pixel layer
+# alone, over no learned code (near-lossless and lossless files from release 0.12.0 on: `STANDALONE`);
+# format 13's adaptive transform layer over a base made in `even_tiles` (lossy files above the
+# presets from release 0.12.0 on: `TILED_BASE`).
+PIXELS, TRANSFORM, PREDICTED, PREDICTED_TRANSFORM, ADAPTIVE_TRANSFORM, PREDICTED_ALONE, ADAPTIVE_TILED = range(1, 8)
 LAYERS = {PIXELS: residual, TRANSFORM: dct_layer, PREDICTED: predicted_layer,
           PREDICTED_TRANSFORM: dct_predicted_layer, ADAPTIVE_TRANSFORM: adaptive_layer,
-          PREDICTED_ALONE: predicted_layer}
+          PREDICTED_ALONE: predicted_layer, ADAPTIVE_TILED: adaptive_layer}
+TILED_BASE = (ADAPTIVE_TILED,)  # the layer kinds whose base is made in `even_tiles`
 
 
 def flat_base(height: int, width: int) -> np.ndarray:
@@ -289,7 +308,8 @@ def encode_layers(ckpt: Checkpoint | None, rgb: np.ndarray, rdoq_weight: float =
         cyc = CycFile(ckpt.id, rgb.shape[1], rgb.shape[0], code_shape(ckpt.channels, rgb.shape[1], rgb.shape[0]),
                       b"", int(step_shift), int(kind), int(step))
         if base is None:
-            base = base_layer(ckpt, rgb, rdoq_weight, step_shift, cyc.seal, with_pixels=bool(kind))
+            base = base_layer(ckpt, rgb, rdoq_weight, step_shift, cyc.seal, with_pixels=bool(kind),
+                              even=kind in TILED_BASE)
         cyc.payload, pixels = base
     if kind:
         seal = cyc.layer_seal(pixels)
@@ -299,23 +319,24 @@ def encode_layers(ckpt: Checkpoint | None, rgb: np.ndarray, rdoq_weight: float =
 
 
 def layered_base(ckpt: Checkpoint, rgb: np.ndarray, rdoq_weight: float = RDOQ_WEIGHT, step_shift: int = 0,
-                 layer_kind: int = ADAPTIVE_TRANSFORM) -> tuple[bytes, np.ndarray]:
+                 layer_kind: int = ADAPTIVE_TILED) -> tuple[bytes, np.ndarray]:
     """The learned code's payload and pixels of an image as a file with a layer of this kind holds
     it (its seal is that file's header's: the version is in it), for `encode_layers` to reuse over
     many steps."""
     shape = code_shape(ckpt.channels, rgb.shape[1], rgb.shape[0])
     seal = CycFile(ckpt.id, rgb.shape[1], rgb.shape[0], shape, b"", int(step_shift), layer_kind=layer_kind).seal
-    return base_layer(ckpt, rgb, rdoq_weight, step_shift, seal)
+    return base_layer(ckpt, rgb, rdoq_weight, step_shift, seal, even=layer_kind in TILED_BASE)
 
 
 def base_layer(ckpt: Checkpoint, rgb: np.ndarray, rdoq_weight: float, step_shift: int, seal: int,
-               with_pixels: bool = True) -> tuple[bytes, np.ndarray | None]:
-    """The learned code's payload of an image, and (if asked) the pixels it decodes to."""
+               with_pixels: bool = True, even: bool = False) -> tuple[bytes, np.ndarray | None]:
+    """The learned code's payload of an image, and (if asked) the pixels it decodes to (made in
+    `even_tiles` if `even`)."""
     code = quantized_code(ckpt, rgb, rdoq_weight, step_shift)
     payload = ckpt.tables.shifted(table_shift(step_shift)).encode(code[0].numpy(), seal)
     if not with_pixels:
         return payload, None
-    return payload, reconstruct_from_code(ckpt, code, *rgb.shape[:2], step_shift)
+    return payload, reconstruct_from_code(ckpt, code, *rgb.shape[:2], step_shift, even=even)
 
 
 def read_code(data: bytes, ckpt: Checkpoint | None = None) -> tuple[CycFile, Checkpoint, np.ndarray]:
@@ -366,7 +387,8 @@ def decode(data: bytes, ckpt: Checkpoint | None = None) -> np.ndarray:
     cyc = CycFile.from_bytes(data)
     if cyc.has_code:
         _, ckpt, code = _read_code(cyc, ckpt)
-        base = reconstruct_from_code(ckpt, torch.from_numpy(code)[None], cyc.height, cyc.width, cyc.step_shift)
+        base = reconstruct_from_code(ckpt, torch.from_numpy(code)[None], cyc.height, cyc.width, cyc.step_shift,
+                                     even=cyc.layer_kind in TILED_BASE)
     else:
         _check_layer(cyc)
         base = flat_base(cyc.height, cyc.width)

@@ -93,7 +93,7 @@ def ladder_layer(setting: int) -> tuple[int, int]:
     """The enhancement layer (kind, step) of a layered setting, 0 to LADDER (lossless)."""
     setting = min(max(int(setting), 0), LADDER)
     if setting < len(TRANSFORM_STEPS):
-        return codec.ADAPTIVE_TRANSFORM, TRANSFORM_STEPS[setting]
+        return codec.ADAPTIVE_TILED, TRANSFORM_STEPS[setting]
     return codec.PREDICTED_ALONE, PIXEL_STEPS[setting - len(TRANSFORM_STEPS)]
 
 
@@ -168,7 +168,7 @@ class LayeredCodec(Codec):
         file's size is this plus its layer's payload."""
         h, w = self.base.rgb.shape[:2]
         return len(CycFile(self.checkpoint.id, w, h, code_shape(self.checkpoint.channels, w, h), self.base.payload,
-                           self.step_shift, codec.ADAPTIVE_TRANSFORM, TRANSFORM_STEPS[0]).to_bytes())
+                           self.step_shift, codec.ADAPTIVE_TILED, TRANSFORM_STEPS[0]).to_bytes())
 
     def estimate(self, setting: int) -> float:
         """A transform-domain setting's file size without coding its layer (`Encoder.size`):
