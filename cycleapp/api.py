@@ -80,7 +80,8 @@ def encode(image, code_size: str = DEFAULT_CODE_SIZE, target_bytes: int | None =
 
 
 def decode(data: bytes) -> np.ndarray:
-    """The (H, W, 3) uint8 pixels of .cyc bytes; the checkpoint is found by the id in the file."""
+    """The (H, W, 3) uint8 pixels of .cyc bytes; the checkpoint is found by the id in the file (a
+    lossless or near-lossless file of format 12 on names none and needs none)."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"expected the bytes of a .cyc file, not {type(data).__name__}")
     return codec.decode(bytes(data))

@@ -24,8 +24,8 @@ from cycleapp.core import checkpoint as ckpts  # noqa: E402
 from cycleapp.core import codec  # noqa: E402
 
 GOLDEN = REPO / "tests" / "golden"
-# (name, example (or examples joined by "+": stacked top to bottom), (top, left, height, width),
-# code size, step shift, enhancement layer)
+# (name, example (or examples joined: "a+b" stacked top to bottom, "a|b" side by side, cut to the
+# lower one's height), (top, left, height, width), code size, step shift, enhancement layer)
 CASES = {
     9: [
         ("kodim23-96x64-lossless", "kodim23", (200, 300, 64, 96), "huge", 0, (codec.PIXELS, 16)),
@@ -66,14 +66,28 @@ CASES = {
         ("kodim23-3x130-within-1-fractional", "kodim23", (5, 5, 3, 130), None, 0, (codec.PREDICTED_ALONE, 37)),
         ("kodim23-1x1-lossless", "kodim23", (10, 10, 1, 1), None, 0, (codec.PREDICTED_ALONE, 16)),
     ],
-    13: [  # kind 5's layer over a base made in even tiles; the third is two tiles (80 code rows)
+    13: [  # kind 5's layer over a base made in even tiles; the third is two tiles of 32 and 33 code rows,
+         # the fourth two of 64 and 65 code columns
         ("kodim23-200x150-tiled-step-3", "kodim23", (150, 250, 150, 200), "large", 0, (codec.ADAPTIVE_TILED, 49)),
         ("kodim04-61x45-tiled-step-12", "kodim04", (300, 100, 45, 61), "huge", -16, (codec.ADAPTIVE_TILED, 192)),
-        ("kodim04-over-cid22-200x1280-tiled-step-40", "kodim04+cid22-1025469", (0, 0, 1280, 200), "tiny", 9,
+        ("kodim04-over-cid22-200x1040-tiled-step-40", "kodim04+cid22-1025469", (0, 0, 1040, 200), "tiny", 9,
+         (codec.ADAPTIVE_TILED, 640)),
+        ("kodim23-thrice-2064x40-tiled-step-40", "kodim23|kodim23|kodim23", (0, 0, 40, 2064), "tiny", 9,
          (codec.ADAPTIVE_TILED, 640)),
         ("kodim23-1x1-tiled-step-2", "kodim23", (10, 10, 1, 1), "large", 0, (codec.ADAPTIVE_TILED, 32)),
     ],
 }
+
+
+def joined(example: str) -> np.ndarray:
+    """The example images of a case, joined as its name says ("a+b", "a|b": see CASES)."""
+    rows = []
+    for row in example.split("+"):
+        images = [np.array(Image.open(REPO / "cycleapp" / "examples" / f"{name}.png").convert("RGB"))
+                  for name in row.split("|")]
+        height = min(image.shape[0] for image in images)
+        rows.append(np.concatenate([image[:height] for image in images], axis=1))
+    return np.concatenate(rows)
 
 
 def main(version: int) -> None:
@@ -82,15 +96,14 @@ def main(version: int) -> None:
         raise SystemExit(f"format {version} has golden files already: they are never rewritten")
     (GOLDEN / f"v{version}").mkdir()
     for name, example, (top, left, h, w), size, shift, layer in CASES[version]:
-        whole = np.concatenate([np.array(Image.open(REPO / "cycleapp" / "examples" / f"{part}.png").convert("RGB"))
-                                for part in example.split("+")])
-        rgb = np.ascontiguousarray(whole[top:top + h, left:left + w])
+        rgb = np.ascontiguousarray(joined(example)[top:top + h, left:left + w])
         data = codec.encode(size and ckpts.by_name(size), rgb, step_shift=shift, layer=layer)
         assert data[3] == version
         pixels = cycleapp.decode(data)
         (GOLDEN / f"v{version}" / f"{name}.cyc").write_bytes(data)
         entries.append(dict(file=f"v{version}/{name}.cyc", format=version, release=cycleapp.__version__,
-                            source=" above ".join(f"cycleapp/examples/{part}.png" for part in example.split("+"))
+                            source=" above ".join(" beside ".join(f"cycleapp/examples/{name}.png" for name in row.split("|"))
+                                                  for row in example.split("+"))
                             + f" rows {top}:{top + h} columns {left}:{left + w}",
                             code_size=size, step_shift=shift, layer=list(layer), bytes=len(data),
                             pixels_sha256=hashlib.sha256(pixels.tobytes()).hexdigest(), shape=list(pixels.shape)))

@@ -141,22 +141,33 @@ def test_tiles_depend_on_the_image_size_alone():
     assert list(codec.tiles(3, 130, 64)) == [(0, 3, 0, 64), (0, 3, 64, 128), (0, 3, 128, 130)]
 
 
-def test_format_13_tiles_split_the_code_evenly_whatever_the_threads():
+def test_format_13_tiles_split_the_code_evenly_whatever_the_threads(monkeypatch):
     """A format 13 base (`codec.even_tiles`): tiles of at most 64 x 128 code positions, the rows and
-    columns split evenly, covering the code once (a 2K photo: two tiles of whole rows); the pixels
-    are the same at any thread count."""
-    for height, width in ((1, 1), (80, 13), (128, 103), (86, 128), (129, 300), (256, 256)):
+    columns split evenly (sides differing by one at most), covering the code once (a 2K photo: two
+    tiles of whole rows). The rule is pinned: a file of it decodes only over the same base pixels.
+    A decode makes its base by this rule, and the same pixels at any thread count."""
+    for height, width in ((1, 1), (65, 13), (80, 13), (128, 103), (86, 128), (129, 300), (256, 256)):
         parts = codec.even_tiles(height, width)
         covered = np.zeros((height, width), int)
         for top, bottom, left, right in parts:
             assert 0 < bottom - top <= codec.TILED_ROWS and 0 < right - left <= codec.TILED_COLS
             covered[top:bottom, left:right] += 1
         assert (covered == 1).all()
-        assert len({bottom - top for top, bottom, _, _ in parts}) <= 2  # even: sides differ by one at most
+        for sides in ({b - t for t, b, _, _ in parts}, {r - lft for _, _, lft, r in parts}):
+            assert max(sides) - min(sides) <= 1
     assert codec.even_tiles(128, 103) == [(0, 64, 0, 103), (64, 128, 0, 103)]
+    assert codec.even_tiles(65, 129) == [(0, 32, 0, 64), (0, 32, 64, 129), (32, 65, 0, 64), (32, 65, 64, 129)]
+    assert codec.even_tiles(3, 300) == [(0, 3, 0, 100), (0, 3, 100, 200), (0, 3, 200, 300)]
     ckpt = checkpoint.by_name("tiny")
     rgb = np.random.default_rng(7).integers(0, 256, (1040, 40, 3), dtype=np.uint8)
-    data = codec.encode(ckpt, rgb, layer=(codec.ADAPTIVE_TILED, 600))
+    data, promised = codec.encode_layers(ckpt, rgb, layer=(codec.ADAPTIVE_TILED, 600))
     assert data[3] == 13 and len(codec.even_tiles(*code_shape(1, 40, 1040)[1:])) == 2
     made = at_thread_counts(lambda: codec.decode(data))
-    assert np.array_equal(made[1], made[2]) and np.array_equal(made[1], made[3])
+    assert np.array_equal(made[1], promised) and np.array_equal(made[1], made[2]) and np.array_equal(made[1], made[3])
+    format_11 = codec.encode(ckpt, rgb, layer=(codec.ADAPTIVE_TRANSFORM, 600))
+    rules = []
+    reconstruct = codec.reconstruct_from_code
+    monkeypatch.setattr(codec, "reconstruct_from_code", lambda *a, **k: rules.append(k.get("even")) or reconstruct(*a, **k))
+    codec.decode(data)
+    codec.decode(format_11)
+    assert rules == [True, False]  # format 13's rule, then format 11's (format 8's)

@@ -46,7 +46,7 @@ def test_lossless_is_bit_exact_and_near_lossless_keeps_every_pixel_within_n(crop
 # 12's predicted layer alone
 @pytest.mark.parametrize("kind", [1, 3, 6])
 def test_the_decoder_gives_the_pixels_the_encoder_promised(crops, kind):
-    ckpt = learned.layered().checkpoint
+    ckpt = None if kind == codec.PREDICTED_ALONE else learned.layered().checkpoint
     for step in (16, 37, 80, 555):
         data, pixels = codec.encode_layers(ckpt, crops[1], layer=(kind, step))
         assert data[3] == {1: 9, 3: 10, 6: 12}[kind]
@@ -214,16 +214,24 @@ def _rewrite(data: bytes, step: int | None = None, residual_length: int | None =
     return bytes(body) + struct.pack("<I", zlib.crc32(bytes(body)))
 
 
-def test_a_format_10_file_that_lies_is_refused(crops):
+@pytest.mark.parametrize("version", [10, 12])
+def test_a_near_lossless_file_that_lies_is_refused(crops, version):
+    """Format 10's (kind 3, over a learned code: written where a caller asks for it) and format 12's
+    (kind 6, alone)."""
     rgb = crops[1][:40, :40]
-    data = cycleapp.encode(rgb, max_error=2)
+    data = cycleapp.encode(rgb, max_error=2) if version == 12 else \
+        codec.encode(learned.layered().checkpoint, rgb, layer=(codec.PREDICTED, residual.near_lossless_step(2)))
+    assert data[3] == version
     cyc = CycFile.from_bytes(data)
     bad = [
         _rewrite(data, step=0),  # a layer with no step
         _rewrite(data, step=3 * 16),  # another step than it was coded with: the seal differs
         _rewrite(data, kind=2),  # read as another kind of layer (of format 9)
         _rewrite(data, kind=1),
-        _rewrite(data, kind=4),  # a kind that does not exist
+        _rewrite(data, kind=4),  # a kind of this version (10) or another's (12)
+        _rewrite(data, kind=6 if version == 10 else 3),  # the other version's near-lossless kind
+        _rewrite(data, kind=7),  # a kind of format 13
+        _rewrite(data, kind=99),  # a kind that does not exist
         _rewrite(data, residual_length=len(cyc.layer) + 4),  # longer than the file
         _rewrite(data, payload=bytes(cyc.layer)[:-4]),  # a layer cut short, the length made to agree
     ]
@@ -329,3 +337,7 @@ def test_a_lossless_file_holds_no_learned_code_and_a_header_that_says_it_does_is
             cycleapp.decode(twin.to_bytes())
     with pytest.raises(BitstreamError, match="holds no learned code"):
         codec.read_code(data)
+    with pytest.raises(ValueError, match="none for a layer that stands alone"):
+        codec.encode(tiny, rgb, layer=(codec.PREDICTED_ALONE, 16))
+    with pytest.raises(ValueError, match="a checkpoint is needed"):
+        codec.encode(None, rgb, layer=(codec.ADAPTIVE_TILED, 64))

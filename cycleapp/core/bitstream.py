@@ -88,7 +88,7 @@ STANDALONE = (6,)
 NO_CHECKPOINT = bytes(8)
 FLAT = 128
 MAX_LAYER_PIXELS = 4096 * 4096  # an enhancement layer works on the whole image: about 80 bytes a pixel
-# ... the predicted pixel layer (kind 3) about 300 (a 2048x2048 lossless file decodes in 1.7 GB), so
+# ... the predicted pixel layer (kinds 3 and 6) about 300 (a 2048x2048 lossless file decodes in 1.7 GB), so
 # its files hold at most half as many: a decode within about 2.5 GB, whatever a file says
 MAX_LAYER_PIXELS_OF_KIND = {3: 4096 * 4096 // 2, 6: 4096 * 4096 // 2}
 # The last commit of the CycleCodec repository that wrote each format before 8 (with the weights of
@@ -205,8 +205,8 @@ class CycFile:
         if layer and kind in STANDALONE:
             if (cid, c, h, w, shift, n) != (NO_CHECKPOINT, 0, 0, 0, 0, 0):
                 raise BitstreamError(f"corrupted .cyc file (a layer of kind {kind} stands alone: no checkpoint, "
-                                     f"code or step shift, but this one has code shape {(c, h, w)}, step shift "
-                                     f"{shift} and a payload of {n} bytes)")
+                                     f"code or step shift, but this one has checkpoint {cid.hex()}, code shape "
+                                     f"{(c, h, w)}, step shift {shift} and a payload of {n} bytes)")
         elif c < 1 or (c, h, w) != code_shape(c, width, height):
             raise BitstreamError(f"corrupted .cyc file (code shape {(c, h, w)} for a {width}x{height} image)")
         elif n % 4 or n < 8:

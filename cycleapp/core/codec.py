@@ -274,7 +274,7 @@ def encode(ckpt: Checkpoint | None, rgb: np.ndarray, rdoq_weight: float = RDOQ_W
     layer: (kind, step) of an enhancement layer over the learned code's reconstruction (LAYERS),
     the step in sixteenths of a pixel value (PIXELS at 16 is lossless, at 16 * (2N + 1) keeps every
     pixel within N), or None. A layer that stands alone (PREDICTED_ALONE) has no learned code: its
-    file names no checkpoint and takes no step shift, so `ckpt` and `step_shift` are not used."""
+    file names no checkpoint (`ckpt` must be None) and takes no step shift (`step_shift` is not used)."""
     return encode_layers(ckpt, rgb, rdoq_weight, step_shift, layer)[0]
 
 
@@ -301,6 +301,9 @@ def encode_layers(ckpt: Checkpoint | None, rgb: np.ndarray, rdoq_weight: float =
         raise ValueError(f"{'near-lossless and lossless' if kind in MAX_LAYER_PIXELS_OF_KIND else 'high rates'} "
                          f"take images of at most {most:,} "
                          f"pixels (this one has {rgb.shape[0] * rgb.shape[1]:,})")
+    if (ckpt is None) != (kind in STANDALONE):
+        raise ValueError("a checkpoint is needed for a learned code, and none for a layer that stands alone "
+                         f"(kinds {', '.join(map(str, STANDALONE))})")
     if kind in STANDALONE:
         cyc = CycFile.standalone(rgb.shape[1], rgb.shape[0], int(kind), int(step))
         pixels = flat_base(*rgb.shape[:2])
