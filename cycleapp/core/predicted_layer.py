@@ -218,26 +218,25 @@ def walk(base: np.ndarray, step: int, predictor, weights, code) -> np.ndarray:
         grids = [(_index(rows, di * half, h, s), _index(cols, dj * half, w, s)) for di, dj in offsets]
         at = (slice(i0, h, s), slice(j0, w, s))  # the pass's positions (rows x cols)
         done = []
+        own = {}  # each channel coded in this pass: its ref and its neighbours' features (no pass
+        # reads its own positions, so a later channel reads the very values its neighbours had)
         for ci, c in enumerate(ORDER):
             if near:
                 vals = [_gather(rec[c], g) for g in grids]
                 ref = (vals[0] + vals[1] + vals[2] + vals[3] + 2) >> 2
-                feats = [v - ref for k, v in enumerate(vals) if k != 3]
-                feats += directional(vals, ref, near)
-                feats.append(b[c][at] - ref)
+                neighbours = [v - ref for k, v in enumerate(vals) if k != 3] + directional(vals, ref, near)
+                feats = neighbours + [b[c][at] - ref]
                 spread = sum(np.abs(v - ref) for v in vals[:4])
                 nerr = sum(np.abs(_gather(err[c], g)) for g in grids[:4])
             else:
-                ref = b[c][at]
+                ref, neighbours = b[c][at], []
                 feats, spread, nerr = [], 0, 0
+            own[c] = ref, neighbours
             cross = 0
             for d in done:
-                dv = [_gather(rec[d], g) for g in grids]
-                dref = (dv[0] + dv[1] + dv[2] + dv[3] + 2) >> 2 if near else b[d][at]
+                dref, dneighbours = own[d]
                 feats.append(rec[d][at] - dref)
-                feats += [v - dref for k, v in enumerate(dv) if k != 3]
-                if near:
-                    feats += directional(dv, dref, near)
+                feats += dneighbours
                 cross = cross + np.abs(err[d][at])
             feats.append(np.full(ref.shape, CONST, np.int32))
             X = Features(feats, n)
