@@ -107,22 +107,18 @@ def base_files(versions=(8,)) -> list[tuple[bytes, bytes | None, bytes | None]]:
                                 huge, rgb, step_shift=-16, layer=(codec.PREDICTED_TRANSFORM, 32))),
                             ((40, 72), noisy_ramp, lambda rgb: codec.encode(
                                 tiny, rgb, layer=(codec.PREDICTED_TRANSFORM, 2000)))]))
-    if 11 in versions:
-        large = checkpoint.by_name("large")
-        makers.append((11, [((17, 33), noisy_ramp, lambda rgb: codec.encode(
-                                huge, rgb, step_shift=-16, layer=(codec.ADAPTIVE_TRANSFORM, 32))),
-                            ((70, 72), noisy_ramp, lambda rgb: codec.encode(
-                                large, rgb, layer=(codec.ADAPTIVE_TRANSFORM, 2000))),
-                            ((160, 160), textures, lambda rgb: codec.encode(
-                                large, rgb, layer=(codec.ADAPTIVE_TRANSFORM, 48)))]))
-    if 13 in versions:
-        large = checkpoint.by_name("large")
-        makers.append((13, [((17, 33), noisy_ramp, lambda rgb: codec.encode(
-                                huge, rgb, step_shift=-16, layer=(codec.ADAPTIVE_TILED, 32))),
-                            ((70, 72), noisy_ramp, lambda rgb: codec.encode(
-                                large, rgb, layer=(codec.ADAPTIVE_TILED, 2000))),
-                            ((1040, 40), noisy_ramp, lambda rgb: codec.encode(
-                                tiny, rgb, layer=(codec.ADAPTIVE_TILED, 600)))]))
+    large = checkpoint.by_name("large")
+
+    def adaptive(kind: int, last: tuple) -> list:
+        """Kind 5's layer (format 11) or kind 7's (format 13) at a fine and a coarse step, then `last`."""
+        return [((17, 33), noisy_ramp, lambda rgb: codec.encode(huge, rgb, step_shift=-16, layer=(kind, 32))),
+                ((70, 72), noisy_ramp, lambda rgb: codec.encode(large, rgb, layer=(kind, 2000))), last]
+    if 11 in versions:  # the last one large enough for all three transform sizes
+        makers.append((11, adaptive(codec.ADAPTIVE_TRANSFORM, ((160, 160), textures, lambda rgb: codec.encode(
+            large, rgb, layer=(codec.ADAPTIVE_TRANSFORM, 48))))))
+    if 13 in versions:  # the last one two tiles
+        makers.append((13, adaptive(codec.ADAPTIVE_TILED, ((1040, 40), noisy_ramp, lambda rgb: codec.encode(
+            tiny, rgb, layer=(codec.ADAPTIVE_TILED, 600))))))
     if 12 in versions:
         makers.append((12, [((1, 1), noisy_ramp, lambda rgb: cycleapp.encode(rgb, lossless=True)),
                             ((17, 33), noisy_ramp, lambda rgb: cycleapp.encode(rgb, max_error=2)),
