@@ -49,6 +49,7 @@ import constriction
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from cycleapp.core import strips
 from cycleapp.core.entropy import check_not_dry, words
 from cycleapp.core.residual import (STEP_UNIT, check_end, choose_tables, dequantize, open_layer, quantize, read_symbols,
                                     read_tables, write_group, write_symbols)
@@ -141,17 +142,18 @@ class Features:
         return out.T if isinstance(index, slice) else np.ascontiguousarray(out.T)
 
     def __matmul__(self, w: np.ndarray) -> np.ndarray:
-        """The matrix times integer weights (F,) or (F, m), as int64, exactly."""
+        """The matrix times integer weights (F,) or (F, m), as int64, exactly: CHUNK rows at a time,
+        two at once (`strips.each`; each product exact, so the same in any order)."""
         n, count = self.shape
         wt = np.ascontiguousarray(w.astype(np.float64).T)  # (F,) or (m, F)
         out = np.empty((n,) + w.shape[1:], np.int64)
-        chunk = np.empty((count, min(n, self.CHUNK)))
-        for top in range(0, n, self.CHUNK):
-            rows = slice(top, min(n, top + self.CHUNK))
-            x = chunk[:, :rows.stop - top]
+
+        def product(rows: slice) -> None:
+            x = np.empty((count, rows.stop - rows.start))
             for k, f in enumerate(self.columns):
                 x[k] = f[rows]
             out[rows] = (wt @ x).T
+        strips.each(n, product, self.CHUNK)
         return out
 
 
@@ -298,7 +300,10 @@ def fit_classes(X, y, tiles, ntiles, w0, corrected):
     for _ in range(ROUNDS):
         cls = tile_cls[tiles]
         members = [np.flatnonzero(cls == k) for k in range(CLASSES)]
-        W = np.stack([fit(X, y, irls=IRLS, rows=m) if len(m) > 8 * X.shape[1] else w0 for m in members])
+        # the classes' fits two at once (each on one BLAS thread: the same weights as one after another)
+        W = np.stack(sum(strips.each(CLASSES, lambda ks: [fit(X, y, irls=IRLS, rows=members[k])
+                                                          if len(members[k]) > 8 * X.shape[1] else w0
+                                                          for k in range(ks.start, ks.stop)], 1), []))
         every = correction(X, W, None, all_classes=True)
         cost = np.abs(y[:, None] - every)
         tile_cls = np.stack([np.bincount(tiles, cost[:, k], minlength=ntiles) for k in range(CLASSES)], 1).argmin(1)
