@@ -90,7 +90,7 @@ FLAT = 128
 MAX_LAYER_PIXELS = 4096 * 4096  # an enhancement layer works on the whole image: about 80 bytes a pixel
 # ... the predicted pixel layer (kinds 3 and 6) about 300 (a 2048x2048 lossless file decodes in 1.7 GB), so
 # its files hold at most half as many: a decode within about 2.5 GB, whatever a file says
-MAX_LAYER_PIXELS_OF_KIND = {3: 4096 * 4096 // 2, 6: 4096 * 4096 // 2}
+MAX_LAYER_PIXELS_OF_KIND = {kind: MAX_LAYER_PIXELS // 2 for kind in (3, 6)}
 # The last commit of the CycleCodec repository that wrote each format before 8 (with the weights of
 # that commit): a file of that version decodes in a checkout of it.
 OLDER_RELEASES = {1: "ac271cb", 2: "ad57aa5", 3: "f9c7a47", 4: "e3e03f9", 5: "6b06ba3", 6: "31830f3",

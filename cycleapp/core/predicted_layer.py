@@ -300,10 +300,12 @@ def fit_classes(X, y, tiles, ntiles, w0, corrected):
     for _ in range(ROUNDS):
         cls = tile_cls[tiles]
         members = [np.flatnonzero(cls == k) for k in range(CLASSES)]
+
+        def fit_class(ks: slice) -> np.ndarray:  # (a class with few members keeps the one fit)
+            m = members[ks.start]
+            return fit(X, y, irls=IRLS, rows=m) if len(m) > 8 * X.shape[1] else w0
         # the classes' fits two at once (each on one BLAS thread: the same weights as one after another)
-        W = np.stack(sum(strips.each(CLASSES, lambda ks: [fit(X, y, irls=IRLS, rows=members[k])
-                                                          if len(members[k]) > 8 * X.shape[1] else w0
-                                                          for k in range(ks.start, ks.stop)], 1), []))
+        W = np.stack(strips.each(CLASSES, fit_class, 1))
         every = correction(X, W, None, all_classes=True)
         cost = np.abs(y[:, None] - every)
         tile_cls = np.stack([np.bincount(tiles, cost[:, k], minlength=ntiles) for k in range(CLASSES)], 1).argmin(1)
