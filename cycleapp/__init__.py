@@ -16,7 +16,7 @@ The names above are imported on first use, so `import cycleapp` stays light (no 
 
 # Raised with every change to the .cyc format or the weights (docs/release-policy.md, CHANGELOG.md);
 # pyproject.toml says the same.
-__version__ = "0.12.0"
+__version__ = "0.12.1"
 
 
 def __getattr__(name):

@@ -4,7 +4,8 @@
 
 Prints, best of `--runs`: JPEG 2000 at 2 bpp (encode, decode); CycleCodec with `--target-bytes` at
 2 bpp (the rate control's search and its one file's decode), a single encode at the setting that
-search chose, and lossless (encode, decode); each CycleCodec time also as a multiple of JPEG 2000's
+search chose, the learned transform's part of those (its analysis with the rounding of the code, its
+synthesis of the base's pixels), and lossless (encode, decode); each CycleCodec time also as a multiple of JPEG 2000's
 encode + decode; the process's peak memory after the lossy files and at the end. It keeps freed memory
 for reuse as the command line does (`cycleapp.core.allocator`).
 """
@@ -62,6 +63,12 @@ def main() -> None:
     once, _ = best(args.runs, lambda: entry.encode(rgb, m.setting))
     print(f"CycleCodec, one encode at that setting: {once:.2f} s; with its decode "
           f"{(once + decode) / reference:.1f}x JPEG 2000")
+    ckpt, tiling = entry.checkpoint, codec.tiling_of(entry.layer(m.setting)[0])
+    analysis, code = best(args.runs, lambda: codec.quantized_code(ckpt, rgb, step_shift=entry.step_shift))
+    synthesis, _ = best(args.runs, lambda: codec.reconstruct_from_code(ckpt, code, *rgb.shape[:2], entry.step_shift,
+                                                                      tiling))
+    print(f"of which the learned transform alone: analysis {analysis:.2f} s, synthesis {synthesis:.2f} s (in the "
+          f"encode and again in the decode): {(analysis + 2 * synthesis) / reference:.1f}x JPEG 2000")
     print(f"peak memory of this process so far (the search and the single encodes): {peak_gb():.2f} GB")
     encode, lossless = best(args.runs, lambda: api.encode(rgb, lossless=True))
     decode, _ = best(args.runs, lambda: codec.decode(lossless))

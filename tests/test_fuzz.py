@@ -115,11 +115,16 @@ def test_tile_seams_are_invisible(ckpt, photo):
     whole, tiled = codec.quantized_code(ckpt, rgb, tile=19), codec.quantized_code(ckpt, rgb, tile=4)
     assert whole.shape == tiled.shape == (1, ckpt.channels, 13, 19)
     assert (whole != tiled).float().mean() < 1e-3 and (whole - tiled).abs().max() <= 1
-    pixels = codec.reconstruct_from_code(ckpt, whole, 200, 300, tile=19)
-    seams = codec.reconstruct_from_code(ckpt, whole, 200, 300, tile=4)
+    pixels = codec.reconstruct_from_code(ckpt, whole, 200, 300, tiling=tiles_of(19))
+    seams = codec.reconstruct_from_code(ckpt, whole, 200, 300, tiling=tiles_of(4))
     assert np.abs(pixels.astype(int) - seams).max() <= 1
     assert (pixels != seams).mean() < 1e-3
     assert np.array_equal(pixels, codec.reconstruct_from_code(ckpt, whole, 200, 300))  # one tile by default
+
+
+def tiles_of(side: int):
+    """A tiling of square tiles of this many code positions a side."""
+    return lambda height, width: list(codec.tiles(height, width, side))
 
 
 def test_tiles_made_side_by_side_are_the_tiles_made_one_after_another(photo):
@@ -129,7 +134,7 @@ def test_tiles_made_side_by_side_are_the_tiles_made_one_after_another(photo):
     gives other pixels: the check can fail.)"""
     ckpt = checkpoint.by_name(checkpoint.available()[-1].stem)
     code = codec.quantized_code(ckpt, photo)
-    made = at_thread_counts(lambda: codec.reconstruct_from_code(ckpt, code, *photo.shape[:2], tile=16))  # 2 x 3 tiles
+    made = at_thread_counts(lambda: codec.reconstruct_from_code(ckpt, code, *photo.shape[:2], tiling=tiles_of(16)))  # 2 x 3 tiles
     assert np.array_equal(made[1], made[2]) and np.array_equal(made[1], made[3])
 
 
@@ -167,7 +172,7 @@ def test_format_13_tiles_split_the_code_evenly_whatever_the_threads(monkeypatch)
     format_11 = codec.encode(ckpt, rgb, layer=(codec.ADAPTIVE_TRANSFORM, 600))
     rules = []
     reconstruct = codec.reconstruct_from_code
-    monkeypatch.setattr(codec, "reconstruct_from_code", lambda *a, **k: rules.append(k.get("even")) or reconstruct(*a, **k))
+    monkeypatch.setattr(codec, "reconstruct_from_code", lambda *a, **k: rules.append(k.get("tiling")) or reconstruct(*a, **k))
     codec.decode(data)
     codec.decode(format_11)
-    assert rules == [True, False]  # format 13's rule, then format 11's (format 8's)
+    assert rules == [codec.even_tiles, codec.square_tiles]  # format 13's rule, then format 11's (format 8's)

@@ -341,3 +341,15 @@ def test_a_lossless_file_holds_no_learned_code_and_a_header_that_says_it_does_is
         codec.encode(tiny, rgb, layer=(codec.PREDICTED_ALONE, 16))
     with pytest.raises(ValueError, match="a checkpoint is needed"):
         codec.encode(None, rgb, layer=(codec.ADAPTIVE_TILED, 64))
+
+
+def test_lossless_and_near_lossless_need_no_checkpoint(tmp_path, monkeypatch):
+    """Their files name no checkpoint (format 12), so neither their encoder nor their decoder looks
+    for one: with none installed they still work, and a lossy file is refused in words."""
+    rgb = np.array(Image.open(EXAMPLES / "kodim23.png").convert("RGB"))[:24, :40]
+    monkeypatch.setenv("CYCLECODEC_CHECKPOINTS", str(tmp_path))  # an empty directory
+    assert np.array_equal(cycleapp.decode(cycleapp.encode(rgb, lossless=True)), rgb)
+    near = cycleapp.decode(cycleapp.encode(rgb, max_error=2))
+    assert np.abs(near.astype(int) - rgb).max() <= 2
+    with pytest.raises(ValueError, match="none installed"):
+        cycleapp.encode(rgb, code_size="medium")

@@ -391,6 +391,15 @@ class Encoder:
         """The payload at a step and the pixels it decodes to."""
         return self.at(step).encode(step, seal)
 
+    def payload(self, step: int, seal: int) -> bytes:
+        """The payload at a step alone."""
+        return self.at(step).payload(step, seal)
+
+    def pixels_at(self, step: int) -> np.ndarray:
+        """The pixels the payload at a step decodes to (its levels are kept: no second search of them)."""
+        view = self.at(step)
+        return view.pixels(view.levels(step), step)
+
 
 class Layout(kind4.Encoder):
     """Kind 4's encoder over the blocks of one layout (`Encoder.sizes_at`): the same levels,

@@ -48,6 +48,11 @@ def tiles(height: int, width: int, tile: int):
             yield top, min(top + tile, height), left, min(left + tile, width)
 
 
+def square_tiles(height: int, width: int) -> list[tuple[int, int, int, int]]:
+    """Format 8's tiles of a (height, width) code (`tile_size`): (top, bottom, left, right) each."""
+    return list(tiles(height, width, tile_size(height, width)))
+
+
 # The base of a format 13 file (layer kinds in TILED_BASE) is made in tiles of at most TILED_ROWS x
 # TILED_COLS code positions, its rows and columns split evenly, whatever the image's size: a 2K
 # photo is two tiles of whole rows, made side by side on two threads, where format 8's rule makes
@@ -197,10 +202,10 @@ def submit_as_caller(pool: ThreadPoolExecutor, fn, *args) -> Future:
 
 @torch.no_grad()
 def reconstruct_from_code(ckpt: Checkpoint, code: torch.Tensor, height: int, width: int,
-                          step_shift: int = 0, tile: int | None = None, even: bool = False) -> np.ndarray:
+                          step_shift: int = 0, tiling=square_tiles) -> np.ndarray:
     """The (height, width, 3) uint8 pixels of an integer code (1, C, H/16, W/16), tile by tile
-    (tiles of `tile_size` unless given; `even`: format 13's `even_tiles`), each decoded with the
-    model's halo of code around it."""
+    (`tiling(H/16, W/16)`: the tiles' bounds, format 8's `square_tiles` or format 13's `even_tiles`,
+    `tiling_of`), each decoded with the model's halo of code around it."""
     scales = step_scales(ckpt, step_shift).float().view(1, -1, 1, 1)
     out = np.empty((height, width, 3), np.uint8)
     h, w = code.shape[-2:]
@@ -216,7 +221,7 @@ def reconstruct_from_code(ckpt: Checkpoint, code: torch.Tensor, height: int, wid
         out[rows, cols] = to_pixels(x_hat[..., rows.start - FACTOR * t:rows.stop - FACTOR * t,
                                           cols.start - FACTOR * l:cols.stop - FACTOR * l])
 
-    parts = even_tiles(h, w) if even else list(tiles(h, w, tile or tile_size(h, w)))
+    parts = tiling(h, w)
     with one_thread() as threads:
         at_once = min(len(parts), threads, MOST_TILES_AT_ONCE) if OWN_THREAD_COUNTS else 1
         made = None
@@ -260,6 +265,11 @@ LAYERS = {PIXELS: residual, TRANSFORM: dct_layer, PREDICTED: predicted_layer,
 TILED_BASE = (ADAPTIVE_TILED,)  # the layer kinds whose base is made in `even_tiles`
 
 
+def tiling_of(layer_kind: int):
+    """The tiles the base of a file with this layer kind (0: none) is made in."""
+    return even_tiles if layer_kind in TILED_BASE else square_tiles
+
+
 def flat_base(height: int, width: int) -> np.ndarray:
     """The base of a layer that stands alone (`bitstream.STANDALONE`): a flat grey."""
     return np.full((height, width, 3), FLAT, np.uint8)
@@ -285,7 +295,8 @@ def encode_layers(ckpt: Checkpoint | None, rgb: np.ndarray, rdoq_weight: float =
     (with an enhancement layer; None without). `base`: the learned code's payload and reconstruction
     at this checkpoint and step shift, if the caller has them already, and `layer_encoder` the
     layer kind's encoder made for this image over that base (`adaptive_layer.Encoder`): rate control
-    tries several steps over one base."""
+    tries several steps over one base, and asks that encoder for the pixels of the few files it
+    compares (`pixels_at`; so None here)."""
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8 or min(rgb.shape[:2]) < 1:
         raise ValueError("expected an RGB image of shape (H, W, 3), uint8, at least 1x1")
     if problem := unstorable_size(rgb.shape[1], rgb.shape[0]):
@@ -312,34 +323,36 @@ def encode_layers(ckpt: Checkpoint | None, rgb: np.ndarray, rdoq_weight: float =
                       b"", int(step_shift), int(kind), int(step))
         if base is None:
             base = base_layer(ckpt, rgb, rdoq_weight, step_shift, cyc.seal, with_pixels=bool(kind),
-                              even=kind in TILED_BASE)
+                              tiling=tiling_of(kind))
         cyc.payload, pixels = base
     if kind:
         seal = cyc.layer_seal(pixels)
-        cyc.layer, pixels = layer_encoder.encode(int(step), seal) if layer_encoder is not None else \
-            LAYERS[kind].encode_layer(rgb, pixels, int(step), seal)
+        if layer_encoder is not None:
+            cyc.layer, pixels = layer_encoder.payload(int(step), seal), None
+        else:
+            cyc.layer, pixels = LAYERS[kind].encode_layer(rgb, pixels, int(step), seal)
     return cyc.to_bytes(), pixels if kind else None
 
 
-def layered_base(ckpt: Checkpoint, rgb: np.ndarray, rdoq_weight: float = RDOQ_WEIGHT, step_shift: int = 0,
-                 layer_kind: int = ADAPTIVE_TILED) -> tuple[bytes, np.ndarray]:
+def layered_base(ckpt: Checkpoint, rgb: np.ndarray, layer_kind: int, rdoq_weight: float = RDOQ_WEIGHT,
+                 step_shift: int = 0) -> tuple[bytes, np.ndarray]:
     """The learned code's payload and pixels of an image as a file with a layer of this kind holds
     it (its seal is that file's header's: the version is in it), for `encode_layers` to reuse over
     many steps."""
     shape = code_shape(ckpt.channels, rgb.shape[1], rgb.shape[0])
     seal = CycFile(ckpt.id, rgb.shape[1], rgb.shape[0], shape, b"", int(step_shift), layer_kind=layer_kind).seal
-    return base_layer(ckpt, rgb, rdoq_weight, step_shift, seal, even=layer_kind in TILED_BASE)
+    return base_layer(ckpt, rgb, rdoq_weight, step_shift, seal, tiling=tiling_of(layer_kind))
 
 
 def base_layer(ckpt: Checkpoint, rgb: np.ndarray, rdoq_weight: float, step_shift: int, seal: int,
-               with_pixels: bool = True, even: bool = False) -> tuple[bytes, np.ndarray | None]:
-    """The learned code's payload of an image, and (if asked) the pixels it decodes to (made in
-    `even_tiles` if `even`)."""
+               with_pixels: bool = True, tiling=square_tiles) -> tuple[bytes, np.ndarray | None]:
+    """The learned code's payload of an image, and (if asked) the pixels it decodes to (made in the
+    tiles of `tiling`: `tiling_of` the file's layer kind)."""
     code = quantized_code(ckpt, rgb, rdoq_weight, step_shift)
     payload = ckpt.tables.shifted(table_shift(step_shift)).encode(code[0].numpy(), seal)
     if not with_pixels:
         return payload, None
-    return payload, reconstruct_from_code(ckpt, code, *rgb.shape[:2], step_shift, even=even)
+    return payload, reconstruct_from_code(ckpt, code, *rgb.shape[:2], step_shift, tiling)
 
 
 def read_code(data: bytes, ckpt: Checkpoint | None = None) -> tuple[CycFile, Checkpoint, np.ndarray]:
@@ -391,7 +404,7 @@ def decode(data: bytes, ckpt: Checkpoint | None = None) -> np.ndarray:
     if cyc.has_code:
         _, ckpt, code = _read_code(cyc, ckpt)
         base = reconstruct_from_code(ckpt, torch.from_numpy(code)[None], cyc.height, cyc.width, cyc.step_shift,
-                                     even=cyc.layer_kind in TILED_BASE)
+                                     tiling=tiling_of(cyc.layer_kind))
     else:
         _check_layer(cyc)
         base = flat_base(cyc.height, cyc.width)

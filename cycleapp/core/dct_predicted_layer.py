@@ -293,12 +293,17 @@ class Encoder(kind2.Encoder):
     def encode(self, step: int, seal: int, dead_zone: float = kind2.DEAD_ZONE,
                rdo: float | None = None) -> tuple[bytes, np.ndarray]:
         """The payload at a step and the pixels it decodes to (see `encode_layer`)."""
+        return self.payload(step, seal, dead_zone, rdo), self.pixels(self.levels(step, dead_zone, rdo), step)
+
+    def payload(self, step: int, seal: int, dead_zone: float = kind2.DEAD_ZONE, rdo: float | None = None) -> bytes:
+        """The payload at a step alone (`encode` without the pixels: rate control makes those only
+        for the candidates it compares)."""
         q = self.levels(step, dead_zone, rdo)
         coded = self.coded(q, self.level_contexts(step, dead_zone, rdo))
         coder = constriction.stream.stack.AnsCoder(words(seal))
         write_symbols(coder, coded, tables_for(self.level_counts(step, dead_zone, rdo)))
         self.write_head(coder)
-        return coder.get_compressed().astype("<u4").tobytes(), self.pixels(q, step)
+        return coder.get_compressed().astype("<u4").tobytes()
 
     def write_head(self, coder) -> None:
         """Code what the decoder reads before the tables (in reverse, like everything on the stack):

@@ -87,14 +87,18 @@ TRANSFORM_STEPS = tuple(round(codec.dct_layer.MAX_STEP * 2 ** (-i / 16))
                         for i in range(16 * 8 + 1))  # in sixteenths: 512 to 2
 PIXEL_STEPS = (residual.STEP_UNIT,)
 LADDER = len(TRANSFORM_STEPS) + len(PIXEL_STEPS) - 1  # the lossless setting
+# The layer kinds the ladder and the modes write (from release 0.12.0 on): format 13's transform-domain
+# layer over a base made in even tiles, format 12's predicted pixel layer on its own. Files of the
+# earlier kinds are still read (`codec.LAYERS`), and written only where a caller names their kind.
+TRANSFORM_LAYER, PIXEL_LAYER = codec.ADAPTIVE_TILED, codec.PREDICTED_ALONE
 
 
 def ladder_layer(setting: int) -> tuple[int, int]:
     """The enhancement layer (kind, step) of a layered setting, 0 to LADDER (lossless)."""
     setting = min(max(int(setting), 0), LADDER)
     if setting < len(TRANSFORM_STEPS):
-        return codec.ADAPTIVE_TILED, TRANSFORM_STEPS[setting]
-    return codec.PREDICTED_ALONE, PIXEL_STEPS[setting - len(TRANSFORM_STEPS)]
+        return TRANSFORM_LAYER, TRANSFORM_STEPS[setting]
+    return PIXEL_LAYER, PIXEL_STEPS[setting - len(TRANSFORM_STEPS)]
 
 
 DEFAULT_CODE_SIZE = "medium"  # the API's, the plug-in's and the app's code size when none is chosen
@@ -119,10 +123,11 @@ class LayeredCodec(Codec):
     """The learned codec beyond its presets: a code size at a step offset (its base) plus an
     enhancement layer (`codec.LAYERS`), from the base's own file up to lossless.
 
-    The setting picks the layer and its step on a ladder (`ladder_layer`). A mode (`mode_name`:
-    lossless, near-lossless) is this codec with one fixed layer: its only setting, never matched to
-    a size. `base`, if given, is one image's `ImageBase`, reused by every setting tried on it."""
-    checkpoint: Checkpoint = field(repr=False)
+    The setting picks the layer and its step on a ladder (`ladder_layer`). A mode (`mode`:
+    lossless, near-lossless) is this codec with one fixed layer (`PIXEL_LAYER`, which stands alone:
+    no checkpoint): its only setting, never matched to a size. `base`, if given, is one image's
+    `ImageBase`, reused by every setting tried on it."""
+    checkpoint: Checkpoint | None = field(repr=False)
     step_shift: int = LAYERED_BASE_SHIFT  # the base's, `codec.encode`'s
     fixed: tuple[int, int] | None = None  # a mode's one layer (kind, step); None: the ladder
     variant: str = LAYERED
@@ -143,32 +148,32 @@ class LayeredCodec(Codec):
 
     def for_image(self, rgb: np.ndarray) -> "LayeredCodec":
         """The same codec with the base layer of this image made once."""
-        payload, pixels = codec.layered_base(self.checkpoint, rgb, step_shift=self.step_shift)
+        payload, pixels = codec.layered_base(self.checkpoint, rgb, TRANSFORM_LAYER, step_shift=self.step_shift)
         return replace(self, base=ImageBase(rgb, payload, pixels, adaptive_layer.Encoder(rgb, pixels)))
 
     def encode(self, rgb: np.ndarray, setting=None) -> bytes:
-        return self.encode_with_pixels(rgb, setting)[0]
-
-    def encode_with_pixels(self, rgb: np.ndarray, setting=None) -> tuple[bytes, np.ndarray | None]:
-        """`encode`, and the pixels the file decodes to where the encoder knows them without
-        decoding (a transform-domain setting over this image's base, `for_image`; else None): rate
-        control compares its candidates' errors."""
         setting = self.default if setting is None else int(setting)
         kind, step = self.layer(setting)
-        if kind == codec.PREDICTED_ALONE:
-            return codec.encode(None, rgb, layer=(kind, step)), None
+        if kind == PIXEL_LAYER:
+            return codec.encode(None, rgb, layer=(kind, step))
         if self.base is None or self.base.rgb is not rgb:
-            return codec.encode(self.checkpoint, rgb, step_shift=self.step_shift, layer=(kind, step)), None
+            return codec.encode(self.checkpoint, rgb, step_shift=self.step_shift, layer=(kind, step))
         return codec.encode_layers(self.checkpoint, rgb, step_shift=self.step_shift, layer=(kind, step),
                                    base=(self.base.payload, self.base.pixels),
-                                   layer_encoder=self.base.transform_layer)
+                                   layer_encoder=self.base.transform_layer)[0]
+
+    def pixels_at(self, setting: int) -> np.ndarray:
+        """The pixels this image's file (`for_image`) at a transform-domain setting decodes to, as
+        its encoder makes them, without decoding: rate control compares its candidates' errors, and
+        only where there are several (a reconstruction is a tenth of an encode's time)."""
+        return self.base.transform_layer.pixels_at(self.layer(setting)[1])
 
     def base_bytes(self) -> int:
         """The bytes of a file of this image's base (`for_image`) and an empty layer: every layered
         file's size is this plus its layer's payload."""
         h, w = self.base.rgb.shape[:2]
         return len(CycFile(self.checkpoint.id, w, h, code_shape(self.checkpoint.channels, w, h), self.base.payload,
-                           self.step_shift, codec.ADAPTIVE_TILED, TRANSFORM_STEPS[0]).to_bytes())
+                           self.step_shift, TRANSFORM_LAYER, TRANSFORM_STEPS[0]).to_bytes())
 
     def estimate(self, setting: int) -> float:
         """A transform-domain setting's file size without coding its layer (`Encoder.size`):
@@ -180,7 +185,7 @@ class LayeredCodec(Codec):
 
     def describe(self, setting) -> str:
         kind, step = self.layer(setting)
-        if kind == codec.PREDICTED_ALONE:
+        if kind == PIXEL_LAYER:
             return "lossless" if step == residual.STEP_UNIT else \
                 f"near-lossless, every error within {residual.max_error(step)}"
         return f"{self.checkpoint.name} + DCT layer, step {step / residual.STEP_UNIT:.3g}"
@@ -199,7 +204,7 @@ def mode(name: str) -> LayeredCodec | None:
         step = residual.near_lossless_step(n)
     else:
         return None
-    return replace(layered(), fixed=(codec.PREDICTED_ALONE, step), variant=name)
+    return LayeredCodec(None, fixed=(PIXEL_LAYER, step), variant=name)
 
 
 def mode_names() -> list[str]:

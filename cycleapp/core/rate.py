@@ -248,7 +248,10 @@ def _match_beyond(made: Made, target: int, finest: Match | None) -> Match:
             len(finest.data) + layered.estimate(0) - layered.base_bytes())):
         candidates.append(finest)
     fit = [c for c in candidates if len(c.data) <= (1 + TOLERANCE) * target]
-    m = min(fit, key=lambda c: _error(c, made)) if fit else min(candidates, key=lambda c: len(c.data))
+    if len(fit) > 1:
+        m = min(fit, key=lambda c: _error(c, made))
+    else:
+        m = fit[0] if fit else min(candidates, key=lambda c: len(c.data))
     if not m.within_tolerance:
         if m.setting == learned.LADDER and len(m.data) < target:
             m.note = f"the lossless file is {len(m.data)} bytes, the largest this codec makes (target {target})"
@@ -261,12 +264,14 @@ def _match_beyond(made: Made, target: int, finest: Match | None) -> Match:
 
 def _error(m: Match, made: Made) -> float:
     """The squared error of a candidate's file: none for the lossless one (bit-exact by
-    construction, as the suite checks); else its pixels as its encoder made them (the layered
-    codec's, `Match.pixels`), or the finest file's, decoded once per image."""
-    if m.variant in (learned.LAYERED, learned.BRIDGE) and m.setting == learned.LADDER:
+    construction, as the suite checks); else its pixels as its encoder makes them (the layered
+    codec's and the bridge's, `LayeredCodec.pixels_at`), or the finest file's, decoded once per image."""
+    layered = {learned.LAYERED: made.layered, learned.BRIDGE: made.bridge}.get(m.variant)
+    if layered is not None and m.setting == learned.LADDER:
         return 0.0
-    pixels = m.pixels
-    if pixels is None:
+    if layered is not None:
+        pixels = layered.pixels_at(m.setting)
+    else:
         if made.finest_pixels is None:
             made.finest_pixels = codec.decode(m.data)
         pixels = made.finest_pixels
@@ -285,7 +290,6 @@ def match_layered(layered, rgb: np.ndarray, target: int, lossless: dict | None =
     tried (by default `first_try`'s, from the target's bpp and the base's; another base's match at
     the same target is a nearer one: two bases' steps for a size differ by a setting or less)."""
     made: dict[int, tuple[bytes, float]] = {}
-    pixels: dict[int, np.ndarray] = {}  # what they decode to, as the encoder made them
     estimates: dict[int, float] = {}
     lossless = {} if lossless is None else lossless
 
@@ -296,8 +300,7 @@ def match_layered(layered, rgb: np.ndarray, target: int, lossless: dict | None =
             if s == learned.LADDER:
                 made[s] = lossless[s]
             else:
-                (data, pixels[s]), seconds = timed(layered.encode_with_pixels, rgb, s)
-                made[s] = data, seconds
+                made[s] = timed(layered.encode, rgb, s)
         return len(made[s][0])
 
     def estimate(s: int) -> float:
@@ -341,7 +344,7 @@ def match_layered(layered, rgb: np.ndarray, target: int, lossless: dict | None =
             size(other)
     best = min(made, key=lambda s: (abs(len(made[s][0]) - target), s))
     data, encode_s = made[best]
-    m = Match(layered.name, best, data, target, "", encode_s=encode_s, pixels=pixels.get(best))
+    m = Match(layered.name, best, data, target, "", encode_s=encode_s)
     if not m.within_tolerance:
         if best == 0 and len(data) > target:
             m.note = f"cannot go below {len(data)} bytes (target {target})"
