@@ -63,14 +63,13 @@ def main(argv=None) -> int:
     reuse_freed_memory()
     try:
         if args.command == "sizes":
-            paths = ckpts.available()
-            if not paths:
-                raise ValueError(f"no checkpoints found in {ckpts.checkpoint_dir()}")
-            for path in paths:
+            for path in ckpts.available():
                 print(ckpts.by_name(path.stem).describe())
-            lo, hi = learned.NEAR_LOSSLESS_RANGE
+            lo, hi = learned.NEAR_LOSSLESS_RANGE  # (these need no checkpoint)
             print(f"{learned.LOSSLESS}\tpredicted pixel layer: the very same pixels")
             print(f"{learned.NEAR_LOSSLESS}N\tpredicted pixel layer: every pixel within N ({lo} to {hi})")
+            if not ckpts.available():
+                raise ValueError(f"no checkpoints found in {ckpts.checkpoint_dir()}: only the modes above")
         elif args.command == "encode":
             rgb = read(args.input)
             with warnings.catch_warnings(record=True) as caught:  # a target out of reach: a note

@@ -63,10 +63,12 @@ def main() -> None:
     once, _ = best(args.runs, lambda: entry.encode(rgb, m.setting))
     print(f"CycleCodec, one encode at that setting: {once:.2f} s; with its decode "
           f"{(once + decode) / reference:.1f}x JPEG 2000")
-    ckpt, tiling = entry.checkpoint, codec.tiling_of(entry.layer(m.setting)[0])
-    analysis, code = best(args.runs, lambda: codec.quantized_code(ckpt, rgb, step_shift=entry.step_shift))
-    synthesis, _ = best(args.runs, lambda: codec.reconstruct_from_code(ckpt, code, *rgb.shape[:2], entry.step_shift,
-                                                                      tiling))
+    if isinstance(entry, learned.LayeredCodec):  # (its base's code size and tiles)
+        ckpt, shift, tiling = entry.checkpoint, entry.step_shift, codec.tiling_of(entry.layer(m.setting)[0])
+    else:  # a code size's own file (a low --bpp)
+        ckpt, shift, tiling = entry.checkpoint, -int(m.setting), codec.square_tiles
+    analysis, code = best(args.runs, lambda: codec.quantized_code(ckpt, rgb, step_shift=shift))
+    synthesis, _ = best(args.runs, lambda: codec.reconstruct_from_code(ckpt, code, *rgb.shape[:2], shift, tiling))
     print(f"of which the learned transform alone: analysis {analysis:.2f} s, synthesis {synthesis:.2f} s (in the "
           f"encode and again in the decode): {(analysis + 2 * synthesis) / reference:.1f}x JPEG 2000")
     print(f"peak memory of this process so far (the search and the single encodes): {peak_gb():.2f} GB")

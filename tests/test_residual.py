@@ -107,6 +107,20 @@ def test_just_above_the_code_sizes_the_better_base_is_kept(crops):
                 assert ours >= psnr(rgb, cycleapp.decode(other.data)) - 1e-9
 
 
+def test_the_pixels_rate_control_compares_are_the_files_own(crops):
+    """`LayeredCodec.pixels_at` (what `_match_beyond` scores candidates on) gives the very pixels a
+    setting's file decodes to, over the layered codec's base and the bridge's, and still after other
+    steps have pushed that setting's levels out of the encoder's keeping."""
+    rgb = crops[1]
+    for layered in (learned.layered().for_image(rgb), learned.bridge().for_image(rgb)):
+        data = layered.encode(rgb, 96)
+        for setting in (60, 70, 80, 90, 100):  # (more steps than the encoder keeps)
+            layered.estimate(setting)
+        assert np.array_equal(layered.pixels_at(96), cycleapp.decode(data))
+    with pytest.raises(AssertionError):
+        layered.pixels_at(learned.LADDER)
+
+
 def test_further_above_only_the_smaller_base_is_tried(crops):
     """From BRIDGE_BELOW times the layered codec's base the bridge is worse (`rate.BRIDGE_BELOW`):
     its base is not made (speed and memory); the file is the layered codec's (or near the largest

@@ -396,7 +396,7 @@ class Encoder:
         return self.at(step).payload(step, seal)
 
     def pixels_at(self, step: int) -> np.ndarray:
-        """The pixels the payload at a step decodes to (its levels are kept: no second search of them)."""
+        """The pixels the payload at a step decodes to (from its levels, kept for the last few steps)."""
         view = self.at(step)
         return view.pixels(view.levels(step), step)
 

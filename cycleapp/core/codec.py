@@ -292,7 +292,7 @@ def encode_layers(ckpt: Checkpoint | None, rgb: np.ndarray, rdoq_weight: float =
                   layer: tuple[int, int] | None = None, base: tuple[bytes, np.ndarray] | None = None,
                   layer_encoder=None) -> tuple[bytes, np.ndarray | None]:
     """`encode`, and the pixels the file decodes to where the encoder knows them without decoding
-    (with an enhancement layer; None without). `base`: the learned code's payload and reconstruction
+    (with an enhancement layer made here; None without one, or over `layer_encoder`). `base`: the learned code's payload and reconstruction
     at this checkpoint and step shift, if the caller has them already, and `layer_encoder` the
     layer kind's encoder made for this image over that base (`adaptive_layer.Encoder`): rate control
     tries several steps over one base, and asks that encoder for the pixels of the few files it

@@ -166,7 +166,9 @@ class LayeredCodec(Codec):
         """The pixels this image's file (`for_image`) at a transform-domain setting decodes to, as
         its encoder makes them, without decoding: rate control compares its candidates' errors, and
         only where there are several (a reconstruction is a tenth of an encode's time)."""
-        return self.base.transform_layer.pixels_at(self.layer(setting)[1])
+        kind, step = self.layer(setting)
+        assert kind == TRANSFORM_LAYER, "pixels_at is for the transform-domain settings"
+        return self.base.transform_layer.pixels_at(step)
 
     def base_bytes(self) -> int:
         """The bytes of a file of this image's base (`for_image`) and an empty layer: every layered

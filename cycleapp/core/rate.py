@@ -37,8 +37,7 @@ class Match:
     metric: str = "bytes"  # what was matched: "bytes", or a quality ("psnr", "ms_ssim": `evaluation.matching`)
     value: float | None = None  # a quality match: the file's quality
     tolerance: float | None = None  # a quality match: how far from the target its value may be
-    # what `data` decodes to, where known: from its encoder (the layered codec's), or decoded by a
-    # quality search, which also timed it (decode_s)
+    # what `data` decodes to, where a quality search decoded it, which also timed it (decode_s)
     pixels: np.ndarray | None = field(default=None, repr=False)
     decode_s: float | None = None
 
