@@ -63,12 +63,13 @@ def main(argv=None) -> int:
     reuse_freed_memory()
     try:
         if args.command == "sizes":
-            for path in ckpts.available():
+            paths = ckpts.available()
+            for path in paths:
                 print(ckpts.by_name(path.stem).describe())
             lo, hi = learned.NEAR_LOSSLESS_RANGE  # (these need no checkpoint)
             print(f"{learned.LOSSLESS}\tpredicted pixel layer: the very same pixels")
             print(f"{learned.NEAR_LOSSLESS}N\tpredicted pixel layer: every pixel within N ({lo} to {hi})")
-            if not ckpts.available():
+            if not paths:
                 raise ValueError(f"no checkpoints found in {ckpts.checkpoint_dir()}: only the modes above")
         elif args.command == "encode":
             rgb = read(args.input)

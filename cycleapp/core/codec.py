@@ -292,11 +292,11 @@ def encode_layers(ckpt: Checkpoint | None, rgb: np.ndarray, rdoq_weight: float =
                   layer: tuple[int, int] | None = None, base: tuple[bytes, np.ndarray] | None = None,
                   layer_encoder=None) -> tuple[bytes, np.ndarray | None]:
     """`encode`, and the pixels the file decodes to where the encoder knows them without decoding
-    (with an enhancement layer made here; None without one, or over `layer_encoder`). `base`: the learned code's payload and reconstruction
-    at this checkpoint and step shift, if the caller has them already, and `layer_encoder` the
-    layer kind's encoder made for this image over that base (`adaptive_layer.Encoder`): rate control
-    tries several steps over one base, and asks that encoder for the pixels of the few files it
-    compares (`pixels_at`; so None here)."""
+    (with an enhancement layer made here; None without one). `base`: the learned code's payload and
+    reconstruction at this checkpoint and step shift, if the caller has them already, and
+    `layer_encoder` the layer kind's encoder made for this image over that base
+    (`adaptive_layer.Encoder`): rate control tries several steps over one base, and asks that encoder
+    for the pixels of the few files it compares (`pixels_at`), so with it the pixels are None."""
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8 or min(rgb.shape[:2]) < 1:
         raise ValueError("expected an RGB image of shape (H, W, 3), uint8, at least 1x1")
     if problem := unstorable_size(rgb.shape[1], rgb.shape[0]):

@@ -247,10 +247,10 @@ def _match_beyond(made: Made, target: int, finest: Match | None) -> Match:
             len(finest.data) + layered.estimate(0) - layered.base_bytes())):
         candidates.append(finest)
     fit = [c for c in candidates if len(c.data) <= (1 + TOLERANCE) * target]
-    if len(fit) > 1:
-        m = min(fit, key=lambda c: _error(c, made))
-    else:
-        m = fit[0] if fit else min(candidates, key=lambda c: len(c.data))
+    if not fit:
+        m = min(candidates, key=lambda c: len(c.data))
+    else:  # (errors are made only where there is a choice)
+        m = fit[0] if len(fit) == 1 else min(fit, key=lambda c: _error(c, made))
     if not m.within_tolerance:
         if m.setting == learned.LADDER and len(m.data) < target:
             m.note = f"the lossless file is {len(m.data)} bytes, the largest this codec makes (target {target})"
